@@ -1,0 +1,121 @@
+"""`hfssl` and `python -m hfssl`: subcommand -> function, in one dict."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hfssl import config as config_lib
+from hfssl.config import PretrainConfig, TokenizerTrainConfig
+from hfssl.errors import UsageError
+
+
+def add_schema_arguments(parser: argparse.ArgumentParser, schema: type) -> None:
+    """One `--section.field` option per schema field, with the field's help, type and default."""
+    defaults = schema()
+    for name, section in config_lib.sections(schema).items():
+        group = parser.add_argument_group(f"{name} ({section.__name__})")
+        for key, (tp, fld) in config_lib.section_fields(section).items():
+            default = getattr(getattr(defaults, name), key)
+            group.add_argument(
+                f"--{name}.{key}",
+                dest=f"{name}.{key}",
+                default=argparse.SUPPRESS,
+                metavar="VALUE",
+                help=f"{fld.metadata['help']} [{config_lib.describe(tp)}; default: {default!r}]",
+            )
+
+
+def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
+    keys = {f"{n}.{k}" for n, s in config_lib.sections(schema).items() for k in config_lib.section_fields(s)}
+    return {k: v for k, v in vars(args).items() if k in keys}
+
+
+def run_pretrain(args: argparse.Namespace) -> None:
+    from hfssl.pretrain import pretrain
+
+    cfg = config_lib.load(PretrainConfig, args.recipe, overrides(args, PretrainConfig))
+    metrics = pretrain(cfg, resume=args.resume)
+    print(
+        f"eval loss {metrics['eval_loss']:.4f} (perplexity {metrics['eval_perplexity']:.2f}, "
+        f"accuracy {metrics['eval_accuracy']:.3f}) after {metrics['steps']} steps; "
+        f"model in {Path(cfg.train.output_dir) / 'final'}"
+    )
+
+
+def run_tokenizer_train(args: argparse.Namespace) -> None:
+    from hfssl.data.text import load_corpus
+    from hfssl.io import atomic_dir
+    from hfssl.pretrain import corpus_texts
+    from hfssl.tokenizer import train_tokenizer
+
+    cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
+    corpus, _ = load_corpus(cfg.data)
+    tokenizer = train_tokenizer(
+        corpus_texts(corpus, cfg.tokenizer.max_documents),
+        kind=cfg.tokenizer.kind,
+        vocab_size=cfg.tokenizer.vocab_size,
+        min_frequency=cfg.tokenizer.min_frequency,
+        lowercase=cfg.tokenizer.lowercase,
+        model_max_length=cfg.data.seq_len,
+    )
+    with atomic_dir(Path(args.out)) as tmp:
+        tokenizer.save_pretrained(tmp)
+    print(f"{cfg.tokenizer.kind} tokenizer with {len(tokenizer):,} tokens saved to {args.out}")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from hfssl.export import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    print(f"exported {args.checkpoint} to {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("pretrain", help="pretrain a masked language model from a recipe")
+    p.add_argument("recipe", help="YAML recipe (a path, or a shipped recipe name such as text/mlm-tiny)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="DIR",
+        help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory)",
+    )
+    add_schema_arguments(p, PretrainConfig)
+    p.set_defaults(func=run_pretrain)
+
+    p = commands.add_parser("tokenizer", help="tokenizer tools")
+    tok_commands = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
+    t = tok_commands.add_parser("train", help="train a WordPiece, byte-level BPE or Unigram tokenizer on a corpus")
+    t.add_argument("recipe", nargs="?", default=None, help="optional YAML recipe with data: and tokenizer: sections")
+    t.add_argument("--out", required=True, help="directory to save the tokenizer to")
+    add_schema_arguments(t, TokenizerTrainConfig)
+    t.set_defaults(func=run_tokenizer_train)
+
+    p = commands.add_parser("export", help="export a training checkpoint as a from_pretrained-loadable model")
+    p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")
+    p.add_argument("out", help="output directory")
+    p.set_defaults(func=run_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except UsageError as err:
+        print(f"hfssl: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

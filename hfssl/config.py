@@ -1,0 +1,350 @@
+"""The one schema: typed dataclasses, filled from a YAML recipe and `--section.field value` overrides.
+
+Every setting is a dataclass field with a type, a default and a help string that doubles as `--help` text. Recipes
+only set values. Loading checks every key and type and raises `UsageError` naming the key and what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hfssl.errors import UsageError
+
+
+def arg(default: Any, help: str) -> Any:
+    """A dataclass field with its help text (mutable defaults are copied per instance)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise UsageError(f"{key}: {message}")
+
+
+@dataclass
+class ModelArgs:
+    arch: Literal["modernbert", "bert", "roberta"] = arg(
+        "modernbert", "architecture built from scratch: pre-norm ModernBERT (sparse MLM head), post-norm BERT, RoBERTa"
+    )
+    size: Literal["tiny", "mini", "small", "base"] = arg(
+        "tiny", "size preset: tiny 2x128, mini 4x256, small 4x512, base 12x768 (layers x hidden)"
+    )
+    name_or_path: str | None = arg(
+        None, "continue pretraining from this masked-LM checkpoint (local directory or Hub name) instead of scratch"
+    )
+    num_layers: int | None = arg(None, "override the preset's number of layers")
+    hidden_size: int | None = arg(None, "override the preset's hidden size")
+    num_heads: int | None = arg(None, "override the preset's number of attention heads")
+    intermediate_size: int | None = arg(None, "override the preset's feed-forward size")
+    max_position_embeddings: int = arg(512, "positions the model can address (from scratch only)")
+    dropout: float = arg(0.0, "dropout while pretraining; 0 follows Cramming and ModernBERT")
+    trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
+
+    def __post_init__(self):
+        for name in ("num_layers", "hidden_size", "num_heads", "intermediate_size"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"model.{name}", f"must be positive, got {value}")
+        _check(self.max_position_embeddings > 0, "model.max_position_embeddings", "must be positive")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TokenizerArgs:
+    path: str | None = arg(
+        None, "existing tokenizer (directory or Hub name); empty: train one on the corpus, or take the checkpoint's"
+    )
+    kind: Literal["wordpiece", "bpe", "unigram"] = arg(
+        "wordpiece", "tokenizer to train: BERT WordPiece, byte-level BPE (RoBERTa), SentencePiece-style Unigram"
+    )
+    vocab_size: int = arg(8192, "vocabulary size of a trained tokenizer")
+    min_frequency: int = arg(2, "minimum count for a merge or piece to enter the vocabulary")
+    lowercase: bool = arg(True, "lowercase before tokenizing (WordPiece and Unigram)")
+    max_documents: int | None = arg(None, "train the tokenizer on at most this many documents (empty: all)")
+
+    def __post_init__(self):
+        _check(self.vocab_size >= 100, "tokenizer.vocab_size", f"must be at least 100, got {self.vocab_size}")
+        _check(self.min_frequency >= 1, "tokenizer.min_frequency", "must be at least 1")
+        _check(self.max_documents is None or self.max_documents > 0, "tokenizer.max_documents", "must be positive")
+
+
+@dataclass
+class DataArgs:
+    train: str = arg(
+        "synthetic",
+        "training corpus: a file (.txt .json .jsonl .csv .parquet), a glob, a directory, a Hub dataset name, "
+        "or 'synthetic' for the embedded generated corpus",
+    )
+    validation: str | None = arg(None, "validation corpus (same forms as train); empty: hold out validation_fraction")
+    validation_fraction: float = arg(0.02, "fraction of training documents held out when no validation corpus is set")
+    validation_documents: int = arg(1000, "documents held out from the head of a streamed corpus with no validation")
+    text_column: str = arg("text", "column holding the text in json/csv/parquet files and Hub datasets")
+    hub_config: str | None = arg(None, "Hub dataset configuration name")
+    hub_split: str = arg("train", "Hub dataset split to train on")
+    hub_validation_split: str | None = arg(None, "Hub dataset split to validate on (empty: hold out a fraction)")
+    hub_revision: str | None = arg(None, "Hub dataset revision (branch, tag or commit)")
+    streaming: bool = arg(False, "stream the corpus instead of loading it (for corpora larger than memory)")
+    seq_len: int = arg(128, "tokens per training sequence")
+    packing: bool = arg(True, "pack documents into full seq_len blocks; false: one (split) line per sequence")
+    num_proc: int | None = arg(None, "processes for tokenization (empty: all cores)")
+    cache_dir: str | None = arg(None, "where datasets caches loaded and tokenized data (empty: the datasets default)")
+    synthetic_documents: int = arg(20000, "documents in the embedded synthetic corpus")
+
+    def __post_init__(self):
+        _check(0.0 < self.validation_fraction < 1.0, "data.validation_fraction", "must be in (0, 1)")
+        _check(self.validation_documents > 0, "data.validation_documents", "must be positive")
+        _check(self.seq_len >= 8, "data.seq_len", f"must be at least 8, got {self.seq_len}")
+        _check(self.num_proc is None or self.num_proc > 0, "data.num_proc", "must be positive")
+        _check(self.synthetic_documents > 0, "data.synthetic_documents", "must be positive")
+
+
+@dataclass
+class MaskingArgs:
+    strategy: Literal["token", "whole_word", "span"] = arg(
+        "token", "what is hidden: single tokens, whole words, or SpanBERT spans of whole words"
+    )
+    mask_rate: float = arg(0.3, "fraction of tokens predicted; 0.3 as in ModernBERT (BERT used 0.15)")
+    replace_prob: float = arg(0.8, "of the predicted tokens, the fraction replaced by the mask token")
+    random_prob: float = arg(0.1, "of the predicted tokens, the fraction replaced by a random token (rest kept)")
+    span_p: float = arg(0.2, "span masking: geometric parameter of span lengths in words")
+    max_span: int = arg(10, "span masking: longest span in words")
+
+    def __post_init__(self):
+        _check(0.0 < self.mask_rate < 1.0, "masking.mask_rate", f"must be in (0, 1), got {self.mask_rate}")
+        _check(
+            self.replace_prob >= 0 and self.random_prob >= 0 and self.replace_prob + self.random_prob <= 1.0,
+            "masking.replace_prob",
+            "replace_prob and random_prob must be non-negative and sum to at most 1",
+        )
+        _check(0.0 < self.span_p <= 1.0, "masking.span_p", "must be in (0, 1]")
+        _check(self.max_span >= 1, "masking.max_span", "must be at least 1")
+
+
+@dataclass
+class TrainArgs:
+    output_dir: str = arg("runs/mlm", "run directory: checkpoints, logs, metrics.json and the final export")
+    seed: int = arg(0, "seed for initialisation, data order and masking")
+    max_steps: int | None = arg(1000, "optimizer steps to train (empty: use epochs)")
+    epochs: float | None = arg(None, "passes over the training data, used when max_steps is empty")
+    batch_size: int = arg(64, "sequences per device per micro-batch")
+    grad_accum: int = arg(1, "micro-batches accumulated per optimizer step")
+    lr: float = arg(2e-3, "peak learning rate; small models at short budgets want it high (Cramming)")
+    weight_decay: float = arg(0.01, "AdamW weight decay, never applied to norms and biases")
+    adam_beta1: float = arg(0.9, "AdamW beta1")
+    adam_beta2: float = arg(0.98, "AdamW beta2; 0.98 is steadier than 0.999 at high learning rates")
+    adam_eps: float = arg(1e-6, "AdamW epsilon")
+    schedule: Literal["linear", "cosine", "constant"] = arg(
+        "linear", "learning-rate decay after warmup (linear and cosine reach zero at the last step)"
+    )
+    warmup_ratio: float = arg(0.06, "fraction of the steps spent warming up")
+    warmup_steps: int | None = arg(None, "warmup steps (overrides warmup_ratio)")
+    max_grad_norm: float | None = arg(1.0, "clip gradients to this norm (empty: no clipping)")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = arg(
+        "auto", "auto: bf16 where the GPU has it, else fp16 on a GPU, none on a CPU"
+    )
+    eval_every: int = arg(200, "evaluate every N steps (and at the end)")
+    eval_batches: int | None = arg(50, "validation batches per evaluation (empty: all)")
+    eval_batch_size: int | None = arg(None, "sequences per device in evaluation (empty: batch_size)")
+    save_every: int = arg(500, "checkpoint every N steps")
+    keep_last: int = arg(2, "checkpoints kept; older ones are deleted")
+    log_every: int = arg(10, "log training metrics every N steps")
+    num_workers: int = arg(0, "DataLoader workers (resume is exact only with 0)")
+    compile: bool = arg(False, "torch.compile the model")
+
+    def __post_init__(self):
+        _check(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")
+        _check(self.epochs is None or self.epochs > 0, "train.epochs", "must be positive")
+        _check(self.max_steps is not None or self.epochs is not None, "train.max_steps", "set max_steps or epochs")
+        for name in ("batch_size", "grad_accum", "eval_every", "save_every", "keep_last", "log_every"):
+            _check(getattr(self, name) > 0, f"train.{name}", f"must be positive, got {getattr(self, name)}")
+        _check(self.lr > 0, "train.lr", "must be positive")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be non-negative")
+        _check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio", "must be in [0, 1)")
+        _check(self.warmup_steps is None or self.warmup_steps >= 0, "train.warmup_steps", "must be non-negative")
+        _check(self.num_workers >= 0, "train.num_workers", "must be non-negative")
+        _check(self.eval_batches is None or self.eval_batches > 0, "train.eval_batches", "must be positive")
+
+
+@dataclass
+class ExportArgs:
+    license: str = arg("apache-2.0", "license in the model card metadata")
+    language: list[str] = arg(["en"], "languages in the model card metadata")
+    tags: list[str] = arg([], "extra model card tags")
+    datasets: list[str] = arg([], "training datasets named in the model card metadata (Hub ids)")
+    model_name: str | None = arg(None, "model name in the card title (empty: the run directory's name)")
+
+
+@dataclass
+class PretrainConfig:
+    model: ModelArgs = field(default_factory=ModelArgs)
+    tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    masking: MaskingArgs = field(default_factory=MaskingArgs)
+    train: TrainArgs = field(default_factory=TrainArgs)
+    export: ExportArgs = field(default_factory=ExportArgs)
+
+
+@dataclass
+class TokenizerTrainConfig:
+    data: DataArgs = field(default_factory=DataArgs)
+    tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
+
+
+# --------------------------------------------------------------------------- loading and validation
+
+
+def sections(schema: type) -> dict[str, type]:
+    """Section name -> section dataclass of a top-level schema."""
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def section_fields(section: type) -> dict[str, tuple[Any, dataclasses.Field]]:
+    hints = typing.get_type_hints(section)
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(section)}
+
+
+def describe(tp: Any) -> str:
+    """Human-readable form of a field type, for help text and errors."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        inner = [describe(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(inner) + " or empty"
+    if origin is list:
+        return f"a list of {describe(typing.get_args(tp)[0])}"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the field type `tp`; return it converted (int -> float) or raise UsageError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return coerce(value, inner, key)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise UsageError(f"{key}: {value!r} is not valid; choose {describe(tp)[7:]}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]
+        (inner,) = typing.get_args(tp)
+        return [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise UsageError(f"{key}: expected {describe(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _unknown(key: str, valid: list[str]) -> UsageError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UsageError(f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
+
+
+def build(schema: type, values: dict[str, Any], source: str = "recipe") -> Any:
+    """Validate a nested dict of values against `schema` and build the dataclasses."""
+    secs = sections(schema)
+    if not isinstance(values, dict):
+        raise UsageError(f"{source}: expected a mapping of sections ({', '.join(secs)}), got {type(values).__name__}")
+    built = {}
+    for name in values:
+        if name not in secs:
+            raise UsageError(f"{source}: " + str(_unknown(name, list(secs))))
+    for name, section in secs.items():
+        given = values.get(name) or {}
+        if not isinstance(given, dict):
+            raise UsageError(f"{source}: section {name!r} must be a mapping of keys, got {given!r}")
+        fields = section_fields(section)
+        kwargs = {}
+        for key, value in given.items():
+            if key not in fields:
+                raise UsageError(f"{source}: " + str(_unknown(f"{name}.{key}", list(fields))))
+            kwargs[key] = coerce(value, fields[key][0], f"{name}.{key}")
+        try:
+            built[name] = section(**kwargs)
+        except UsageError as err:
+            raise UsageError(f"{source}: {err}") from None
+    return schema(**built)
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe into a nested dict, with clear errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        packaged = Path(__file__).parent / "recipes" / path
+        if packaged.suffix == "":
+            packaged = packaged.with_suffix(".yaml")
+        if not packaged.is_file():
+            raise UsageError(f"{path}: no such recipe file")
+        path = packaged
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    return values or {}
+
+
+def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: str) -> None:
+    """Set `section.key` in `values` from a command-line string, parsed as YAML unless the field is a string."""
+    secs = sections(schema)
+    name, _, key = dotted.partition(".")
+    if name not in secs or not key:
+        raise _unknown(dotted, [f"{s}.{k}" for s, sec in secs.items() for k in section_fields(sec)])
+    fields = section_fields(secs[name])
+    if key not in fields:
+        raise _unknown(dotted, list(fields))
+    tp = fields[key][0]
+    plain_string = tp is str or (
+        typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)
+    )
+    if plain_string and raw not in ("", "null", "None", "~"):
+        value: Any = raw
+    else:
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+    values.setdefault(name, {})
+    if values[name] is None:
+        values[name] = {}
+    values[name][key] = value
+
+
+def load(schema: type, recipe: str | Path | None, overrides: dict[str, str] | None = None) -> Any:
+    """Recipe file + `section.key -> string` overrides -> validated config of type `schema`."""
+    values = read_recipe(recipe) if recipe is not None else {}
+    source = str(recipe) if recipe is not None else "command line"
+    if not isinstance(values, dict):
+        raise UsageError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
+    for dotted, raw in (overrides or {}).items():
+        apply_override(values, schema, dotted, raw)
+    return build(schema, values, source)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def dump(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,5 @@
+"""The one exception type the command line turns into a single clear line."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: a file, a recipe key, a value. The CLI prints it as `error: ...` and exits 2."""

@@ -1,0 +1,338 @@
+"""`hfssl pretrain`: the one Accelerate training loop. Setup, then the loop, then the export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, get_scheduler
+
+from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
+from hfssl.config import MaskingArgs, PretrainConfig, dump, to_dict
+from hfssl.data.text import load_corpus, pack, tokenize_corpus
+from hfssl.errors import UsageError
+from hfssl.export import export_model
+from hfssl.io import atomic_dir, write_json, write_text
+from hfssl.model import MaskedLM, build_model
+from hfssl.tokenizer import train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+STATE_FILE = "trainer_state.json"
+
+
+def make_collator(masking: MaskingArgs, tokenizer, seed: int):
+    common = dict(
+        tokenizer=tokenizer,
+        mask_rate=masking.mask_rate,
+        replace_prob=masking.replace_prob,
+        random_prob=masking.random_prob,
+        seed=seed,
+    )
+    if masking.strategy == "whole_word":
+        return WholeWordMaskCollator(**common)
+    if masking.strategy == "span":
+        return SpanMaskCollator(**common, span_p=masking.span_p, max_span=masking.max_span)
+    return MLMCollator(**common)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def find_checkpoint(resume: str, run_dir: Path) -> Path:
+    """The latest complete checkpoint in `resume` ('auto': the run directory), or UsageError."""
+    where = run_dir if resume == "auto" else Path(resume)
+    if (where / STATE_FILE).is_file():
+        return where
+    found = sorted((where / "checkpoints").glob("step-*/" + STATE_FILE)) + sorted(where.glob("step-*/" + STATE_FILE))
+    if not found:
+        raise UsageError(f"--resume {where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
+    return max(found, key=lambda p: int(p.parent.name.split("-")[1])).parent
+
+
+def load_tokenizer(name_or_path: str, field: str):
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{field}: could not load a tokenizer from {name_or_path!r} ({str(err).splitlines()[0]})")
+
+
+def prepare_tokenizer(cfg: PretrainConfig, corpus, run_dir: Path, accelerator: Accelerator, resuming: bool):
+    """Load or train the tokenizer on the main process, save it into the run, and load that copy everywhere."""
+    saved = run_dir / "tokenizer"
+    if accelerator.is_main_process and not (resuming and saved.is_dir()):
+        if cfg.tokenizer.path:
+            tokenizer = load_tokenizer(cfg.tokenizer.path, "tokenizer.path")
+        elif cfg.model.name_or_path:
+            tokenizer = load_tokenizer(cfg.model.name_or_path, "model.name_or_path")
+        else:
+            tokenizer = train_tokenizer(
+                corpus_texts(corpus, cfg.tokenizer.max_documents),
+                kind=cfg.tokenizer.kind,
+                vocab_size=cfg.tokenizer.vocab_size,
+                min_frequency=cfg.tokenizer.min_frequency,
+                lowercase=cfg.tokenizer.lowercase,
+                model_max_length=cfg.data.seq_len,
+            )
+        source = cfg.tokenizer.path or cfg.model.name_or_path or "the tokenizer"
+        if tokenizer.mask_token_id is None:
+            raise UsageError(f"{source}: the tokenizer has no mask token, which masked-LM pretraining needs")
+        if tokenizer.pad_token_id is None:
+            raise UsageError(f"{source}: the tokenizer has no padding token")
+        with atomic_dir(saved) as tmp:
+            tokenizer.save_pretrained(tmp)
+    accelerator.wait_for_everyone()
+    return AutoTokenizer.from_pretrained(saved)
+
+
+def corpus_texts(corpus, limit: int | None):
+    for i, example in enumerate(corpus):
+        if limit is not None and i >= limit:
+            return
+        yield example["text"]
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no decay on biases and normalisation weights (every parameter with fewer than 2 dims)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate(objective, dataloader, collator, accelerator: Accelerator, max_batches: int | None) -> dict:
+    """Loss, perplexity and accuracy over predicted tokens, from per-example sums gathered across processes.
+
+    The evaluation collator is reseeded first, so every evaluation masks the same positions."""
+    objective.eval()
+    collator.reset()
+    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+    for i, batch in enumerate(dataloader):
+        if max_batches is not None and i >= max_batches:
+            break
+        out = objective(**batch)
+        rows = (batch["labels"] != -100).nonzero()[:, 0]
+        token_loss = torch.nn.functional.cross_entropy(out.logits.float(), out.labels, reduction="none")
+        per_example = torch.zeros(batch["labels"].shape[0], 3, dtype=torch.float64, device=accelerator.device)
+        per_example[:, 0].index_add_(0, rows, token_loss.double())
+        per_example[:, 1].index_add_(0, rows, (out.logits.argmax(-1) == out.labels).double())
+        per_example[:, 2].index_add_(0, rows, torch.ones_like(token_loss, dtype=torch.float64))
+        totals += accelerator.gather_for_metrics(per_example).sum(0)
+    objective.train()
+    loss_sum, correct, count = totals.tolist()
+    loss = loss_sum / max(count, 1.0)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": correct / max(count, 1.0)}
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, collator, keep_last: int) -> Path:
+    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
+    final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    save_file({"generator": collator.state_dict()["generator"]}, str(tmp / f"collator_{accelerator.process_index}.safetensors"))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / STATE_FILE, state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        kept = sorted(p for p in final.parent.glob("step-*") if not p.name.endswith(".tmp"))
+        for old in kept[:-keep_last]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
+    """Pretrain a masked LM as `cfg` says; returns the final metrics (also written to metrics.json)."""
+    started = time.time()
+    run_dir = Path(cfg.train.output_dir)
+    checkpoint = find_checkpoint(resume, run_dir) if resume else None
+    if checkpoint is None and any((run_dir / "checkpoints").glob("step-*")):
+        raise UsageError(
+            f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
+            "or choose another output directory"
+        )
+    t = cfg.train
+    accelerator = Accelerator(
+        gradient_accumulation_steps=t.grad_accum,
+        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+    set_seed(t.seed)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", dump(cfg))
+
+    with accelerator.main_process_first():
+        train_corpus, eval_corpus = load_corpus(cfg.data, seed=t.seed)
+    tokenizer = prepare_tokenizer(cfg, train_corpus, run_dir, accelerator, resuming=checkpoint is not None)
+    with accelerator.main_process_first():
+        train_set = pack(tokenize_corpus(train_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
+        eval_set = pack(tokenize_corpus(eval_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
+    streaming = isinstance(train_set, torch.utils.data.IterableDataset)
+    if streaming and t.max_steps is None:
+        raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
+
+    model = build_model(cfg.model, tokenizer, cfg.data.seq_len)
+    if accelerator.is_main_process:
+        with atomic_dir(run_dir / "model_config") as tmp:
+            model.config.save_pretrained(tmp)
+    objective = MaskedLM(model)
+    if t.compile:
+        objective = torch.compile(objective)
+    collator = make_collator(cfg.masking, tokenizer, seed=t.seed)
+    eval_collator = make_collator(cfg.masking, tokenizer, seed=t.seed + 1)
+    # The shuffle generator is reseeded with seed + epoch at every epoch, so a resumed run sees the same order.
+    shuffle_generator = torch.Generator()
+    train_loader = DataLoader(
+        train_set,
+        batch_size=t.batch_size,
+        shuffle=not streaming,
+        generator=None if streaming else shuffle_generator,
+        collate_fn=collator,
+        num_workers=t.num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+    eval_loader = DataLoader(eval_set, batch_size=t.eval_batch_size or t.batch_size, collate_fn=eval_collator)
+
+    optimizer = torch.optim.AdamW(
+        param_groups(objective, t.weight_decay),
+        lr=t.lr,
+        betas=(t.adam_beta1, t.adam_beta2),
+        eps=t.adam_eps,
+        fused=torch.cuda.is_available() or None,
+    )
+    objective, optimizer, train_loader, eval_loader = accelerator.prepare(objective, optimizer, train_loader, eval_loader)
+    steps_per_epoch = None if streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
+    total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
+    warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
+    # A prepared scheduler steps once per process per optimizer step, so its horizon is scaled to match.
+    scheduler = get_scheduler(
+        SCHEDULES[t.schedule],
+        optimizer,
+        num_warmup_steps=warmup * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "evals": []}
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        generator = load_file(str(checkpoint / f"collator_{accelerator.process_index}.safetensors"))["generator"]
+        collator.load_state_dict({"generator": generator})
+        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+
+    tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
+    accelerator.init_trackers("pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))})
+    if checkpoint is None:
+        initial = evaluate(objective, eval_loader, eval_collator, accelerator, t.eval_batches)
+        state["evals"].append({"step": 0, **initial})
+        accelerator.log({f"eval/{k}": v for k, v in initial.items()}, step=0)
+        logger.info("step 0: eval loss %.4f", initial["loss"])
+
+    progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain")
+    loss_sum = torch.zeros((), device=accelerator.device)
+    loss_count = 0
+    window_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
+    window_start = time.time()
+    train_loss = float("nan")
+    objective.train()
+    while state["step"] < total_steps:
+        shuffle_generator.manual_seed(t.seed + state["epoch"])
+        loader = train_loader
+        if state["batch_in_epoch"]:
+            loader = accelerator.skip_first_batches(train_loader, state["batch_in_epoch"])
+        for batch in loader:
+            with accelerator.accumulate(objective):
+                out = objective(**batch)
+                accelerator.backward(out.loss)
+                grad_norm = None
+                if accelerator.sync_gradients and t.max_grad_norm is not None:
+                    grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state["batch_in_epoch"] += 1
+            loss_sum += out.loss.detach()
+            loss_count += 1
+            window_tokens += batch["attention_mask"].sum()
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state["step"] += 1
+            progress.update(1)
+            step = state["step"]
+
+            if step % t.log_every == 0 or step == total_steps:
+                train_loss = accelerator.reduce(loss_sum / loss_count, "mean").item()
+                tokens = accelerator.reduce(window_tokens, "sum").item()
+                state["tokens"] += tokens
+                tokens_per_s = tokens / max(time.time() - window_start, 1e-9)
+                lr = scheduler.get_last_lr()[0]
+                logs = {"train/loss": train_loss, "train/lr": lr, "train/tokens_per_s": tokens_per_s}
+                if grad_norm is not None:
+                    logs["train/grad_norm"] = float(grad_norm)
+                accelerator.log(logs, step=step)
+                progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
+                loss_sum.zero_()
+                loss_count = 0
+                window_tokens.zero_()
+                window_start = time.time()
+
+            if step % t.eval_every == 0 or step == total_steps:
+                metrics = evaluate(objective, eval_loader, eval_collator, accelerator, t.eval_batches)
+                state["evals"].append({"step": step, **metrics})
+                accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+                logger.info("step %d: eval loss %.4f, accuracy %.3f", step, metrics["loss"], metrics["accuracy"])
+
+            if step % t.save_every == 0 or step == total_steps:
+                save_checkpoint(accelerator, run_dir, state, collator, t.keep_last)
+            if step >= total_steps:
+                break
+        else:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    progress.close()
+    accelerator.end_training()
+
+    final_eval = state["evals"][-1]
+    metrics = {
+        "steps": state["step"],
+        "tokens_seen": state["tokens"],
+        "train_loss": train_loss,
+        "eval_loss": final_eval["loss"],
+        "eval_perplexity": final_eval["perplexity"],
+        "eval_accuracy": final_eval["accuracy"],
+        "initial_eval_loss": state["evals"][0]["loss"] if state["evals"][0]["step"] == 0 else None,
+        "evals": state["evals"],
+        "wall_time_s": time.time() - started,
+        "num_processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+    }
+    if accelerator.is_main_process:
+        export_model(accelerator.unwrap_model(objective).model, tokenizer, run_dir / "final", cfg, metrics)
+        write_json(run_dir / "metrics.json", metrics)
+    accelerator.wait_for_everyone()
+    return metrics
