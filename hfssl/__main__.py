@@ -34,9 +34,9 @@ def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
+    cfg = config_lib.load(PretrainConfig, args.recipe, overrides(args, PretrainConfig))
     from hfssl.pretrain import pretrain
 
-    cfg = config_lib.load(PretrainConfig, args.recipe, overrides(args, PretrainConfig))
     metrics = pretrain(cfg, resume=args.resume)
     print(
         f"eval loss {metrics['eval_loss']:.4f} (perplexity {metrics['eval_perplexity']:.2f}, "
@@ -46,12 +46,12 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
 
 def run_tokenizer_train(args: argparse.Namespace) -> None:
+    cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
     from hfssl.io import atomic_dir
     from hfssl.pretrain import corpus_texts
     from hfssl.tokenizer import train_tokenizer
 
-    cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     corpus, _ = load_corpus(cfg.data)
     tokenizer = train_tokenizer(
         corpus_texts(corpus, cfg.tokenizer.max_documents),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
@@ -79,23 +78,22 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         "perplexity": _fmt(metrics.get("eval_perplexity")),
         "masked-token accuracy": _fmt(metrics.get("eval_accuracy")),
     }
-    template = resources.files("hfssl.model_cards").joinpath("mlm.md")
-    with resources.as_file(template) as path:
-        return ModelCard.from_template(
-            card_data,
-            template_path=str(path),
-            model_name=name,
-            arch=model.config.model_type,
-            parameters=f"{model.num_parameters() / 1e6:.1f}M",
-            layers=model.config.num_hidden_layers,
-            hidden=model.config.hidden_size,
-            load_path=name,
-            example=f"The weather today is {tokenizer.mask_token}.",
-            objective=describe_objective(cfg),
-            data=describe_data(cfg, metrics),
-            hyperparameters=hyperparameters,
-            results=results,
-        )
+    template = Path(__file__).parent / "model_cards" / "mlm.md"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        model_name=name,
+        arch=model.config.model_type,
+        parameters=f"{model.num_parameters() / 1e6:.1f}M",
+        layers=model.config.num_hidden_layers,
+        hidden=model.config.hidden_size,
+        load_path=name,
+        example=f"The weather today is {tokenizer.mask_token}.",
+        objective=describe_objective(cfg),
+        data=describe_data(cfg, metrics),
+        hyperparameters=hyperparameters,
+        results=results,
+    )
 
 
 def _fmt(value) -> str:
