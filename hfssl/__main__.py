@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +11,33 @@ from pathlib import Path
 from hfssl import config as config_lib
 from hfssl.config import PretrainConfig, TokenizerTrainConfig
 from hfssl.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, and a suggestion for a mistyped option."""
+
+    def error(self, message: str):
+        where = self.prog.removeprefix("hfssl").strip()
+        print(f"hfssl: error: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        sys.exit(2)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            options = [o for action in self._subparser_actions(parsed) for o in action.option_strings]
+            close = difflib.get_close_matches(extra[0], options, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.error(f"unknown option {extra[0]}{hint}")
+        return parsed
+
+    def _subparser_actions(self, parsed):
+        parser = self
+        for dest in ("command", "tokenizer_command"):
+            sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if sub is None or getattr(parsed, dest, None) not in sub.choices:
+                break
+            parser = sub.choices[getattr(parsed, dest)]
+        return parser._actions
 
 
 def add_schema_arguments(parser: argparse.ArgumentParser, schema: type) -> None:
@@ -74,7 +102,7 @@ def run_export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
+    parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("pretrain", help="pretrain a masked language model from a recipe")

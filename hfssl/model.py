@@ -89,7 +89,23 @@ def usable_positions(config) -> int:
     return positions
 
 
-def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, seq_len: int) -> PreTrainedModel:
+def check_positions(args: ModelArgs, seq_len: int) -> None:
+    """Fail before any work when sequences are longer than the model can address."""
+    if args.name_or_path:
+        try:
+            config = AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise UsageError(
+                f"model.name_or_path: could not load {args.name_or_path!r} ({str(err).splitlines()[0]})"
+            ) from None
+        limit = usable_positions(config)
+    else:
+        limit = args.max_position_embeddings
+    if seq_len > limit:
+        raise UsageError(f"data.seq_len: {seq_len} exceeds the model's {limit} positions (max_position_embeddings)")
+
+
+def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """A masked-LM from the preset (from scratch) or from `args.name_or_path` (continued pretraining)."""
     if args.name_or_path:
         try:
@@ -107,9 +123,6 @@ def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, seq_len: in
             )
     else:
         model = AutoModelForMaskedLM.from_config(scratch_config(args, tokenizer), attn_implementation="sdpa")
-    limit = usable_positions(model.config)
-    if seq_len > limit:
-        raise UsageError(f"data.seq_len: {seq_len} exceeds the model's {limit} positions (max_position_embeddings)")
     return model
 
 

@@ -24,7 +24,7 @@ from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError
 from hfssl.export import export_model
 from hfssl.io import atomic_dir, write_json, write_text
-from hfssl.model import MaskedLM, build_model
+from hfssl.model import MaskedLM, build_model, check_positions
 from hfssl.tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -173,6 +173,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
             f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
             "or choose another output directory"
         )
+    check_positions(cfg.model, cfg.data.seq_len)
     t = cfg.train
     accelerator = Accelerator(
         gradient_accumulation_steps=t.grad_accum,
@@ -181,9 +182,6 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
     )
     set_seed(t.seed)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", dump(cfg))
 
     with accelerator.main_process_first():
         train_corpus, eval_corpus = load_corpus(cfg.data, seed=t.seed)
@@ -195,8 +193,9 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     if streaming and t.max_steps is None:
         raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
 
-    model = build_model(cfg.model, tokenizer, cfg.data.seq_len)
+    model = build_model(cfg.model, tokenizer)
     if accelerator.is_main_process:
+        write_text(run_dir / "config.yaml", dump(cfg))
         with atomic_dir(run_dir / "model_config") as tmp:
             model.config.save_pretrained(tmp)
     objective = MaskedLM(model)
@@ -257,6 +256,8 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     loss_sum = torch.zeros((), device=accelerator.device)
     loss_count = 0
     window_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
+    tokens_before = state["tokens"]
+    local_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
     window_start = time.time()
     train_loss = float("nan")
     objective.train()
@@ -277,7 +278,9 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
             state["batch_in_epoch"] += 1
             loss_sum += out.loss.detach()
             loss_count += 1
-            window_tokens += batch["attention_mask"].sum()
+            seen = batch["attention_mask"].sum()
+            window_tokens += seen
+            local_tokens += seen
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -288,7 +291,6 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
             if step % t.log_every == 0 or step == total_steps:
                 train_loss = accelerator.reduce(loss_sum / loss_count, "mean").item()
                 tokens = accelerator.reduce(window_tokens, "sum").item()
-                state["tokens"] += tokens
                 tokens_per_s = tokens / max(time.time() - window_start, 1e-9)
                 lr = scheduler.get_last_lr()[0]
                 logs = {"train/loss": train_loss, "train/lr": lr, "train/tokens_per_s": tokens_per_s}
@@ -308,6 +310,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
                 logger.info("step %d: eval loss %.4f, accuracy %.3f", step, metrics["loss"], metrics["accuracy"])
 
             if step % t.save_every == 0 or step == total_steps:
+                state["tokens"] = tokens_before + accelerator.reduce(local_tokens, "sum").item()
                 save_checkpoint(accelerator, run_dir, state, collator, t.keep_last)
             if step >= total_steps:
                 break

@@ -1,0 +1,66 @@
+"""Every command the README shows runs as written (the pretraining ones shortened by overrides)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+SHORT = [
+    "--train.max_steps", "12", "--train.eval_every", "6", "--train.save_every", "6", "--train.log_every", "3",
+    "--data.synthetic_documents", "1500", "--tokenizer.vocab_size", "1000", "--train.batch_size", "8",
+]
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def shell_commands() -> list[str]:
+    return [line.strip() for block in blocks("bash") for line in block.splitlines() if line.strip()]
+
+
+def clean_env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command, shell=True, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=900)
+
+
+def test_readme_shows_the_two_setup_commands():
+    commands = shell_commands()
+    assert commands[0] == 'pip install -e ".[dev]" && hfssl pretrain recipes/text/mlm-tiny.yaml'
+    assert commands[1] == "pytest"
+
+
+def test_every_readme_command_runs(tmp_path):
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    (tmp_path / "pyproject.toml").symlink_to(ROOT / "pyproject.toml")
+    bin_dir = Path(sys.executable).parent
+    for command in shell_commands():
+        if command == "pytest":
+            continue  # this very run
+        if command.startswith("pip install"):
+            install, _, command = command.partition(" && ")
+            done = run(f"{bin_dir}/python -m {install}", ROOT)
+            assert done.returncode == 0, done.stderr[-2000:]
+        if command.startswith("hfssl pretrain"):
+            command += " " + " ".join(SHORT)
+        done = run(f"{bin_dir}/{command}", tmp_path)
+        assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
+        if "hfssl pretrain" in command and "--resume" not in command:
+            out_dir = re.search(r"--train.output_dir (\S+)", command)
+            assert (tmp_path / (out_dir.group(1) if out_dir else "runs/mlm-tiny") / "final" / "model.safetensors").is_file()
+
+    for code in blocks("python"):
+        done = subprocess.run(
+            [sys.executable, "-c", code + "\nimport sys\nassert 'hfssl' not in sys.modules\n"],
+            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip()
