@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Accelerate reports every file it writes at INFO; hfssl's own lines say what matters.
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
     try:
         args.func(args)
     except UsageError as err:

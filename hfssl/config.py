@@ -245,6 +245,12 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             value = [value]
         (inner,) = typing.get_args(tp)
         return [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads 3e-4 (no dot) as a string; it plainly means a number.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

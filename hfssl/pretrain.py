@@ -12,8 +12,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
-from safetensors.torch import load_file, save_file
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
@@ -89,7 +88,7 @@ def prepare_tokenizer(cfg: PretrainConfig, corpus, run_dir: Path, accelerator: A
                 vocab_size=cfg.tokenizer.vocab_size,
                 min_frequency=cfg.tokenizer.min_frequency,
                 lowercase=cfg.tokenizer.lowercase,
-                model_max_length=cfg.data.seq_len,
+                model_max_length=cfg.model.max_position_embeddings,
             )
         source = cfg.tokenizer.path or cfg.model.name_or_path or "the tokenizer"
         if tokenizer.mask_token_id is None:
@@ -141,7 +140,7 @@ def evaluate(objective, dataloader, collator, accelerator: Accelerator, max_batc
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": correct / max(count, 1.0)}
 
 
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, collator, keep_last: int) -> Path:
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
     """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
     final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
     tmp = final.with_name(final.name + ".tmp")
@@ -149,7 +148,6 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, collat
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
-    save_file({"generator": collator.state_dict()["generator"]}, str(tmp / f"collator_{accelerator.process_index}.safetensors"))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json(tmp / STATE_FILE, state)
@@ -180,6 +178,8 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         mixed_precision=resolve_mixed_precision(t.mixed_precision),
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        # Shuffles with seed + epoch, so a resumed run sees the same order.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(t.seed)
 
@@ -203,13 +203,10 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         objective = torch.compile(objective)
     collator = make_collator(cfg.masking, tokenizer, seed=t.seed)
     eval_collator = make_collator(cfg.masking, tokenizer, seed=t.seed + 1)
-    # The shuffle generator is reseeded with seed + epoch at every epoch, so a resumed run sees the same order.
-    shuffle_generator = torch.Generator()
     train_loader = DataLoader(
         train_set,
         batch_size=t.batch_size,
         shuffle=not streaming,
-        generator=None if streaming else shuffle_generator,
         collate_fn=collator,
         num_workers=t.num_workers,
         pin_memory=torch.cuda.is_available(),
@@ -236,12 +233,12 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     )
     scheduler = accelerator.prepare(scheduler)
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "tokens": 0, "evals": []}
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, "tokens": 0, "evals": []}
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
-        generator = load_file(str(checkpoint / f"collator_{accelerator.process_index}.safetensors"))["generator"]
-        collator.load_state_dict({"generator": generator})
+        # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
+        collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
     tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
@@ -262,7 +259,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     train_loss = float("nan")
     objective.train()
     while state["step"] < total_steps:
-        shuffle_generator.manual_seed(t.seed + state["epoch"])
+        train_loader.set_epoch(state["epoch"])
         loader = train_loader
         if state["batch_in_epoch"]:
             loader = accelerator.skip_first_batches(train_loader, state["batch_in_epoch"])
@@ -276,6 +273,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             state["batch_in_epoch"] += 1
+            state["micro_batches"] += 1
             loss_sum += out.loss.detach()
             loss_count += 1
             seen = batch["attention_mask"].sum()
@@ -311,7 +309,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
 
             if step % t.save_every == 0 or step == total_steps:
                 state["tokens"] = tokens_before + accelerator.reduce(local_tokens, "sum").item()
-                save_checkpoint(accelerator, run_dir, state, collator, t.keep_last)
+                save_checkpoint(accelerator, run_dir, state, t.keep_last)
             if step >= total_steps:
                 break
         else:
