@@ -77,12 +77,12 @@ def run_tokenizer_train(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
     from hfssl.io import atomic_dir
-    from hfssl.pretrain import corpus_texts
+    from hfssl.pretrain import CorpusTexts
     from hfssl.tokenizer import train_tokenizer
 
     corpus, _ = load_corpus(cfg.data)
     tokenizer = train_tokenizer(
-        corpus_texts(corpus, cfg.tokenizer.max_documents),
+        CorpusTexts(corpus, cfg.tokenizer.max_documents),
         kind=cfg.tokenizer.kind,
         vocab_size=cfg.tokenizer.vocab_size,
         min_frequency=cfg.tokenizer.min_frequency,

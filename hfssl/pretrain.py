@@ -83,7 +83,7 @@ def prepare_tokenizer(cfg: PretrainConfig, corpus, run_dir: Path, accelerator: A
             tokenizer = load_tokenizer(cfg.model.name_or_path, "model.name_or_path")
         else:
             tokenizer = train_tokenizer(
-                corpus_texts(corpus, cfg.tokenizer.max_documents),
+                CorpusTexts(corpus, cfg.tokenizer.max_documents),
                 kind=cfg.tokenizer.kind,
                 vocab_size=cfg.tokenizer.vocab_size,
                 min_frequency=cfg.tokenizer.min_frequency,
@@ -101,11 +101,18 @@ def prepare_tokenizer(cfg: PretrainConfig, corpus, run_dir: Path, accelerator: A
     return AutoTokenizer.from_pretrained(saved)
 
 
-def corpus_texts(corpus, limit: int | None):
-    for i, example in enumerate(corpus):
-        if limit is not None and i >= limit:
-            return
-        yield example["text"]
+class CorpusTexts:
+    """The corpus' "text" column, at most `limit` documents, iterable more than once (tokenizer training reads
+    it twice)."""
+
+    def __init__(self, corpus, limit: int | None):
+        self.corpus, self.limit = corpus, limit
+
+    def __iter__(self):
+        for i, example in enumerate(self.corpus):
+            if self.limit is not None and i >= self.limit:
+                return
+            yield example["text"]
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

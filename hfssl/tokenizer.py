@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -47,18 +46,23 @@ def train_tokenizer(
         raise UsageError(f"min_frequency must be at least 1, got {min_frequency}")
     if model_max_length < 1:
         raise UsageError(f"model_max_length must be at least 1, got {model_max_length}")
-    corpus = _nonblank(texts)
+    if iter(texts) is texts:  # a one-shot iterator; WordPiece training reads the corpus twice
+        texts = list(texts)
+    corpus = _Nonblank(texts)
     build = {"wordpiece": _wordpiece, "bpe": _bpe, "unigram": _unigram}[kind]
     return build(corpus, vocab_size, min_frequency, lowercase, model_max_length)
 
 
-def _nonblank(texts: Iterable[str]) -> Iterator[str]:
-    """The non-blank texts, failing before any training starts if there are none."""
-    texts = (text for text in texts if text and not text.isspace())
-    first = next(texts, None)
-    if first is None:
-        raise UsageError("the tokenizer corpus has no text: every line is empty or blank")
-    return itertools.chain([first], texts)
+class _Nonblank:
+    """The non-blank texts, re-iterable; fails before any training starts if there are none."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts = texts
+        if next(iter(self), None) is None:
+            raise UsageError("the tokenizer corpus has no text: every line is empty or blank")
+
+    def __iter__(self) -> Iterator[str]:
+        return (text for text in self.texts if text and not text.isspace())
 
 
 def _check_vocab_size(vocab_size: int, kind: str, n_specials: int, floor: int) -> None:
@@ -76,21 +80,37 @@ def _template(cls: str, sep: str, tokenizer: Tokenizer) -> processors.TemplatePr
 
 
 def _wordpiece(
-    corpus: Iterator[str], vocab_size: int, min_frequency: int, lowercase: bool, model_max_length: int
+    corpus: Iterable[str], vocab_size: int, min_frequency: int, lowercase: bool, model_max_length: int
 ) -> PreTrainedTokenizerFast:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     _check_vocab_size(vocab_size, "wordpiece", len(specials), _MIN_PIECES)
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+
+    def fit(vocab_size: int, reserved: list[str]) -> Tokenizer:
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=specials + reserved,
+            continuing_subword_prefix="##",
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(corpus, trainer=trainer)
+        return tokenizer
+
+    # The trainer numbers the "##x" pieces in hash-map order, which changes from process to process, and breaks ties
+    # between equally frequent merges by those numbers, so two trainings on the same text can learn different
+    # vocabularies (tokenizers#1794). A cheap first pass (no merges) finds those pieces; reserving them in sorted
+    # order fixes their numbers, and with them the whole result.
+    continuations = sorted(
+        token for token in fit(1, []).get_vocab(with_added_tokens=False) if token.startswith("##") and len(token) > 2
+    )
+    vocab = fit(vocab_size, continuations).get_vocab(with_added_tokens=False)
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=specials,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    tokenizer.add_special_tokens(specials)
     tokenizer.post_processor = _template("[CLS]", "[SEP]", tokenizer)
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(
@@ -105,7 +125,7 @@ def _wordpiece(
 
 
 def _bpe(
-    corpus: Iterator[str], vocab_size: int, min_frequency: int, lowercase: bool, model_max_length: int
+    corpus: Iterable[str], vocab_size: int, min_frequency: int, lowercase: bool, model_max_length: int
 ) -> PreTrainedTokenizerFast:
     # lstrip lets "a <mask> b" put the mask where " b" would have been, as fill-mask expects of RoBERTa.
     mask = AddedToken("<mask>", lstrip=True, rstrip=False, special=True)
@@ -141,7 +161,7 @@ def _bpe(
 
 
 def _unigram(
-    corpus: Iterator[str], vocab_size: int, min_frequency: int, lowercase: bool, model_max_length: int
+    corpus: Iterable[str], vocab_size: int, min_frequency: int, lowercase: bool, model_max_length: int
 ) -> PreTrainedTokenizerFast:
     del min_frequency  # Unigram prunes by likelihood, not by count
     specials = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]

@@ -114,6 +114,19 @@ def test_generator_corpus_is_consumed_once():
     assert len(tokenizer) > 50
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_twice_gives_the_same_tokenizer(kind):
+    # Small, tie-heavy input: plain WordPieceTrainer learns different pieces on some of these repeats.
+    texts = ["Wel come to the Tok en izers libr ary.", "to kens and tok ens"] * 3 + CORPUS[:40]
+    probe = texts[:8] + CORPUS[-20:]
+    trained = [train_tokenizer(texts, kind=kind, vocab_size=VOCAB_SIZE[kind], min_frequency=1) for _ in range(12)]
+    assert len({tuple(t.tokenize(" ".join(probe))) for t in trained}) == 1
+    if kind != "unigram":
+        # The Unigram trainer numbers the characters it appends last in hash-map order (an upstream limitation),
+        # so only its pieces, not their ids, repeat.
+        assert len({tuple(sorted(t.get_vocab().items())) for t in trained}) == 1
+
+
 @pytest.mark.parametrize("kind, vocab_size", [("wordpiece", 10), ("unigram", 10), ("bpe", 200)])
 def test_tiny_vocabulary_is_refused(kind, vocab_size):
     with pytest.raises(UsageError, match="vocab_size"):
