@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Accelerate reports every file it writes at INFO; hfssl's own lines say what matters.
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    # datasets' per-split bars would interleave with (and, on bad input, precede) hfssl's one-line messages; hfssl
+    # logs what it loaded instead.
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
     try:
         args.func(args)
     except UsageError as err:

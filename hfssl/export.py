@@ -130,7 +130,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     missing, unexpected = objective.load_state_dict(weights, strict=False)
     tied = {f"model.{k}" for k in getattr(model, "_tied_weights_keys", None) or {}}
     if unexpected or set(missing) - tied:
-        raise UsageError(f"{checkpoint}: weights do not match the run's model (missing {missing}, unexpected {unexpected})")
+        raise UsageError(
+            f"{checkpoint}: weights do not match the run's model (missing {missing}, unexpected {unexpected})"
+        )
     model.tie_weights()
     state = json.loads((checkpoint / STATE_FILE).read_text())
     final = state["evals"][-1] if state.get("evals") else {}

@@ -70,7 +70,8 @@ def load_tokenizer(name_or_path: str, field: str):
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
-        raise UsageError(f"{field}: could not load a tokenizer from {name_or_path!r} ({str(err).splitlines()[0]})")
+        reason = str(err).splitlines()[0]
+        raise UsageError(f"{field}: could not load a tokenizer from {name_or_path!r} ({reason})") from None
 
 
 def prepare_tokenizer(cfg: PretrainConfig, corpus, run_dir: Path, accelerator: Accelerator, resuming: bool):
@@ -227,7 +228,9 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         eps=t.adam_eps,
         fused=torch.cuda.is_available() or None,
     )
-    objective, optimizer, train_loader, eval_loader = accelerator.prepare(objective, optimizer, train_loader, eval_loader)
+    objective, optimizer, train_loader, eval_loader = accelerator.prepare(
+        objective, optimizer, train_loader, eval_loader
+    )
     steps_per_epoch = None if streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
@@ -249,14 +252,18 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
     tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
-    accelerator.init_trackers("pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))})
+    accelerator.init_trackers(
+        "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
+    )
     if checkpoint is None:
         initial = evaluate(objective, eval_loader, eval_collator, accelerator, t.eval_batches)
         state["evals"].append({"step": 0, **initial})
         accelerator.log({f"eval/{k}": v for k, v in initial.items()}, step=0)
         logger.info("step 0: eval loss %.4f", initial["loss"])
 
-    progress = tqdm(total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain")
+    progress = tqdm(
+        total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain"
+    )
     loss_sum = torch.zeros((), device=accelerator.device)
     loss_count = 0
     window_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)

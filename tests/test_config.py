@@ -43,7 +43,9 @@ def test_yaml_values_and_overrides(tmp_path):
 
 
 def test_override_to_empty_and_strings_stay_strings(tmp_path):
-    cfg = config_lib.load(PretrainConfig, None, {"train.max_steps": "null", "train.epochs": "2", "data.hub_config": "2"})
+    cfg = config_lib.load(
+        PretrainConfig, None, {"train.max_steps": "null", "train.epochs": "2", "data.hub_config": "2"}
+    )
     assert cfg.train.max_steps is None and cfg.train.epochs == 2.0
     assert cfg.data.hub_config == "2"
 

@@ -14,9 +14,24 @@ from huggingface_hub import ModelCard
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model.num_layers", "2", "--model.hidden_size", "64", "--model.num_heads", "2",
-    "--data.synthetic_documents", "1500", "--data.seq_len", "64", "--tokenizer.vocab_size", "800",
-    "--train.batch_size", "16", "--train.log_every", "2", "--train.eval_batches", "8",
+    "--model.num_layers",
+    "2",
+    "--model.hidden_size",
+    "64",
+    "--model.num_heads",
+    "2",
+    "--data.synthetic_documents",
+    "1500",
+    "--data.seq_len",
+    "64",
+    "--tokenizer.vocab_size",
+    "800",
+    "--train.batch_size",
+    "16",
+    "--train.log_every",
+    "2",
+    "--train.eval_batches",
+    "8",
 ]
 
 
@@ -37,8 +52,19 @@ def hfssl(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "mlm"
     hfssl(
-        "pretrain", "text/mlm-tiny", *TINY, "--train.max_steps", "40", "--train.eval_every", "20",
-        "--train.save_every", "20", "--train.lr", "3e-3", "--train.output_dir", out,
+        "pretrain",
+        "text/mlm-tiny",
+        *TINY,
+        "--train.max_steps",
+        "40",
+        "--train.eval_every",
+        "20",
+        "--train.save_every",
+        "20",
+        "--train.lr",
+        "3e-3",
+        "--train.output_dir",
+        out,
     )
     return out
 
@@ -116,14 +142,29 @@ def wait_for_checkpoint(process: subprocess.Popen, checkpoints: Path, timeout: f
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
-    args = [*TINY, "--train.max_steps", "24", "--train.eval_every", "12", "--train.save_every", "4",
-            "--train.keep_last", "10", "--train.grad_accum", "2", "--train.batch_size", "8"]
+    args = [
+        *TINY,
+        "--train.max_steps",
+        "24",
+        "--train.eval_every",
+        "12",
+        "--train.save_every",
+        "4",
+        "--train.keep_last",
+        "10",
+        "--train.grad_accum",
+        "2",
+        "--train.batch_size",
+        "8",
+    ]
     hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", tmp_path / "full")
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "hfssl", "pretrain", "text/mlm-tiny", *args, "--train.output_dir", str(killed)],
-        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_for_checkpoint(process, killed / "checkpoints")
     process.send_signal(signal.SIGKILL)

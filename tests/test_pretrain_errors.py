@@ -1,8 +1,8 @@
 """Bad input: one clear line naming the thing, exit code 2, no traceback, nothing written."""
 
 import pytest
-from transformers import PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
 
 from hfssl.__main__ import main
 
@@ -62,7 +62,9 @@ def test_directory_without_matching_files(capsys, out, tmp_path):
 def test_tokenizer_without_mask_token(capsys, out, tmp_path):
     raw = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1, "a": 2}, unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path / "tok")
+    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(
+        tmp_path / "tok"
+    )
     message = pretrain(capsys, out, "--tokenizer.path", tmp_path / "tok", "--data.synthetic_documents", "200")
     assert "tok" in message and "mask token" in message
 

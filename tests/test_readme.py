@@ -9,8 +9,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 SHORT = [
-    "--train.max_steps", "12", "--train.eval_every", "6", "--train.save_every", "6", "--train.log_every", "3",
-    "--data.synthetic_documents", "1500", "--tokenizer.vocab_size", "1000", "--train.batch_size", "8",
+    "--train.max_steps",
+    "12",
+    "--train.eval_every",
+    "6",
+    "--train.save_every",
+    "6",
+    "--train.log_every",
+    "3",
+    "--data.synthetic_documents",
+    "1500",
+    "--tokenizer.vocab_size",
+    "1000",
+    "--train.batch_size",
+    "8",
 ]
 
 
@@ -55,12 +67,18 @@ def test_every_readme_command_runs(tmp_path):
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
         if "hfssl pretrain" in command and "--resume" not in command:
             out_dir = re.search(r"--train.output_dir (\S+)", command)
-            assert (tmp_path / (out_dir.group(1) if out_dir else "runs/mlm-tiny") / "final" / "model.safetensors").is_file()
+            assert (
+                tmp_path / (out_dir.group(1) if out_dir else "runs/mlm-tiny") / "final" / "model.safetensors"
+            ).is_file()
 
     for code in blocks("python"):
         done = subprocess.run(
             [sys.executable, "-c", code + "\nimport sys\nassert 'hfssl' not in sys.modules\n"],
-            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=300,
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip()
