@@ -314,7 +314,7 @@ class _TokenColumn:
         if dataset._indices is not None:  # a select/shuffle view: write the rows out in order first
             dataset = dataset.flatten_indices()
         column = dataset.data.column("input_ids")
-        self.chunks = [chunk.flatten().to_numpy(zero_copy_only=True) for chunk in column.chunks]
+        self.chunks = [_token_values(chunk) for chunk in column.chunks]
         self.chunk_starts = np.cumsum([0] + [len(c) for c in self.chunks])
         lengths = [np.diff(chunk.offsets.to_numpy()) for chunk in column.chunks]
         self.doc_offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths or [[]]), dtype=np.int64)])
@@ -333,6 +333,14 @@ class _TokenColumn:
             parts.append(self.chunks[i][start - base : end - base])
             start, i = end, i + 1
         return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+
+def _token_values(chunk) -> np.ndarray:
+    """A list<int> Arrow chunk's values as numpy, zero-copy; a chunk of empty lists may be typed list<null>."""
+    values = chunk.flatten()
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    return values.to_numpy(zero_copy_only=True)
 
 
 class PackedBlocks(torch.utils.data.Dataset):
