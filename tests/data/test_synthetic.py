@@ -1,3 +1,4 @@
+import itertools
 import re
 from collections import Counter
 
@@ -9,7 +10,7 @@ DOCS = synthetic_documents(2000, seed=0)
 def test_same_seed_same_documents_other_seed_other_documents():
     assert synthetic_documents(50, seed=0) == DOCS[:50]
     other = synthetic_documents(50, seed=1)
-    assert sum(a == b for a, b in zip(other, DOCS[:50])) < 5
+    assert sum(a == b for a, b in zip(other, DOCS[:50], strict=True)) < 5
 
 
 def test_every_topic_is_well_represented():
@@ -30,7 +31,7 @@ def test_documents_are_sentences_of_plain_words():
 
 def test_articles_agree_with_the_next_word():
     words = " ".join(doc["text"] for doc in DOCS).lower().replace(",", "").replace(".", "").split()
-    pairs = list(zip(words, words[1:]))
+    pairs = list(itertools.pairwise(words))
     assert not [b for a, b in pairs if a == "a" and b[0] in "aeiou"]
     assert not [b for a, b in pairs if a == "an" and b[0] not in "aeiou"]
 
