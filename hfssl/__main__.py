@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 from hfssl import config as config_lib
-from hfssl.config import PretrainConfig, TokenizerTrainConfig
+from hfssl.config import (
+    FinetuneConfig,
+    LabelEfficiencyConfig,
+    PretrainConfig,
+    ProbeConfig,
+    TokenizerTrainConfig,
+)
 from hfssl.errors import UsageError
 
 
@@ -101,6 +107,52 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"exported {args.checkpoint} to {out}")
 
 
+def run_finetune(args: argparse.Namespace) -> None:
+    cfg = config_lib.load(FinetuneConfig, args.recipe, overrides(args, FinetuneConfig))
+    from hfssl.finetune import finetune, summary
+
+    metrics = finetune(cfg)
+    print(f"{summary(metrics)}; model in {Path(cfg.training.output_dir) / 'final'}")
+
+
+def run_probe(args: argparse.Namespace) -> None:
+    cfg = config_lib.load(ProbeConfig, args.recipe, overrides(args, ProbeConfig))
+    import torch
+    from transformers import AutoModel
+
+    from hfssl.data.labelled import load_labelled
+    from hfssl.finetune import load_tokenizer
+    from hfssl.io import write_json
+    from hfssl.probe import probe
+
+    tokenizer = load_tokenizer(cfg)
+    splits = load_labelled(cfg.data)
+    m = cfg.model
+    try:
+        backbone = AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    p = cfg.probe
+    result = probe(backbone.to(device), tokenizer, splits, p.layer, p.l2, p.batch_size, cfg.data.max_length, device)
+    result["model"] = m.name_or_path
+    write_json(Path(p.output), result)
+    print(f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}); {p.output}")
+
+
+def run_label_efficiency(args: argparse.Namespace) -> None:
+    cfg = config_lib.load(LabelEfficiencyConfig, args.recipe, overrides(args, LabelEfficiencyConfig))
+    from hfssl.label_efficiency import label_efficiency
+
+    result = label_efficiency(cfg)
+    for entry in result["summary"]:
+        print(
+            f"{entry['model']:>10}  {entry['labels']:>6} labels  accuracy {entry['accuracy']:.4f} "
+            f"± {entry['accuracy_std']:.4f}"
+        )
+    print(f"table, plot and card section in {cfg.sweep.output_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -125,6 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="directory to save the tokenizer to")
     add_schema_arguments(t, TokenizerTrainConfig)
     t.set_defaults(func=run_tokenizer_train)
+
+    for name, schema, func, text in (
+        ("finetune", FinetuneConfig, run_finetune, "fine-tune a classifier with the Trainer API"),
+        ("probe", ProbeConfig, run_probe, "score frozen features with a linear probe"),
+        (
+            "label-efficiency",
+            LabelEfficiencyConfig,
+            run_label_efficiency,
+            "pretrained vs from scratch at several label fractions: table, plot, model-card section",
+        ),
+    ):
+        p = commands.add_parser(name, help=text)
+        p.add_argument("recipe", nargs="?", default=None, help="YAML recipe (a path or a shipped recipe name)")
+        add_schema_arguments(p, schema)
+        p.set_defaults(func=func)
 
     p = commands.add_parser("export", help="export a training checkpoint as a from_pretrained-loadable model")
     p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")

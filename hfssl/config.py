@@ -194,6 +194,173 @@ class PretrainConfig:
 
 
 @dataclass
+class ClassifierModelArgs:
+    name_or_path: str = arg(
+        "runs/mlm-tiny/final", "model to fine-tune: an hfssl export, a local model directory or a Hub name"
+    )
+    from_scratch: bool = arg(False, "random initialisation with the same architecture (the no-pretraining baseline)")
+    pooling: Literal["mean", "cls"] = arg(
+        "mean", "how ModernBERT pools tokens for the classifier (mean suits packed MLM pretraining)"
+    )
+    revision: str | None = arg(None, "Hub revision of the model (branch, tag or commit)")
+    trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
+
+
+@dataclass
+class LabelledDataArgs:
+    task: Literal["text", "audio"] = arg("text", "what is classified: text (or text pairs), or audio clips")
+    train: str = arg(
+        "synthetic",
+        "labelled training data: 'synthetic' (the embedded topic task), a .json/.jsonl/.csv/.parquet file, a glob, "
+        "a directory, or a Hub dataset name",
+    )
+    validation: str | None = arg(None, "validation data (same forms); empty: a Hub split or a held-out fraction")
+    test: str | None = arg(None, "test data (same forms); empty: a Hub split or a held-out fraction")
+    text_column: str = arg("text", "column with the text (the first text of a pair)")
+    text_pair_column: str | None = arg(None, "column with the second text of a pair (empty: single texts)")
+    label_column: str = arg("label", "column with the labels (strings or integers)")
+    hub_config: str | None = arg(None, "Hub dataset configuration name")
+    hub_split: str = arg("train", "Hub split to train on")
+    hub_validation_split: str | None = arg(None, "Hub split to validate on (empty: hold out validation_fraction)")
+    hub_test_split: str | None = arg(None, "Hub split to test on (empty: hold out test_fraction)")
+    hub_revision: str | None = arg(None, "Hub dataset revision")
+    validation_fraction: float = arg(0.1, "fraction of training examples held out for validation when none is given")
+    test_fraction: float = arg(0.1, "fraction of training examples held out for testing when none is given (0: none)")
+    label_fraction: float = arg(1.0, "train on this fraction of the training labels (stratified, seeded), in (0, 1]")
+    max_length: int = arg(128, "tokens per example; longer texts are truncated")
+    synthetic_examples: int = arg(3000, "examples in the embedded topic task (before the splits)")
+    cache_dir: str | None = arg(None, "where datasets caches loaded data (empty: the datasets default)")
+
+    def __post_init__(self):
+        _check(0.0 < self.label_fraction <= 1.0, "data.label_fraction", f"must be in (0, 1], got {self.label_fraction}")
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, f"data.{name}", f"must be in [0, 1), got {value}")
+        _check(self.max_length > 1, "data.max_length", "must be at least 2")
+        _check(self.synthetic_examples >= 20, "data.synthetic_examples", "must be at least 20")
+
+
+@dataclass
+class FinetuneArgs:
+    early_stopping_patience: int | None = arg(
+        3, "stop after this many evaluations without improvement of training.metric_for_best_model (empty: never)"
+    )
+
+
+def _training_section() -> type:
+    """A section with every `TrainingArguments` field (its help, its default unless hfssl sets one), so that a
+    recipe's `training:` block maps one-to-one onto `TrainingArguments`."""
+    from transformers import TrainingArguments
+
+    hfssl_defaults = {
+        "output_dir": "runs/finetune",
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "logging_strategy": "epoch",
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "f1",
+        "greater_is_better": True,
+        "save_total_limit": 2,
+        "num_train_epochs": 10.0,
+        "learning_rate": 1e-4,
+        "warmup_steps": 0.1,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 64,
+        "report_to": "none",
+        "seed": 0,
+    }
+    hints = typing.get_type_hints(TrainingArguments)
+    simple = {bool, int, float, str}
+    fields = []
+    for f in dataclasses.fields(TrainingArguments):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if tp in simple:
+            pass
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 and args[0] in simple:
+            pass
+        elif str in args and all(isinstance(a, type) and (a is str or issubclass(a, str)) for a in args):
+            tp = str | None if type(None) in typing.get_args(tp) else str  # an Enum of strings, or a string
+        else:
+            tp = Any
+        if f.name in hfssl_defaults:
+            default = hfssl_defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        default = default.value if hasattr(default, "value") and isinstance(default, str) else default
+        help = " ".join((f.metadata.get("help") or "TrainingArguments." + f.name).split())
+        fields.append((f.name, tp, arg(default, help)))
+    return dataclasses.make_dataclass("TrainingSection", fields)
+
+
+TrainingSection = _training_section()
+
+
+@dataclass
+class FinetuneConfig:
+    model: ClassifierModelArgs = field(default_factory=ClassifierModelArgs)
+    data: LabelledDataArgs = field(default_factory=LabelledDataArgs)
+    finetune: FinetuneArgs = field(default_factory=FinetuneArgs)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    export: ExportArgs = field(default_factory=ExportArgs)
+
+
+@dataclass
+class ProbeArgs:
+    layer: str = arg(
+        "weighted", "'weighted' (a learned softmax mix of all layers), 'last', or a layer number (0: embeddings)"
+    )
+    l2: float = arg(1e-3, "L2 penalty on the classifier weights (features are standardised)")
+    batch_size: int = arg(64, "examples per forward pass when extracting features")
+    output: str = arg("runs/probe/probe.json", "where the probe's scores are written")
+
+    def __post_init__(self):
+        _check(self.l2 >= 0, "probe.l2", "must not be negative")
+        _check(self.batch_size > 0, "probe.batch_size", "must be positive")
+
+
+@dataclass
+class ProbeConfig:
+    model: ClassifierModelArgs = field(default_factory=ClassifierModelArgs)
+    data: LabelledDataArgs = field(default_factory=LabelledDataArgs)
+    probe: ProbeArgs = field(default_factory=ProbeArgs)
+
+
+@dataclass
+class SweepArgs:
+    fractions: list[float] = arg([0.01, 0.1, 1.0], "fractions of the training labels to train on, each in (0, 1]")
+    seeds: list[int] = arg([0, 1, 2], "seeds per fraction (label subsample, initialisation, data order)")
+    method: Literal["finetune", "probe"] = arg("finetune", "fine-tune the whole model, or probe frozen features")
+    min_steps: int = arg(40, "fine-tuning steps at least, however few the labels (fine-tuning only)")
+    output_dir: str = arg("runs/label-efficiency", "where the table, the plot and the card section are written")
+    update_card: bool = arg(True, "add the results as a section of the model's card (a local model directory)")
+
+    def __post_init__(self):
+        _check(bool(self.fractions), "sweep.fractions", "needs at least one fraction")
+        for i, fraction in enumerate(self.fractions):
+            _check(0.0 < fraction <= 1.0, f"sweep.fractions[{i}]", f"must be in (0, 1], got {fraction}")
+        _check(bool(self.seeds), "sweep.seeds", "needs at least one seed")
+        _check(self.min_steps >= 1, "sweep.min_steps", "must be at least 1")
+
+
+@dataclass
+class LabelEfficiencyConfig:
+    model: ClassifierModelArgs = field(default_factory=ClassifierModelArgs)
+    data: LabelledDataArgs = field(default_factory=LabelledDataArgs)
+    finetune: FinetuneArgs = field(default_factory=FinetuneArgs)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    probe: ProbeArgs = field(default_factory=ProbeArgs)
+    sweep: SweepArgs = field(default_factory=SweepArgs)
+    export: ExportArgs = field(default_factory=ExportArgs)
+
+
+@dataclass
 class TokenizerTrainConfig:
     data: DataArgs = field(default_factory=DataArgs)
     tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
@@ -215,6 +382,8 @@ def section_fields(section: type) -> dict[str, tuple[Any, dataclasses.Field]]:
 
 def describe(tp: Any) -> str:
     """Human-readable form of a field type, for help text and errors."""
+    if tp is Any:
+        return "any YAML value"
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
@@ -229,6 +398,8 @@ def describe(tp: Any) -> str:
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the field type `tp`; return it converted (int -> float) or raise UsageError."""
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None:

@@ -7,7 +7,7 @@ import pytest
 
 from hfssl import config as config_lib
 from hfssl.__main__ import build_parser
-from hfssl.config import PretrainConfig, TokenizerTrainConfig
+from hfssl.config import FinetuneConfig, LabelEfficiencyConfig, PretrainConfig, ProbeConfig, TokenizerTrainConfig
 from hfssl.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,12 @@ def test_every_recipe_validates(recipe):
     text = recipe.read_text()
     assert text.startswith("# hfssl "), "a recipe opens with the command that runs it"
     command = text.splitlines()[0].split()[2]
-    schema = {"pretrain": PretrainConfig}[command]
+    schema = {
+        "pretrain": PretrainConfig,
+        "finetune": FinetuneConfig,
+        "probe": ProbeConfig,
+        "label-efficiency": LabelEfficiencyConfig,
+    }[command]
     cfg = config_lib.load(schema, recipe)
     assert isinstance(cfg, schema)
 

@@ -1,0 +1,222 @@
+"""Labelled data for fine-tuning and probing: train/validation/test splits with a "label" ClassLabel column.
+
+Sources are those of the text corpora (the embedded synthetic set, local files, a glob, a directory, a Hub dataset),
+with the text, optional text-pair and label columns named in the recipe. Labels may be strings or integers; the
+class list is taken from the training split, and a validation or test label that training never saw is an error
+rather than a silently wrong id.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+
+from hfssl.config import LabelledDataArgs
+from hfssl.data.synthetic import synthetic_documents
+from hfssl.data.text import _check_utf8, _first_line, _local_files
+from hfssl.errors import UsageError
+
+SYNTHETIC_SEED = 10_000  # far from pretraining seeds: the task's documents are not the pretraining corpus's
+_TEXT_FILES = {".json", ".jsonl", ".csv"}
+
+
+@dataclass
+class LabelledSplits:
+    """The three splits (test may be None), each with columns text[, text_pair], label (a ClassLabel)."""
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    test: datasets.Dataset | None
+    label_names: list[str]
+    source: str
+
+
+def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
+    """Load, check and split the labelled data named by `data`, then keep `data.label_fraction` of train.
+
+    Raises:
+        UsageError: a missing or unreadable source, a missing column, an empty split, a single class, or a label in
+            validation/test that train does not have.
+    """
+    if data.task != "text":
+        raise UsageError(
+            "data.task: audio classification needs the speech data pipeline, which this version of hfssl does not "
+            "have yet; use data.task: text"
+        )
+    if data.train == "synthetic":
+        splits = _synthetic(data)
+    else:
+        splits = _from_sources(data, seed)
+    train = splits["train"]
+    names = _label_names(train, data)
+    for split, dataset in splits.items():
+        if dataset is not None:
+            splits[split] = _encode_labels(dataset, names, split, data)
+    if "validation" not in splits:
+        if len(splits["train"]) < 4:
+            raise UsageError(f"data.train: {data.train} has {len(splits['train'])} examples, too few to split")
+        held = splits["train"].train_test_split(
+            test_size=data.validation_fraction or 0.1, seed=seed, stratify_by_column=_stratify(splits["train"])
+        )
+        splits["train"], splits["validation"] = held["train"], held["test"]
+    if data.label_fraction < 1.0:
+        splits["train"] = subsample(splits["train"], data.label_fraction, seed)
+    for split in ("train", "validation"):
+        if len(splits[split]) == 0:
+            raise UsageError(f"data.{split}: the {split} split is empty")
+    return LabelledSplits(
+        splits["train"],
+        splits["validation"],
+        splits.get("test"),
+        names,
+        "synthetic" if data.train == "synthetic" else data.train,
+    )
+
+
+def subsample(train: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
+    """A seeded, stratified `fraction` of `train` with at least one example of every class."""
+    labels = np.asarray(train["label"])
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = max(1, round(fraction * len(members)))
+        keep.extend(rng.choice(members, size=count, replace=False).tolist())
+    return train.select(sorted(keep))
+
+
+def _stratify(dataset: datasets.Dataset) -> str | None:
+    counts = np.bincount(np.asarray(dataset["label"]))
+    return "label" if counts[counts > 0].min() >= 2 else None
+
+
+def _synthetic(data: LabelledDataArgs) -> dict[str, datasets.Dataset]:
+    """The embedded topic-classification task, its splits drawn from disjoint seeds."""
+    n = data.synthetic_examples
+    sizes = {
+        "test": math.floor(n * data.test_fraction),
+        "validation": max(8, math.floor(n * data.validation_fraction)),
+    }
+    sizes["train"] = n - sizes["test"] - sizes["validation"]
+    splits = {}
+    for offset, (split, size) in enumerate(sizes.items()):
+        if size == 0:
+            continue
+        documents = synthetic_documents(size, SYNTHETIC_SEED + offset)
+        splits[split] = datasets.Dataset.from_dict(
+            {"text": [d["text"] for d in documents], "label": [d["topic"] for d in documents]}
+        )
+    return splits
+
+
+def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Dataset]:
+    splits = {"train": _load(data.train, "data.train", data, data.hub_split)}
+    for split, source, hub_split in (
+        ("validation", data.validation, data.hub_validation_split),
+        ("test", data.test, data.hub_test_split),
+    ):
+        if source:
+            splits[split] = _load(source, f"data.{split}", data, hub_split or split)
+        elif hub_split and _local_files(data.train, "data.train") is None:
+            splits[split] = _load(data.train, f"data.hub_{split}_split", data, hub_split)
+    if "test" not in splits and data.test_fraction > 0:
+        train = _encode_labels(splits["train"], _label_names(splits["train"], data), "train", data)
+        if len(train) < 4:
+            raise UsageError(f"data.train: {data.train} has {len(train)} examples, too few to hold out a test split")
+        held = train.train_test_split(test_size=data.test_fraction, seed=seed, stratify_by_column=_stratify(train))
+        splits["train"], splits["test"] = held["train"], held["test"]
+    return splits
+
+
+def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
+    local = _local_files(source, key)
+    try:
+        if local is None:
+            dataset = datasets.load_dataset(
+                source, data.hub_config, split=hub_split, revision=data.hub_revision, cache_dir=data.cache_dir
+            )
+        else:
+            builder, files = local
+            if builder == "text":
+                raise UsageError(
+                    f"{key}: {source} is plain text; labelled data needs a .json/.jsonl/.csv/.parquet file"
+                )
+            if all(os.path.getsize(f) == 0 for f in files):
+                raise UsageError(f"{key}: {source} is empty")
+            for file in files:
+                if os.path.splitext(file)[1].lower() in _TEXT_FILES:
+                    _check_utf8(file, key)
+            dataset = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=data.cache_dir)
+    except UsageError:
+        raise
+    except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
+        where = "load dataset" if local is None else "read"
+        raise UsageError(f"{key}: could not {where} {source!r}: {_first_line(err)}") from err
+    if len(dataset) == 0:
+        raise UsageError(f"{key}: {source} is empty")
+    wanted = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
+    missing = [c for c in wanted if c not in dataset.column_names]
+    if missing:
+        raise UsageError(
+            f"{key}: {source} has no column {missing[0]!r} (set data.{_setting(missing[0], data)}); "
+            f"its columns are: {', '.join(dataset.column_names)}"
+        )
+    dataset = dataset.select_columns(wanted)
+    renames = {data.text_column: "text", data.label_column: "label", data.text_pair_column: "text_pair"}
+    return dataset.rename_columns({old: new for old, new in renames.items() if old and old != new})
+
+
+def _setting(column: str, data: LabelledDataArgs) -> str:
+    if column == data.label_column:
+        return "label_column"
+    return "text_column" if column == data.text_column else "text_pair_column"
+
+
+def _label_names(train: datasets.Dataset, data: LabelledDataArgs) -> list[str]:
+    feature = train.features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        names = list(feature.names)
+        present = set(train["label"])
+        if len(present) < 2:
+            raise UsageError(
+                f"data.train: {data.train} has a single class ({names[next(iter(present))]!r}); need two or more"
+            )
+        return names
+    values = [v for v in set(train["label"]) if v is not None]
+    if len(values) < 2:
+        raise UsageError(
+            f"data.train: column {data.label_column!r} of {data.train} has a single class "
+            f"({values[0] if values else 'none'}); need two or more"
+        )
+    try:
+        return [str(v) for v in sorted(values)]
+    except TypeError:
+        raise UsageError(
+            f"data.train: column {data.label_column!r} mixes label types; use all strings or all integers"
+        ) from None
+
+
+def _encode_labels(dataset: datasets.Dataset, names: list[str], split: str, data: LabelledDataArgs) -> datasets.Dataset:
+    """Map the split's labels to ids of `names` as a ClassLabel column, failing on a label train does not have."""
+    feature = dataset.features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        if list(feature.names) == names:
+            return dataset
+        values = [feature.names[i] for i in dataset["label"]]
+    else:
+        values = [None if v is None else str(v) for v in dataset["label"]]
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({v for v in values if v not in index}, key=str)
+    if unknown:
+        raise UsageError(
+            f"data.{split}: label {unknown[0]!r} does not occur in the training data "
+            f"(training labels: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})"
+        )
+    ids = [index[v] for v in values]
+    features = dataset.features.copy()
+    features["label"] = datasets.ClassLabel(names=names)
+    return dataset.remove_columns("label").add_column("label", ids).cast(features)

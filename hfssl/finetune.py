@@ -1,0 +1,229 @@
+"""`hfssl finetune`: sequence classification on the Trainer API, from an hfssl export, a local model or a Hub name.
+
+The recipe's `training:` block is `TrainingArguments`, field for field. hfssl adds the data checks, the label maps,
+early stopping on the best-model metric, test-set prediction, a metrics JSON and an export whose model card carries
+the results as model-index metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import datasets
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+)
+
+from hfssl.config import FinetuneConfig
+from hfssl.data.labelled import LabelledSplits, load_labelled
+from hfssl.errors import UsageError
+from hfssl.io import atomic_dir, write_json
+from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
+    """The recipe's `training:` block (plus `changes`) as `TrainingArguments`, its complaints as UsageError."""
+    values = dataclasses.asdict(cfg.training) | changes
+    try:
+        return TrainingArguments(**values)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"training: {' '.join(str(err).split())}") from None
+
+
+def load_tokenizer(cfg: FinetuneConfig):
+    name = cfg.model.name_or_path
+    try:
+        return AutoTokenizer.from_pretrained(
+            name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+        )
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(
+            f"model.name_or_path: {name} has no loadable tokenizer ({str(err).splitlines()[0]}); "
+            "export it with its tokenizer"
+        ) from None
+
+
+def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
+    """AutoModelForSequenceClassification with the label maps, pretrained or (from_scratch) randomly initialised."""
+    m = cfg.model
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    try:
+        config = AutoConfig.from_pretrained(
+            m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code, **labels
+        )
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+    if config.model_type == "modernbert":
+        config.classifier_pooling = m.pooling
+    if m.from_scratch:
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=m.trust_remote_code)
+    return AutoModelForSequenceClassification.from_pretrained(
+        m.name_or_path, config=config, revision=m.revision, trust_remote_code=m.trust_remote_code
+    )
+
+
+def tokenize(splits: LabelledSplits, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
+    pair = "text_pair" in splits.train.column_names
+
+    def encode(batch):
+        second = batch["text_pair"] if pair else None
+        return tokenizer(batch["text"], second, truncation=True, max_length=max_length)
+
+    out = {}
+    for name in ("train", "validation", "test"):
+        split = getattr(splits, name)
+        if split is not None:
+            drop = [c for c in split.column_names if c != "label"]
+            out[name] = split.map(encode, batched=True, remove_columns=drop, desc=f"Tokenizing {name}")
+    return out
+
+
+def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None) -> dict:
+    """Fine-tune, evaluate on validation and test, export to `<output_dir>/final`; returns the metrics.
+
+    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
+    """
+    start = time.time()
+    args = training_arguments(cfg, **(changes or {}))
+    tokenizer = load_tokenizer(cfg)  # before the data, so a bad checkpoint fails before any work
+    splits = load_labelled(cfg.data, seed=args.seed)
+    encoded = tokenize(splits, tokenizer, cfg.data.max_length)
+    model = load_classifier(cfg, splits.label_names)
+    callbacks = []
+    patience = cfg.finetune.early_stopping_patience
+    if patience and args.load_best_model_at_end and args.eval_strategy != "no":
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        compute_metrics=trainer_compute_metrics,
+        callbacks=callbacks,
+    )
+    trainer.train()
+    metrics = {
+        "model": cfg.model.name_or_path,
+        "from_scratch": cfg.model.from_scratch,
+        "train_examples": len(encoded["train"]),
+        "labels": splits.label_names,
+        "validation": _strip(trainer.evaluate(encoded["validation"], metric_key_prefix="eval")),
+    }
+    if "test" in encoded:
+        metrics["test"] = _strip(trainer.predict(encoded["test"], metric_key_prefix="test").metrics)
+    metrics["wall_time_s"] = time.time() - start
+    metrics["device"] = str(args.device)
+    if export and trainer.is_world_process_zero():
+        run_dir = Path(args.output_dir)
+        final = run_dir / "final"
+        with atomic_dir(final) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(tmp)
+            render_card(cfg, splits, metrics, trainer.model).save(tmp / "README.md")
+        write_json(run_dir / "metrics.json", metrics)
+        logger.info("fine-tuned model in %s", final)
+    return metrics
+
+
+def _strip(metrics: dict) -> dict:
+    """{"eval_accuracy": ...} -> {"accuracy": ...}, keeping the classification metrics and the loss."""
+    out = {}
+    for key, value in metrics.items():
+        name = key.partition("_")[2]
+        if name in METRIC_NAMES or name == "loss":
+            out[name] = float(value)
+    return out
+
+
+def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, model) -> ModelCard:
+    dataset_name = "hfssl synthetic topics" if splits.source == "synthetic" else splits.source
+    dataset_type = "hfssl/synthetic-topics" if splits.source == "synthetic" else splits.source
+    split_name = "test" if "test" in metrics else "validation"
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=split_name,
+            metric_type=name,
+            metric_value=round(value, 4),
+        )
+        for name, value in metrics[split_name].items()
+        if name in METRIC_NAMES
+    ]
+    name = cfg.export.model_name or Path(cfg.training.output_dir).resolve().name
+    card_data = ModelCardData(
+        model_name=name,
+        language=cfg.export.language or None,
+        license=cfg.export.license,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hfssl", "text-classification", model.config.model_type, *cfg.export.tags],
+        datasets=cfg.export.datasets or None,
+        base_model=None if cfg.model.from_scratch else _hub_name(cfg.model.name_or_path),
+        eval_results=results,
+    )
+    t = cfg.training
+    hyperparameters = {
+        "learning rate": t.learning_rate,
+        "epochs (at most)": t.num_train_epochs,
+        "batch size": t.per_device_train_batch_size,
+        "early stopping patience": cfg.finetune.early_stopping_patience,
+        "best-model metric": t.metric_for_best_model,
+        "training examples": metrics["train_examples"],
+        "seed": t.seed,
+        "wall time (s)": round(metrics["wall_time_s"], 1),
+    }
+    table = "\n".join(
+        f"| {split} | " + " | ".join(f"{metrics[split].get(m, float('nan')):.4f}" for m in METRIC_NAMES) + " |"
+        for split in ("validation", "test")
+        if split in metrics
+    )
+    template = Path(__file__).parent / "model_cards" / "classifier.md"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        model_name=name,
+        base=cfg.model.name_or_path if not cfg.model.from_scratch else "random initialisation (no pretraining)",
+        arch=model.config.model_type,
+        labels=", ".join(splits.label_names),
+        data=dataset_name,
+        hyperparameters=hyperparameters,
+        metric_names=" | ".join(METRIC_NAMES),
+        metric_rule="|".join(["---"] * (len(METRIC_NAMES) + 1)),
+        results_table=table,
+        load_path=name,
+    )
+
+
+def _hub_name(name_or_path: str) -> str | None:
+    """base_model metadata must be a Hub id; a local path is not one."""
+    if Path(name_or_path).exists() or name_or_path.startswith((".", "/", "~")):
+        return None
+    return name_or_path
+
+
+def summary(metrics: dict) -> str:
+    split = "test" if "test" in metrics else "validation"
+    scores = metrics[split]
+    return (
+        f"{split}: accuracy {scores.get('accuracy', float('nan')):.4f}, macro F1 {scores.get('f1', float('nan')):.4f}"
+    )

@@ -1,0 +1,261 @@
+"""`hfssl label-efficiency`: what pretraining bought, as score vs number of labels, pretrained vs from scratch.
+
+For every label fraction and seed, the same architecture is trained twice on the same labelled subsample (stratified,
+seeded): once from the pretrained checkpoint and once from random initialisation; by fine-tuning (a fixed step budget
+on the Trainer) or by probing frozen features. The results become a CSV and JSON table, a PNG plot and a model-card
+section, which is also written into the model's own card when the model is a local directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import re
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel
+
+from hfssl.config import LabelEfficiencyConfig
+from hfssl.data.labelled import load_labelled, subsample
+from hfssl.errors import UsageError
+from hfssl.finetune import finetune, load_tokenizer
+from hfssl.io import write_json, write_text
+from hfssl.probe import fit_probe, parse_layer, pooled_features, text_batches
+
+logger = logging.getLogger(__name__)
+
+MODELS = ("pretrained", "scratch")
+SECTION_START, SECTION_END = "<!-- hfssl:label-efficiency -->", "<!-- /hfssl:label-efficiency -->"
+PLOT = "label_efficiency.png"
+
+
+def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
+    """Run the sweep; returns {"rows": [...], "summary": [...]} as also written to the output directory."""
+    sweep = cfg.sweep
+    out = Path(sweep.output_dir)
+    tokenizer = load_tokenizer(cfg)
+    full = load_labelled(dataclasses.replace(cfg.data, label_fraction=1.0), seed=cfg.training.seed)
+    evaluation = "test" if full.test is not None else "validation"
+    if sweep.method == "probe":
+        rows = _probe_rows(cfg, tokenizer, full, evaluation)
+    else:
+        rows = _finetune_rows(cfg, full, evaluation)
+    summary = summarise(rows)
+    result = {
+        "method": sweep.method,
+        "split": evaluation,
+        "model": cfg.model.name_or_path,
+        "rows": rows,
+        "summary": summary,
+    }
+    write_json(out / "results.json", result)
+    write_text(out / "results.csv", _csv(rows))
+    plot(summary, out / PLOT, title=f"{sweep.method}: {evaluation} accuracy vs labelled examples")
+    section = card_section(summary, sweep.method, evaluation, PLOT)
+    write_text(out / "label_efficiency.md", section)
+    model_dir = Path(cfg.model.name_or_path)
+    if sweep.update_card and (model_dir / "config.json").is_file():
+        add_to_card(model_dir, section, out / PLOT)
+    return result
+
+
+def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[dict]:
+    rows = []
+    batch = cfg.training.per_device_train_batch_size
+    scratch_dir = Path(tempfile.mkdtemp(prefix="hfssl-sweep-"))
+    try:
+        for fraction in cfg.sweep.fractions:
+            for seed in cfg.sweep.seeds:
+                n = len(subsample(full.train, fraction, seed)) if fraction < 1 else len(full.train)
+                steps = max(cfg.sweep.min_steps, math.ceil(cfg.training.num_train_epochs * n / batch))
+                for kind in MODELS:
+                    run_cfg = dataclasses.replace(
+                        cfg,
+                        model=dataclasses.replace(cfg.model, from_scratch=kind == "scratch"),
+                        data=dataclasses.replace(cfg.data, label_fraction=fraction),
+                    )
+                    changes = {
+                        "output_dir": str(scratch_dir / f"{kind}-{fraction}-{seed}"),
+                        "seed": seed,
+                        "max_steps": steps,
+                        "eval_strategy": "no",
+                        "save_strategy": "no",
+                        "logging_strategy": "no",
+                        "load_best_model_at_end": False,
+                        "disable_tqdm": True,
+                    }
+                    metrics = finetune(run_cfg, export=False, changes=changes)
+                    scores = metrics.get(evaluation) or metrics["validation"]
+                    rows.append(_row(kind, fraction, n, seed, scores))
+                    logger.info("%s, %d labels, seed %d: accuracy %.4f", kind, n, seed, scores["accuracy"])
+    finally:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+    return rows
+
+
+def _probe_rows(cfg: LabelEfficiencyConfig, tokenizer, full, evaluation: str) -> list[dict]:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    eval_split = full.test if full.test is not None else full.validation
+    p = cfg.probe
+    rows = []
+    for kind in MODELS:
+        backbone = _backbone(cfg, scratch=kind == "scratch").to(device)
+        layer = parse_layer(p.layer, backbone.config.num_hidden_layers)
+        train_x = pooled_features(
+            backbone, text_batches(full.train, tokenizer, p.batch_size, cfg.data.max_length), device
+        )
+        test_x = pooled_features(
+            backbone, text_batches(eval_split, tokenizer, p.batch_size, cfg.data.max_length), device
+        )
+        labels, test_y = torch.tensor(full.train["label"]), torch.tensor(eval_split["label"])
+        for fraction in cfg.sweep.fractions:
+            for seed in cfg.sweep.seeds:
+                chosen = _indices(full.train, fraction, seed)
+                scores = fit_probe(
+                    train_x[chosen],
+                    labels[chosen],
+                    test_x,
+                    test_y,
+                    len(full.label_names),
+                    layer=layer,
+                    l2=p.l2,
+                    seed=seed,
+                )
+                rows.append(_row(kind, fraction, len(chosen), seed, scores))
+    return rows
+
+
+def _indices(train, fraction: float, seed: int) -> torch.Tensor:
+    if fraction >= 1:
+        return torch.arange(len(train))
+    with_index = train.add_column("_row", list(range(len(train))))
+    return torch.tensor(subsample(with_index, fraction, seed)["_row"])
+
+
+def _backbone(cfg: LabelEfficiencyConfig, scratch: bool):
+    m = cfg.model
+    try:
+        config = AutoConfig.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+    if scratch:
+        torch.manual_seed(cfg.training.seed)
+        return AutoModel.from_config(config, trust_remote_code=m.trust_remote_code)
+    return AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+
+
+def _row(kind: str, fraction: float, n: int, seed: int, scores: dict) -> dict:
+    return {
+        "model": kind,
+        "fraction": fraction,
+        "labels": n,
+        "seed": seed,
+        "accuracy": scores["accuracy"],
+        "f1": scores["f1"],
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds, per model and fraction."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["fraction"], row["model"]), []).append(row)
+    summary = []
+    for (fraction, kind), members in sorted(groups.items()):
+        entry = {"model": kind, "fraction": fraction, "labels": round(statistics.mean(r["labels"] for r in members))}
+        for metric in ("accuracy", "f1"):
+            values = [r[metric] for r in members]
+            entry[metric] = statistics.mean(values)
+            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        entry["seeds"] = len(members)
+        summary.append(entry)
+    return summary
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot(summary: list[dict], path: Path, title: str) -> None:
+    """Accuracy (mean ± std over seeds) against labelled examples, one line per model, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    for kind, style in zip(MODELS, ("o-", "s--"), strict=True):
+        points = [e for e in summary if e["model"] == kind]
+        x = [e["labels"] for e in points]
+        mean = [e["accuracy"] for e in points]
+        std = [e["accuracy_std"] for e in points]
+        axes.errorbar(x, mean, yerr=std, fmt=style, capsize=3, label=kind)
+    axes.set_xscale("log")
+    axes.set_xlabel("labelled training examples")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    figure.savefig(tmp, format="png")
+    plt.close(figure)
+    tmp.replace(path)
+
+
+def card_section(summary: list[dict], method: str, split: str, image: str) -> str:
+    by_fraction: dict[float, dict[str, dict]] = {}
+    for entry in summary:
+        by_fraction.setdefault(entry["fraction"], {})[entry["model"]] = entry
+    how = "fine-tuned" if method == "finetune" else "probed (frozen features, logistic regression)"
+    lines = [
+        SECTION_START,
+        "## Label efficiency",
+        "",
+        f"How much pretraining helps with few labels: the same architecture {how} from this checkpoint and from",
+        f"random initialisation on stratified subsamples of the labelled data; {split} accuracy, mean ± standard",
+        "deviation over seeds (written by `hfssl label-efficiency`).",
+        "",
+        "| labels | fraction | pretrained | from scratch | gain |",
+        "|---|---|---|---|---|",
+    ]
+    for fraction, entries in sorted(by_fraction.items()):
+        pre, scratch = entries.get("pretrained"), entries.get("scratch")
+        if pre is None or scratch is None:
+            continue
+        lines.append(
+            f"| {pre['labels']} | {fraction:g} | {pre['accuracy']:.3f} ± {pre['accuracy_std']:.3f} | "
+            f"{scratch['accuracy']:.3f} ± {scratch['accuracy_std']:.3f} | {pre['accuracy'] - scratch['accuracy']:+.3f} |"
+        )
+    lines += ["", f"![label efficiency]({image})", SECTION_END, ""]
+    return "\n".join(lines)
+
+
+def add_to_card(model_dir: Path, section: str, image: Path) -> None:
+    """Put `section` into the model's README.md (replacing an earlier one) and copy the plot next to it."""
+    card = model_dir / "README.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        marker = "\n## Limitations"
+        text = (
+            text.replace(marker, "\n" + section + marker, 1) if marker in text else text.rstrip("\n") + "\n\n" + section
+        )
+    tmp = model_dir / (image.name + ".tmp")
+    shutil.copyfile(image, tmp)
+    tmp.replace(model_dir / image.name)
+    write_text(card, text)

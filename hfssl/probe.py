@@ -1,0 +1,151 @@
+"""Linear probes on frozen features: mean-pooled hidden states of every layer, then logistic regression.
+
+The encoder runs once over the data; the classifier is fitted full-batch with L-BFGS on the pooled features, so a
+probe of a small model on a few thousand examples takes seconds and can run inside pretraining (`train.probe_every`).
+The classifier reads one layer, or a softmax-weighted sum of all layers learned together with it (as in SUPERB).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from transformers import DataCollatorWithPadding
+
+from hfssl.errors import UsageError
+from hfssl.metrics import compute_classification_metrics
+
+logger = logging.getLogger(__name__)
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "input_features")
+
+
+@torch.no_grad()
+def pooled_features(backbone: torch.nn.Module, batches, device: torch.device | str) -> torch.Tensor:
+    """[examples, layers + 1, hidden]: each layer's hidden states averaged over the unpadded positions.
+
+    `backbone` is a transformers base model (`model.base_model`); `batches` yields dicts of its inputs. For audio
+    models, whose frames outnumber nothing in the attention mask, the mask is mapped to frames as the model does.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    pooled = []
+    for batch in batches:
+        inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS}
+        hidden = torch.stack(backbone(**inputs, output_hidden_states=True).hidden_states, dim=1)
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            pooled.append(hidden.mean(dim=2).float().cpu())
+            continue
+        if mask.shape[1] != hidden.shape[2]:
+            mask = backbone._get_feature_vector_attention_mask(hidden.shape[2], mask)
+        weights = mask[:, None, :, None].to(hidden.dtype)
+        pooled.append(((hidden * weights).sum(dim=2) / weights.sum(dim=2).clamp_min(1)).float().cpu())
+    backbone.train(was_training)
+    return torch.cat(pooled)
+
+
+def text_batches(dataset, tokenizer, batch_size: int, max_length: int):
+    """Padded batches of a dataset with "text" (and optional "text_pair") columns, in order."""
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    pair = "text_pair" in dataset.column_names
+    for start in range(0, len(dataset), batch_size):
+        rows = dataset[start : start + batch_size]
+        encoded = tokenizer(rows["text"], rows["text_pair"] if pair else None, truncation=True, max_length=max_length)
+        yield collate([{k: v[i] for k, v in encoded.items()} for i in range(len(rows["text"]))])
+
+
+def parse_layer(layer: str, num_layers: int) -> int | None:
+    """'weighted' -> None (learn a mix), 'last' -> the top layer, an integer -> that layer (0: the embeddings)."""
+    if layer == "weighted":
+        return None
+    if layer == "last":
+        return num_layers
+    try:
+        index = int(layer)
+    except ValueError:
+        raise UsageError(f"probe.layer: {layer!r} is not 'weighted', 'last' or a layer number") from None
+    if not -num_layers - 1 <= index <= num_layers:
+        raise UsageError(f"probe.layer: the model has layers 0 (embeddings) to {num_layers}, not {index}")
+    return index % (num_layers + 1)
+
+
+def fit_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    layer: int | None = None,
+    l2: float = 1e-3,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Fit logistic regression on `train_x` ([n, layers, hidden]) and score it on `test_x`.
+
+    Features are standardised with the training statistics. `layer` None learns softmax weights over layers
+    jointly with the classifier. Returns the classification metrics and the layer weights.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if layer is not None:
+        train_x, test_x = train_x[:, layer : layer + 1], test_x[:, layer : layer + 1]
+    mean = train_x.mean(dim=0, keepdim=True)
+    std = train_x.std(dim=0, keepdim=True).clamp_min(1e-6) if len(train_x) > 1 else torch.ones_like(mean)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    hidden = train_x.shape[-1]
+    weight = (torch.randn(hidden, num_classes, generator=generator) * 0.01).requires_grad_()
+    bias = torch.zeros(num_classes, requires_grad=True)
+    mix = torch.zeros(train_x.shape[1], requires_grad=True)
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        mixed = torch.einsum("nlh,l->nh", x, mix.softmax(0))
+        return mixed @ weight + bias
+
+    optimizer = torch.optim.LBFGS([weight, bias, mix], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits(train_x), train_y) + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        predictions = logits(test_x).argmax(-1)
+    result = compute_classification_metrics(predictions.tolist(), test_y.tolist())
+    result["layer_weights"] = [round(w, 4) for w in mix.softmax(0).tolist()] if layer is None else None
+    result["layer"] = "weighted" if layer is None else layer
+    return result
+
+
+def probe(
+    backbone,
+    tokenizer,
+    splits,
+    layer: str = "weighted",
+    l2: float = 1e-3,
+    batch_size: int = 64,
+    max_length: int = 128,
+    device="cpu",
+    seed: int = 0,
+) -> dict:
+    """Probe `backbone` on labelled `splits` (hfssl.data.labelled.LabelledSplits): fit on train, score on test
+    (validation when there is no test split)."""
+    evaluation = splits.test if splits.test is not None else splits.validation
+    num_layers = backbone.config.num_hidden_layers
+    index = parse_layer(layer, num_layers)
+    train_x = pooled_features(backbone, text_batches(splits.train, tokenizer, batch_size, max_length), device)
+    test_x = pooled_features(backbone, text_batches(evaluation, tokenizer, batch_size, max_length), device)
+    result = fit_probe(
+        train_x,
+        torch.tensor(splits.train["label"]),
+        test_x,
+        torch.tensor(evaluation["label"]),
+        num_classes=len(splits.label_names),
+        layer=index,
+        l2=l2,
+        seed=seed,
+    )
+    result["train_examples"], result["eval_examples"] = len(splits.train), len(evaluation)
+    return result

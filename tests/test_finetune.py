@@ -1,0 +1,162 @@
+"""`hfssl finetune` on an hfssl export: the run, its outputs, loading without hfssl, and bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hfssl.__main__ import main
+from hfssl.data.synthetic import TOPICS
+
+FAST = {
+    "data.synthetic_examples": "400",
+    "data.max_length": "64",
+    "training.num_train_epochs": "2",
+    "training.per_device_train_batch_size": "16",
+    "training.learning_rate": "1e-3",
+}
+
+
+def cli(*args) -> list[str]:
+    return [str(a) for a in args]
+
+
+def options(values: dict) -> list[str]:
+    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
+
+
+@pytest.fixture(scope="module")
+def finetuned(mlm_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetune") / "run"
+    main(
+        cli(
+            "finetune",
+            "text/classify-tiny",
+            "--model.name_or_path",
+            mlm_export,
+            "--training.output_dir",
+            out,
+            *options(FAST),
+        )
+    )
+    return out
+
+
+def test_outputs_metrics_and_card(finetuned):
+    metrics = json.loads((finetuned / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert set(metrics[split]) >= {"accuracy", "f1", "precision", "recall", "matthews_correlation", "loss"}
+        assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+    assert metrics["labels"] == sorted(TOPICS)
+    final = finetuned / "final"
+    assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+    config = json.loads((final / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == sorted(TOPICS)
+    card = ModelCard.load(final / "README.md")
+    results = card.data.eval_results
+    assert {r.metric_type for r in results} == {"accuracy", "f1", "precision", "recall", "matthews_correlation"}
+    accuracy = next(r.metric_value for r in results if r.metric_type == "accuracy")
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
+    assert card.data.pipeline_tag == "text-classification"
+    assert not list(finetuned.glob("final.tmp*"))
+
+
+def test_pipeline_loads_it_without_hfssl(finetuned):
+    code = f"""
+import sys
+from transformers import pipeline
+classify = pipeline("text-classification", model={str(finetuned / "final")!r})
+out = classify("Lena chopped an onion and boiled the soup in the kitchen.")
+assert "hfssl" not in sys.modules
+print(out[0]["label"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() in TOPICS
+
+
+def test_learns_the_topics_from_the_pretrained_model(finetuned):
+    # 8 classes: chance is 0.125.
+    metrics = json.loads((finetuned / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.3
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def run_error(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(cli(*args))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hfssl: error: "), err
+    return err[0]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+ROWS = [{"sentence": f"text number {i}", "label": ["good", "bad"][i % 2]} for i in range(40)]
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_label", "no column 'label'"),
+        ("missing_text", "no column 'sentence'"),
+        ("unseen_label", "label 'meh' does not occur in the training data"),
+        ("single_class", "single class"),
+        ("empty_split", "is empty"),
+        ("fraction_zero", "data.label_fraction: must be in (0, 1]"),
+        ("fraction_above_one", "data.label_fraction: must be in (0, 1]"),
+        ("no_tokenizer", "has no loadable tokenizer"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, case, expected):
+    train = write_jsonl(tmp_path / "train.jsonl", ROWS)
+    valid = write_jsonl(tmp_path / "valid.jsonl", ROWS[:10])
+    model = mlm_export
+    extra = []
+    if case == "missing_label":
+        train = write_jsonl(tmp_path / "train.jsonl", [{"sentence": r["sentence"]} for r in ROWS])
+    elif case == "missing_text":
+        train = write_jsonl(tmp_path / "train.jsonl", [{"text": r["sentence"], "label": r["label"]} for r in ROWS])
+    elif case == "unseen_label":
+        valid = write_jsonl(tmp_path / "valid.jsonl", ROWS[:9] + [{"sentence": "so so", "label": "meh"}])
+    elif case == "single_class":
+        train = write_jsonl(tmp_path / "train.jsonl", [dict(r, label="good") for r in ROWS])
+    elif case == "empty_split":
+        valid.write_text("")
+    elif case == "fraction_zero":
+        extra = ["--data.label_fraction", "0"]
+    elif case == "fraction_above_one":
+        extra = ["--data.label_fraction", "1.5"]
+    elif case == "no_tokenizer":
+        model = tmp_path / "bare"
+        shutil.copytree(mlm_export, model)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            (model / name).unlink(missing_ok=True)
+    out = tmp_path / "out"
+    message = run_error(
+        capsys,
+        "finetune",
+        "text/classify-tiny",
+        "--model.name_or_path",
+        model,
+        "--data.train",
+        train,
+        "--data.validation",
+        valid,
+        "--data.text_column",
+        "sentence",
+        "--training.output_dir",
+        out,
+        *extra,
+    )
+    assert expected in message
+    assert not out.exists()
