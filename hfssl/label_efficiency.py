@@ -235,9 +235,10 @@ def card_section(summary: list[dict], method: str, split: str, image: str) -> st
         pre, scratch = entries.get("pretrained"), entries.get("scratch")
         if pre is None or scratch is None:
             continue
+        gain = pre["accuracy"] - scratch["accuracy"]
         lines.append(
             f"| {pre['labels']} | {fraction:g} | {pre['accuracy']:.3f} ± {pre['accuracy_std']:.3f} | "
-            f"{scratch['accuracy']:.3f} ± {scratch['accuracy_std']:.3f} | {pre['accuracy'] - scratch['accuracy']:+.3f} |"
+            f"{scratch['accuracy']:.3f} ± {scratch['accuracy_std']:.3f} | {gain:+.3f} |"
         )
     lines += ["", f"![label efficiency]({image})", SECTION_END, ""]
     return "\n".join(lines)
