@@ -154,6 +154,16 @@ class TrainArgs:
     eval_every: int = arg(200, "evaluate every N steps (and at the end)")
     eval_batches: int | None = arg(50, "validation batches per evaluation (empty: all)")
     eval_batch_size: int | None = arg(None, "sequences per device in evaluation (empty: batch_size)")
+    probe_every: int | None = arg(
+        None, "every N steps, probe frozen features on labelled data and log its accuracy (empty: never)"
+    )
+    probe_data: str = arg(
+        "synthetic",
+        "labelled data for probe_every: 'synthetic' (the embedded topic task) or a file with text and label",
+    )
+    probe_examples: int = arg(
+        1000, "examples of the embedded topic task used by probe_every (half to fit, half to score)"
+    )
     save_every: int = arg(500, "checkpoint every N steps")
     keep_last: int = arg(2, "checkpoints kept; older ones are deleted")
     log_every: int = arg(10, "log training metrics every N steps")
@@ -166,6 +176,8 @@ class TrainArgs:
         _check(self.max_steps is not None or self.epochs is not None, "train.max_steps", "set max_steps or epochs")
         for name in ("batch_size", "grad_accum", "eval_every", "save_every", "keep_last", "log_every"):
             _check(getattr(self, name) > 0, f"train.{name}", f"must be positive, got {getattr(self, name)}")
+        _check(self.probe_every is None or self.probe_every > 0, "train.probe_every", "must be positive")
+        _check(self.probe_examples >= 20, "train.probe_examples", "must be at least 20")
         _check(self.lr > 0, "train.lr", "must be positive")
         _check(self.weight_decay >= 0, "train.weight_decay", "must be non-negative")
         _check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio", "must be in [0, 1)")

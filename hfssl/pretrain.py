@@ -18,12 +18,14 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
-from hfssl.config import MaskingArgs, PretrainConfig, dump, to_dict
+from hfssl.config import LabelledDataArgs, MaskingArgs, PretrainConfig, dump, to_dict
+from hfssl.data.labelled import load_labelled
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError
 from hfssl.export import export_model
 from hfssl.io import atomic_dir, write_json, write_text
 from hfssl.model import MaskedLM, build_model, check_positions
+from hfssl.probe import probe
 from hfssl.tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,18 @@ class CorpusTexts:
             if self.limit is not None and i >= self.limit:
                 return
             yield example["text"]
+
+
+def load_probe_data(t):
+    """Labelled data for `train.probe_every`: half of it fits the probe, half scores it."""
+    data = LabelledDataArgs(
+        train=t.probe_data,
+        synthetic_examples=t.probe_examples,
+        validation_fraction=0.5,
+        test_fraction=0.0,
+        max_length=128,
+    )
+    return load_labelled(data, seed=t.seed)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -251,6 +265,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
+    probe_splits = load_probe_data(t) if t.probe_every else None
     tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
     accelerator.init_trackers(
         "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
@@ -321,6 +336,21 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
                 accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
                 logger.info("step %d: eval loss %.4f, accuracy %.3f", step, metrics["loss"], metrics["accuracy"])
 
+            if probe_splits is not None and (step % t.probe_every == 0 or step == total_steps):
+                if accelerator.is_main_process:
+                    backbone = accelerator.unwrap_model(objective).model.base_model
+                    scores = probe(
+                        backbone,
+                        tokenizer,
+                        probe_splits,
+                        batch_size=t.eval_batch_size or t.batch_size,
+                        device=accelerator.device,
+                    )
+                    state.setdefault("probes", []).append({"step": step, "accuracy": scores["accuracy"]})
+                    accelerator.log({"probe/accuracy": scores["accuracy"], "probe/f1": scores["f1"]}, step=step)
+                    logger.info("step %d: probe accuracy %.3f", step, scores["accuracy"])
+                accelerator.wait_for_everyone()
+
             if step % t.save_every == 0 or step == total_steps:
                 state["tokens"] = tokens_before + accelerator.reduce(local_tokens, "sum").item()
                 save_checkpoint(accelerator, run_dir, state, t.keep_last)
@@ -342,6 +372,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         "eval_accuracy": final_eval["accuracy"],
         "initial_eval_loss": state["evals"][0]["loss"] if state["evals"][0]["step"] == 0 else None,
         "evals": state["evals"],
+        "probes": state.get("probes", []),
         "wall_time_s": time.time() - started,
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
