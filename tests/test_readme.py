@@ -25,6 +25,15 @@ SHORT = [
     "8",
 ]
 
+DOWNSTREAM = ["--data.synthetic_examples", "300", "--data.max_length", "64"]
+SHORTER = {
+    "hfssl pretrain": SHORT,
+    "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1"],
+    "hfssl probe": DOWNSTREAM,
+    "hfssl label-efficiency": [*DOWNSTREAM, "--sweep.seeds", "[0]", "--sweep.min_steps", "4",
+                               "--training.num_train_epochs", "1"],
+}  # fmt: skip
+
 
 def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
@@ -61,8 +70,9 @@ def test_every_readme_command_runs(tmp_path):
             install, _, command = command.partition(" && ")
             done = run(f"{bin_dir}/python -m {install}", ROOT)
             assert done.returncode == 0, done.stderr[-2000:]
-        if command.startswith("hfssl pretrain"):
-            command += " " + " ".join(SHORT)
+        for prefix, extra in SHORTER.items():
+            if command.startswith(prefix):
+                command += " " + " ".join(extra)
         done = run(f"{bin_dir}/{command}", tmp_path)
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
         if "hfssl pretrain" in command and "--resume" not in command:
