@@ -42,8 +42,15 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
         raise UsageError(f"training: {' '.join(str(err).split())}") from None
 
 
+def check_model_path(name: str) -> None:
+    """A name that can only be a local path (a Hub id is "name" or "owner/name") must exist."""
+    if (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().exists():
+        raise UsageError(f"model.name_or_path: {name}: no such directory (pretrain or export a model there first)")
+
+
 def load_tokenizer(cfg: FinetuneConfig):
     name = cfg.model.name_or_path
+    check_model_path(name)
     try:
         return AutoTokenizer.from_pretrained(
             name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code

@@ -160,3 +160,8 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, 
     )
     assert expected in message
     assert not out.exists()
+
+
+def test_missing_model_directory_is_named(capsys, tmp_path):
+    message = run_error(capsys, "finetune", "text/classify-tiny", "--model.name_or_path", tmp_path / "no" / "model")
+    assert "no such directory" in message and str(tmp_path / "no" / "model") in message
