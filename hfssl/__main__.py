@@ -20,7 +20,11 @@ from hfssl.errors import UsageError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors, and a suggestion for a mistyped option."""
+    """argparse with one-line errors, and a suggestion for a mistyped option (never a silent prefix match)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         where = self.prog.removeprefix("hfssl").strip()

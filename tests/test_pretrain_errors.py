@@ -79,6 +79,11 @@ def test_unknown_option(capsys, out):
     assert "--train.max_stepz" in message and "--train.max_steps" in message
 
 
+def test_option_prefix_is_not_taken_for_the_option(capsys, out):
+    message = pretrain(capsys, out, "--train.max_step", "3")
+    assert "unknown option --train.max_step" in message and "--train.max_steps" in message
+
+
 def test_unknown_recipe_key(capsys, out, tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("train:\n  max_stepz: 3\n")
