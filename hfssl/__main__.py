@@ -157,6 +157,20 @@ def run_label_efficiency(args: argparse.Namespace) -> None:
     print(f"table, plot and card section in {cfg.sweep.output_dir}")
 
 
+def run_push(args: argparse.Namespace) -> None:
+    from hfssl.hub import push
+
+    url = push(
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        include_training_state=args.include_training_state,
+    )
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -201,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")
     p.add_argument("out", help="output directory")
     p.set_defaults(func=run_export)
+    p = commands.add_parser("push", help="upload an exported model to the Hugging Face Hub")
+    p.add_argument("folder", help="an exported model directory (a run's final/, or `hfssl export` output)")
+    p.add_argument("--repo-id", required=True, help="Hub repository, owner/name or name")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", default=None, help="branch to commit to (created if missing; default: main)")
+    p.add_argument("--commit-message", default=None, help="commit summary")
+    p.add_argument(
+        "--include-training-state", action="store_true", help="upload checkpoints and optimizer state as well"
+    )
+    p.set_defaults(func=run_push)
     return parser
 
 
@@ -209,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Accelerate reports every file it writes at INFO; hfssl's own lines say what matters.
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    for name in ("httpx", "httpx2", "httpcore"):  # one INFO line per HTTP request
+        logging.getLogger(name).setLevel(logging.WARNING)
     # datasets' per-split bars would interleave with (and, on bad input, precede) hfssl's one-line messages; hfssl
     # logs what it loaded instead.
     from datasets.utils.logging import disable_progress_bar

@@ -4,6 +4,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,23 @@ def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, shell=True, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=900)
 
 
+def push_to_stand_in_hub(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The Hub is out of reach here: run a push against tests/test_hub.py's local stand-in."""
+    from test_hub import TOKEN, FakeHub
+
+    FakeHub.calls, FakeHub.files = [], {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in clean_env().items() if not k.endswith("_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_TOKEN=TOKEN, HF_HOME=str(cwd / "hf"))
+    try:
+        done = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert done.returncode != 0 or "model.safetensors" in FakeHub.files
+    return done
+
+
 def test_readme_shows_the_two_setup_commands():
     commands = shell_commands()
     assert commands[0] == 'pip install -e ".[dev]" && hfssl pretrain recipes/text/mlm-tiny.yaml'
@@ -73,7 +92,10 @@ def test_every_readme_command_runs(tmp_path):
         for prefix, extra in SHORTER.items():
             if command.startswith(prefix):
                 command += " " + " ".join(extra)
-        done = run(f"{bin_dir}/{command}", tmp_path)
+        if command.startswith("hfssl push"):
+            done = push_to_stand_in_hub(f"{bin_dir}/{command}", tmp_path)
+        else:
+            done = run(f"{bin_dir}/{command}", tmp_path)
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
         if "hfssl pretrain" in command and "--resume" not in command:
             out_dir = re.search(r"--train.output_dir (\S+)", command)

@@ -1,0 +1,125 @@
+"""`hfssl push` against a local stand-in for the Hub: what arrives, what stays home, and that the token never leaks."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+TOKEN = "hf_hfsslTestTokenThatMustNotLeak"
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """The endpoints HfApi.create_repo, create_branch and upload_folder call, recording what they receive."""
+
+    calls: list = []
+    files: dict = {}
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def _reply(self, payload: dict, status: int = 200):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self.calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": b""})
+        self._reply({}, status=404)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        host = f"http://{self.headers['Host']}"
+        if self.path == "/api/repos/create":
+            request = json.loads(body)
+            name = f"{request.get('organization') or 'someone'}/{request['name']}"
+            self._reply({"url": f"{host}/{name}", "name": name})
+        elif "/preupload/" in self.path:
+            files = json.loads(body)["files"]
+            self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        elif "/commit/" in self.path:
+            for line in body.decode().splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    self.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            self._reply({"commitUrl": f"{host}/someone/model/commit/abc123", "commitOid": "abc123"})
+        elif self.path == "/api/validate-yaml":  # upload_folder has the Hub check a README's metadata first
+            self._reply({"errors": [], "warnings": []})
+        elif "/branch/" in self.path:
+            self._reply({})
+        else:
+            self._reply({"error": f"unexpected {self.path}"}, status=404)
+
+
+@pytest.fixture
+def hub():
+    FakeHub.calls, FakeHub.files = [], {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def export_dir(tmp_path) -> Path:
+    """An export-shaped directory with training state beside it, as a run directory has."""
+    run = tmp_path / "run"
+    final = run / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text('{"model_type": "bert"}')
+    (final / "model.safetensors").write_bytes(b"weights")
+    (final / "README.md").write_text("---\nlibrary_name: transformers\n---\n# a model\n")
+    (final / "checkpoints" / "step-10").mkdir(parents=True)
+    (final / "checkpoints" / "step-10" / "optimizer.bin").write_bytes(b"state")
+    (final / "training_args.bin").write_bytes(b"args")
+    return final
+
+
+def push(hub_url, tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}  # offline mode blocks 127.0.0.1 too
+    env.update(HF_ENDPOINT=hub_url, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf-home"))
+    return subprocess.run(
+        [sys.executable, "-m", "hfssl", "push", *map(str, args)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_push_uploads_the_export_and_not_the_training_state(hub, tmp_path, export_dir):
+    done = push(hub, tmp_path, export_dir, "--repo-id", "someone/model", "--private", "--commit-message", "first")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert set(FakeHub.files) == {"config.json", "model.safetensors", "README.md"}
+    assert FakeHub.files["model.safetensors"] == b"weights"
+    create = json.loads(next(c for c in FakeHub.calls if c["path"] == "/api/repos/create")["body"])
+    assert create["name"] == "model" and create["visibility"] == "private"
+    commit = next(c for c in FakeHub.calls if "/commit/" in c["path"])
+    assert json.loads(commit["body"].decode().splitlines()[0])["value"]["summary"] == "first"
+    assert commit["path"].endswith("/commit/main")
+    # the token is sent to the Hub, and nowhere else
+    assert all(call["auth"] == f"Bearer {TOKEN}" for call in FakeHub.calls if call["body"])
+    assert TOKEN not in done.stdout + done.stderr
+    assert not any(TOKEN.encode() in content for content in FakeHub.files.values())
+
+
+def test_training_state_when_asked_and_a_branch(hub, tmp_path, export_dir):
+    done = push(hub, tmp_path, export_dir, "--repo-id", "someone/model", "--revision", "v1",
+                "--include-training-state")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "checkpoints/step-10/optimizer.bin" in FakeHub.files and "training_args.bin" in FakeHub.files
+    assert any(c["path"].endswith("/branch/v1") for c in FakeHub.calls)
+    assert next(c for c in FakeHub.calls if "/commit/" in c["path"])["path"].endswith("/commit/v1")
+
+
+def test_not_an_export_is_one_line(hub, tmp_path):
+    done = push(hub, tmp_path, tmp_path, "--repo-id", "someone/model")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "not an exported model" in done.stderr
+    assert not [c for c in FakeHub.calls if c["body"]]
