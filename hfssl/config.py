@@ -504,8 +504,11 @@ def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: str) 
     if key not in fields:
         raise _unknown(dotted, list(fields))
     tp = fields[key][0]
-    plain_string = tp is str or (
-        typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)
+    choices = typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+    plain_string = (
+        tp is str
+        or (typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp))
+        or (choices and all(isinstance(c, str) for c in choices))  # "no" is a choice here, not YAML's false
     )
     if plain_string and raw not in ("", "null", "None", "~"):
         value: Any = raw

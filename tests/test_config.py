@@ -47,6 +47,11 @@ def test_yaml_values_and_overrides(tmp_path):
     assert cfg.model == PretrainConfig().model
 
 
+def test_string_choices_are_not_yaml_booleans():
+    cfg = config_lib.load(PretrainConfig, None, {"train.mixed_precision": "no"})
+    assert cfg.train.mixed_precision == "no"
+
+
 def test_override_to_empty_and_strings_stay_strings(tmp_path):
     cfg = config_lib.load(
         PretrainConfig, None, {"train.max_steps": "null", "train.epochs": "2", "data.hub_config": "2"}
