@@ -159,8 +159,24 @@ def word_starts(input_ids: torch.Tensor, maskable: torch.Tensor, vocab: _Vocab) 
     return maskable & (vocab.starts_word[input_ids] | after_boundary)
 
 
+class _SeededStream:
+    """The masking-stream controls the collators share: save, restore and restart their `SeededGenerator`."""
+
+    def state_dict(self) -> dict:
+        return self._rng.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._rng.load_state_dict(state)
+        self.seed = self._rng.seed
+
+    def reset(self, seed: int | None = None) -> None:
+        """Restart the masking stream from `seed` (default: the collator's seed), e.g. for fixed evaluation masks."""
+        self._rng.reset(seed)
+        self.seed = self._rng.seed
+
+
 @dataclass
-class MLMCollator:
+class MLMCollator(_SeededStream):
     """BERT masked-LM: each maskable token is selected with probability `mask_rate`."""
 
     tokenizer: Any
@@ -190,21 +206,9 @@ class MLMCollator:
         selected = maskable & (torch.rand(input_ids.shape, generator=generator) < self.mask_rate)
         return self._vocab.finish(input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator)
 
-    def state_dict(self) -> dict:
-        return self._rng.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self._rng.load_state_dict(state)
-        self.seed = self._rng.seed
-
-    def reset(self, seed: int | None = None) -> None:
-        """Restart the masking stream from `seed` (default: the collator's seed), e.g. for fixed evaluation masks."""
-        self._rng.reset(seed)
-        self.seed = self._rng.seed
-
 
 @dataclass
-class WholeWordMaskCollator:
+class WholeWordMaskCollator(_SeededStream):
     """Whole-word masked-LM: each word is selected with probability `mask_rate`, all of its tokens together."""
 
     tokenizer: Any
@@ -234,21 +238,9 @@ class WholeWordMaskCollator:
         selected = select_words(maskable, word_starts(input_ids, maskable, self._vocab), self.mask_rate, generator)
         return self._vocab.finish(input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator)
 
-    def state_dict(self) -> dict:
-        return self._rng.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self._rng.load_state_dict(state)
-        self.seed = self._rng.seed
-
-    def reset(self, seed: int | None = None) -> None:
-        """Restart the masking stream from `seed` (default: the collator's seed), e.g. for fixed evaluation masks."""
-        self._rng.reset(seed)
-        self.seed = self._rng.seed
-
 
 @dataclass
-class SpanMaskCollator:
+class SpanMaskCollator(_SeededStream):
     """SpanBERT masked-LM: contiguous spans of whole words, `round(mask_rate * maskable tokens)` per sequence."""
 
     tokenizer: Any
@@ -286,18 +278,6 @@ class SpanMaskCollator:
         starts = word_starts(input_ids, maskable, self._vocab)
         selected = select_spans(maskable, starts, self.mask_rate, self.span_p, self.max_span, generator)
         return self._vocab.finish(input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator)
-
-    def state_dict(self) -> dict:
-        return self._rng.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self._rng.load_state_dict(state)
-        self.seed = self._rng.seed
-
-    def reset(self, seed: int | None = None) -> None:
-        """Restart the masking stream from `seed` (default: the collator's seed), e.g. for fixed evaluation masks."""
-        self._rng.reset(seed)
-        self.seed = self._rng.seed
 
 
 def pad_input_ids(
