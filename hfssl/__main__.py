@@ -122,24 +122,19 @@ def run_finetune(args: argparse.Namespace) -> None:
 def run_probe(args: argparse.Namespace) -> None:
     cfg = config_lib.load(ProbeConfig, args.recipe, overrides(args, ProbeConfig))
     import torch
-    from transformers import AutoModel
 
     from hfssl.data.labelled import load_labelled
-    from hfssl.finetune import load_tokenizer
+    from hfssl.finetune import load_backbone, load_tokenizer
     from hfssl.io import write_json
     from hfssl.probe import probe
 
     tokenizer = load_tokenizer(cfg)
     splits = load_labelled(cfg.data)
-    m = cfg.model
-    try:
-        backbone = AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+    backbone = load_backbone(cfg.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     p = cfg.probe
     result = probe(backbone.to(device), tokenizer, splits, p.layer, p.l2, p.batch_size, cfg.data.max_length, device)
-    result["model"] = m.name_or_path
+    result["model"] = cfg.model.name_or_path
     write_json(Path(p.output), result)
     print(f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}); {p.output}")
 

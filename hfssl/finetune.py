@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import datasets
+import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -24,7 +26,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from hfssl.config import FinetuneConfig
+from hfssl.config import ClassifierModelArgs, FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError
 from hfssl.io import atomic_dir, write_json
@@ -62,6 +64,28 @@ def load_tokenizer(cfg: FinetuneConfig):
         ) from None
 
 
+def load_config(m: ClassifierModelArgs, **changes):
+    """The model's config (with `changes`), or UsageError naming the model."""
+    try:
+        return AutoConfig.from_pretrained(
+            m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code, **changes
+        )
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+
+
+def load_backbone(m: ClassifierModelArgs, scratch: bool = False, seed: int = 0):
+    """The encoder without a head (`AutoModel`): pretrained, or randomly initialised from `seed` with its config."""
+    config = load_config(m)
+    if scratch:
+        torch.manual_seed(seed)
+        return AutoModel.from_config(config, trust_remote_code=m.trust_remote_code)
+    try:
+        return AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+
+
 def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     """AutoModelForSequenceClassification with the label maps, pretrained or (from_scratch) randomly initialised."""
     m = cfg.model
@@ -70,12 +94,7 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
-    try:
-        config = AutoConfig.from_pretrained(
-            m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code, **labels
-        )
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+    config = load_config(m, **labels)
     if config.model_type == "modernbert":
         config.classifier_pooling = m.pooling
     if m.from_scratch:

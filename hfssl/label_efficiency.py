@@ -20,12 +20,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel
 
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
-from hfssl.errors import UsageError
-from hfssl.finetune import finetune, load_tokenizer
+from hfssl.finetune import finetune, load_backbone, load_tokenizer
 from hfssl.io import write_json, write_text
 from hfssl.probe import fit_probe, parse_layer, pooled_features, text_batches
 
@@ -106,7 +104,7 @@ def _probe_rows(cfg: LabelEfficiencyConfig, tokenizer, full, evaluation: str) ->
     p = cfg.probe
     rows = []
     for kind in MODELS:
-        backbone = _backbone(cfg, scratch=kind == "scratch").to(device)
+        backbone = load_backbone(cfg.model, scratch=kind == "scratch", seed=cfg.training.seed).to(device)
         layer = parse_layer(p.layer, backbone.config.num_hidden_layers)
         train_x = pooled_features(
             backbone, text_batches(full.train, tokenizer, p.batch_size, cfg.data.max_length), device
@@ -137,18 +135,6 @@ def _indices(train, fraction: float, seed: int) -> torch.Tensor:
         return torch.arange(len(train))
     with_index = train.add_column("_row", list(range(len(train))))
     return torch.tensor(subsample(with_index, fraction, seed)["_row"])
-
-
-def _backbone(cfg: LabelEfficiencyConfig, scratch: bool):
-    m = cfg.model
-    try:
-        config = AutoConfig.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
-    if scratch:
-        torch.manual_seed(cfg.training.seed)
-        return AutoModel.from_config(config, trust_remote_code=m.trust_remote_code)
-    return AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
 
 
 def _row(kind: str, fraction: float, n: int, seed: int, scores: dict) -> dict:
