@@ -205,6 +205,133 @@ class PretrainConfig:
     export: ExportArgs = field(default_factory=ExportArgs)
 
 
+SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer")
+
+
+@dataclass
+class SpeechModelArgs:
+    arch: Literal["wav2vec2", "wav2vec2-conformer"] = arg(
+        "wav2vec2", "speech encoder built from scratch: wav2vec2 (transformer) or wav2vec2-conformer"
+    )
+    size: Literal["tiny", "small", "base"] = arg(
+        "tiny", "size preset: tiny 2x64, small 4x256, base 12x768 (layers x hidden); the conv encoder scales too"
+    )
+    name_or_path: str | None = arg(
+        None, "continue pretraining from this checkpoint (local directory or Hub name) instead of from scratch"
+    )
+    num_layers: int | None = arg(None, "override the preset's number of layers")
+    hidden_size: int | None = arg(None, "override the preset's hidden size")
+    num_heads: int | None = arg(None, "override the preset's number of attention heads")
+    intermediate_size: int | None = arg(None, "override the preset's feed-forward size")
+    conv_dim: int | None = arg(None, "override the channels of every convolution of the feature encoder")
+    dropout: float = arg(0.1, "dropout in the transformer while pretraining (wav2vec 2.0 used 0.1)")
+    layerdrop: float = arg(0.0, "probability of skipping a whole transformer layer in training")
+    trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
+
+    def __post_init__(self):
+        for name in ("num_layers", "hidden_size", "num_heads", "intermediate_size", "conv_dim"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"model.{name}", f"must be positive, got {value}")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(0.0 <= self.layerdrop < 1.0, "model.layerdrop", f"must be in [0, 1), got {self.layerdrop}")
+
+
+@dataclass
+class AudioDataArgs:
+    train: str = arg(
+        "synthetic",
+        "training audio: a folder of audio files, a .csv/.jsonl/.parquet list with a path column, a glob, a Hub "
+        "dataset name with an audio column, or 'synthetic' for the embedded generated speech",
+    )
+    validation: str | None = arg(None, "validation audio (same forms as train); empty: hold out validation_fraction")
+    validation_fraction: float = arg(0.05, "fraction of training clips held out when no validation audio is set")
+    validation_clips: int = arg(200, "clips held out from the head of a streamed corpus with no validation")
+    audio_column: str = arg("audio", "column holding the audio in Hub datasets and parquet files")
+    path_column: str = arg("path", "column holding file paths in .csv/.jsonl lists (relative to the list's folder)")
+    hub_config: str | None = arg(None, "Hub dataset configuration name")
+    hub_split: str = arg("train", "Hub dataset split to train on")
+    hub_validation_split: str | None = arg(None, "Hub dataset split to validate on (empty: hold out a fraction)")
+    hub_revision: str | None = arg(None, "Hub dataset revision (branch, tag or commit)")
+    streaming: bool = arg(False, "stream the audio instead of scanning it first (for corpora larger than the disk)")
+    sampling_rate: int = arg(16000, "rate the model hears; audio at other rates is resampled")
+    max_seconds: float = arg(15.0, "longer clips are cropped at random to this duration")
+    min_seconds: float = arg(0.5, "shorter clips are skipped (and counted in the log)")
+    batch_seconds: float = arg(
+        160.0, "audio per device per micro-batch, padding included: batches are built by duration, not by count"
+    )
+    num_proc: int | None = arg(None, "processes for scanning audio headers (empty: all cores)")
+    cache_dir: str | None = arg(None, "where datasets caches scanned data (empty: the datasets default)")
+    synthetic_utterances: int = arg(2000, "utterances in the embedded synthetic speech corpus")
+
+    def __post_init__(self):
+        _check(0.0 < self.validation_fraction < 1.0, "data.validation_fraction", "must be in (0, 1)")
+        _check(self.validation_clips > 0, "data.validation_clips", "must be positive")
+        _check(self.sampling_rate >= 1000, "data.sampling_rate", f"must be at least 1000 Hz, got {self.sampling_rate}")
+        _check(self.min_seconds > 0, "data.min_seconds", "must be positive")
+        _check(self.max_seconds >= self.min_seconds, "data.max_seconds", "must be at least data.min_seconds")
+        _check(
+            self.batch_seconds >= self.max_seconds,
+            "data.batch_seconds",
+            f"must hold at least one clip of data.max_seconds ({self.max_seconds} s)",
+        )
+        _check(self.num_proc is None or self.num_proc > 0, "data.num_proc", "must be positive")
+        _check(self.synthetic_utterances >= 10, "data.synthetic_utterances", "must be at least 10")
+
+
+@dataclass
+class AudioMaskingArgs:
+    mask_prob: float = arg(
+        0.65, "chance of each feature frame starting a masked span (wav2vec 2.0: 0.65, about half the frames masked)"
+    )
+    mask_length: int = arg(10, "feature frames per masked span (10 frames = 200 ms at 50 Hz)")
+    min_masks: int = arg(2, "spans masked in every clip at least")
+
+    def __post_init__(self):
+        _check(0.0 < self.mask_prob < 1.0, "masking.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
+        _check(self.mask_length >= 1, "masking.mask_length", "must be at least 1")
+        _check(self.min_masks >= 0, "masking.min_masks", "must not be negative")
+
+
+@dataclass
+class ObjectiveArgs:
+    name: Literal["contrastive"] = arg(
+        "contrastive", "contrastive: wav2vec 2.0 (pick the true quantized frame among distractors)"
+    )
+    num_negatives: int = arg(100, "contrastive: distractors per masked frame, from other masked frames of the clip")
+    logits_temperature: float = arg(0.1, "contrastive: temperature of the cosine-similarity logits")
+    diversity_weight: float = arg(0.1, "contrastive: weight of the codebook diversity loss")
+    codevector_groups: int = arg(2, "contrastive: codebooks (groups) of the quantizer")
+    codevectors_per_group: int = arg(320, "contrastive: entries per codebook")
+    codevector_dim: int | None = arg(None, "contrastive: size of a quantized vector (empty: the preset's)")
+    gumbel_max: float = arg(2.0, "contrastive: Gumbel-softmax temperature at step 0")
+    gumbel_min: float = arg(0.5, "contrastive: the temperature never decays below this")
+    gumbel_decay: float = arg(0.999995, "contrastive: temperature factor per optimizer step")
+    collapse_patience: int = arg(
+        3, "log windows of collapse (contrastive loss near 0, codebook perplexity near 2) tolerated before stopping"
+    )
+
+    def __post_init__(self):
+        _check(self.num_negatives >= 1, "objective.num_negatives", "must be at least 1")
+        _check(self.logits_temperature > 0, "objective.logits_temperature", "must be positive")
+        _check(self.diversity_weight >= 0, "objective.diversity_weight", "must not be negative")
+        _check(self.codevector_groups >= 1, "objective.codevector_groups", "must be at least 1")
+        _check(self.codevectors_per_group >= 2, "objective.codevectors_per_group", "must be at least 2")
+        _check(self.codevector_dim is None or self.codevector_dim > 0, "objective.codevector_dim", "must be positive")
+        _check(0 < self.gumbel_min <= self.gumbel_max, "objective.gumbel_min", "must be positive and <= gumbel_max")
+        _check(0 < self.gumbel_decay <= 1, "objective.gumbel_decay", "must be in (0, 1]")
+        _check(self.collapse_patience >= 1, "objective.collapse_patience", "must be at least 1")
+
+
+@dataclass
+class SpeechPretrainConfig:
+    model: SpeechModelArgs = field(default_factory=SpeechModelArgs)
+    data: AudioDataArgs = field(default_factory=AudioDataArgs)
+    masking: AudioMaskingArgs = field(default_factory=AudioMaskingArgs)
+    objective: ObjectiveArgs = field(default_factory=ObjectiveArgs)
+    train: TrainArgs = field(default_factory=TrainArgs)
+    export: ExportArgs = field(default_factory=ExportArgs)
+
+
 @dataclass
 class ClassifierModelArgs:
     name_or_path: str = arg(
