@@ -16,7 +16,7 @@ from hfssl.config import (
     ProbeConfig,
     TokenizerTrainConfig,
 )
-from hfssl.errors import UsageError
+from hfssl.errors import TrainingStopped, UsageError
 
 
 class Parser(argparse.ArgumentParser):
@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as err:
         print(f"hfssl: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except TrainingStopped as err:
+        print(f"hfssl: stopped: {err}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
 

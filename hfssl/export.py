@@ -138,7 +138,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     final = state["evals"][-1] if state.get("evals") else {}
     metrics = {
         "steps": state["step"],
-        "tokens_seen": state.get("tokens", 0),
+        "tokens_seen": state.get("tokens_seen", 0),
         "eval_loss": final.get("loss"),
         "eval_perplexity": final.get("perplexity"),
         "eval_accuracy": final.get("accuracy"),

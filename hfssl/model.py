@@ -3,7 +3,8 @@ objective wrapper that projects onto the vocabulary only where a token is predic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -133,6 +134,10 @@ class MaskedLMOutput:
     loss: torch.Tensor
     logits: torch.Tensor
     labels: torch.Tensor
+    stats: dict[str, torch.Tensor]
+    """Per-example sums for evaluation: token loss, correct predictions, predicted tokens."""
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Scalars the training loop averages over its log window (none beyond the loss)."""
 
 
 class MaskedLM(torch.nn.Module):
@@ -142,6 +147,8 @@ class MaskedLM(torch.nn.Module):
     predicted positions: at 15-30% masking that skips most of the vocabulary projection, which dominates the
     compute of small models. The loss is computed in fp32.
     """
+
+    stat_names = ("loss", "correct", "count")
 
     def __init__(self, model: PreTrainedModel):
         super().__init__()
@@ -158,8 +165,29 @@ class MaskedLM(torch.nn.Module):
             for name in self.head:
                 logits = getattr(self.model, name)(logits)
         targets = labels[predicted]
-        if targets.numel() == 0:
-            loss = logits.sum() * 0.0
-        else:
-            loss = F.cross_entropy(logits.float(), targets)
-        return MaskedLMOutput(loss=loss, logits=logits, labels=targets)
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+        loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
+        rows = predicted.nonzero()[:, 0]
+        sums = torch.zeros(3, labels.shape[0], dtype=torch.float64, device=labels.device)
+        sums[0].index_add_(0, rows, token_loss.detach().double())
+        sums[1].index_add_(0, rows, (logits.detach().argmax(-1) == targets).double())
+        sums[2].index_add_(0, rows, torch.ones_like(token_loss, dtype=torch.float64))
+        stats = {"loss": sums[0], "correct": sums[1], "count": sums[2]}
+        return MaskedLMOutput(loss=loss, logits=logits, labels=targets, stats=stats)
+
+    @staticmethod
+    def summarise(totals: dict[str, float]) -> dict[str, float]:
+        """Evaluation metrics from the gathered sums of `stats`."""
+        loss = totals["loss"] / max(totals["count"], 1.0)
+        return {
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 50.0)),
+            "accuracy": totals["correct"] / max(totals["count"], 1.0),
+        }
+
+    def set_step(self, step: int) -> None:
+        """Nothing in masked-LM depends on the step."""
+
+    def health(self, logs: dict[str, float], step: int) -> str | None:
+        """Masked-LM has no failure of its own to watch for beyond a non-finite loss, which the loop checks."""
+        return None

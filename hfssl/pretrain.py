@@ -8,20 +8,23 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, get_scheduler
+from transformers import AutoTokenizer, PreTrainedModel, get_scheduler
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
-from hfssl.config import LabelledDataArgs, MaskingArgs, PretrainConfig, dump, to_dict
+from hfssl.config import LabelledDataArgs, MaskingArgs, PretrainConfig, SpeechPretrainConfig, dump, to_dict
 from hfssl.data.labelled import load_labelled
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
-from hfssl.errors import UsageError
+from hfssl.errors import TrainingStopped, UsageError
 from hfssl.export import export_model
 from hfssl.io import atomic_dir, write_json, write_text
 from hfssl.model import MaskedLM, build_model, check_positions
@@ -137,29 +140,67 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-@torch.no_grad()
-def evaluate(objective, dataloader, collator, accelerator: Accelerator, max_batches: int | None) -> dict:
-    """Loss, perplexity and accuracy over predicted tokens, from per-example sums gathered across processes.
+@dataclass
+class Setup:
+    """What an objective brings to the loop. The loop itself never asks which objective it is running: it calls
+    `objective(**batch)`, steps on `.loss`, logs `.logs`, and evaluates from `.stats` through `summarise`."""
 
-    The evaluation collator is reseeded first, so every evaluation masks the same positions."""
-    objective.eval()
-    collator.reset()
-    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
-    for i, batch in enumerate(dataloader):
-        if max_batches is not None and i >= max_batches:
-            break
-        out = objective(**batch)
-        rows = (batch["labels"] != -100).nonzero()[:, 0]
-        token_loss = torch.nn.functional.cross_entropy(out.logits.float(), out.labels, reduction="none")
-        per_example = torch.zeros(batch["labels"].shape[0], 3, dtype=torch.float64, device=accelerator.device)
-        per_example[:, 0].index_add_(0, rows, token_loss.double())
-        per_example[:, 1].index_add_(0, rows, (out.logits.argmax(-1) == out.labels).double())
-        per_example[:, 2].index_add_(0, rows, torch.ones_like(token_loss, dtype=torch.float64))
-        totals += accelerator.gather_for_metrics(per_example).sum(0)
-    objective.train()
-    loss_sum, correct, count = totals.tolist()
-    loss = loss_sum / max(count, 1.0)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": correct / max(count, 1.0)}
+    objective: torch.nn.Module
+    """forward(**batch) -> output with .loss, .stats (per-example sums) and .logs; plus summarise(), set_step(),
+    health()."""
+    model: PreTrainedModel
+    train_loader: DataLoader
+    collator: Any
+    """The training collator; its stream position is restored on resume."""
+    eval_set: Any
+    eval_batches: list[list[int]]
+    """Validation batches (dataset indices), in order; each process evaluates every `num_processes`-th one."""
+    eval_collator: Any
+    export: Callable[[torch.nn.Module, Path, dict], None]
+    """Writes the final model from the unwrapped objective, given the run's metrics."""
+    unit: str
+    """What `count` measures, for logs and metrics: "tokens" or "audio_seconds"."""
+    count: Callable[[dict], torch.Tensor]
+    probe: Callable[[torch.nn.Module], dict] | None = None
+    streaming: bool = False
+
+
+class ShardedBatches:
+    """Every `world`-th batch from `rank` on: each process evaluates different batches and none twice."""
+
+    def __init__(self, batches: list[list[int]], rank: int, world: int):
+        self.batches = batches[rank::world]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@torch.no_grad()
+def evaluate(objective, setup: Setup, accelerator: Accelerator, max_batches: int | None) -> dict:
+    """The objective's evaluation metrics from per-example sums, added up across processes.
+
+    The evaluation collator is reseeded first, so every evaluation masks the same positions. The unwrapped model
+    runs here, so processes with fewer batches than others never wait on a collective inside forward."""
+    raw = accelerator.unwrap_model(objective)
+    raw.eval()
+    setup.eval_collator.reset()
+    batches = setup.eval_batches[:max_batches] if max_batches is not None else setup.eval_batches
+    loader = DataLoader(
+        setup.eval_set,
+        batch_sampler=ShardedBatches(batches, accelerator.process_index, accelerator.num_processes),
+        collate_fn=setup.eval_collator,
+    )
+    totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
+    for batch in loader:
+        out = raw(**{k: v.to(accelerator.device) for k, v in batch.items()})
+        totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
+    # Every process joins the reduction, including one that had no batch to evaluate.
+    totals = accelerator.reduce(totals, "sum")
+    raw.train()
+    return raw.summarise(dict(zip(raw.stat_names, totals.tolist(), strict=True)))
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
@@ -183,46 +224,19 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_l
     return final
 
 
-def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
-    """Pretrain a masked LM as `cfg` says; returns the final metrics (also written to metrics.json)."""
-    started = time.time()
-    run_dir = Path(cfg.train.output_dir)
-    checkpoint = find_checkpoint(resume, run_dir) if resume else None
-    if checkpoint is None and any((run_dir / "checkpoints").glob("step-*")):
-        raise UsageError(
-            f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
-            "or choose another output directory"
-        )
+def text_setup(cfg: PretrainConfig, accelerator: Accelerator, run_dir: Path, resuming: bool) -> Setup:
+    """Masked-LM: the corpus, the tokenizer (trained on it unless given), packed blocks and the masking collators."""
     check_positions(cfg.model, cfg.data.seq_len)
     t = cfg.train
-    accelerator = Accelerator(
-        gradient_accumulation_steps=t.grad_accum,
-        mixed_precision=resolve_mixed_precision(t.mixed_precision),
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-        # Shuffles with seed + epoch, so a resumed run sees the same order.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    set_seed(t.seed)
-
     with accelerator.main_process_first():
         train_corpus, eval_corpus = load_corpus(cfg.data, seed=t.seed)
-    tokenizer = prepare_tokenizer(cfg, train_corpus, run_dir, accelerator, resuming=checkpoint is not None)
+    tokenizer = prepare_tokenizer(cfg, train_corpus, run_dir, accelerator, resuming=resuming)
     with accelerator.main_process_first():
         train_set = pack(tokenize_corpus(train_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
         eval_set = pack(tokenize_corpus(eval_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
     streaming = isinstance(train_set, torch.utils.data.IterableDataset)
-    if streaming and t.max_steps is None:
-        raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
-
     model = build_model(cfg.model, tokenizer)
-    if accelerator.is_main_process:
-        write_text(run_dir / "config.yaml", dump(cfg))
-        with atomic_dir(run_dir / "model_config") as tmp:
-            model.config.save_pretrained(tmp)
     objective = MaskedLM(model)
-    if t.compile:
-        objective = torch.compile(objective)
     collator = make_collator(cfg.masking, tokenizer, seed=t.seed)
     eval_collator = make_collator(cfg.masking, tokenizer, seed=t.seed + 1)
     train_loader = DataLoader(
@@ -233,8 +247,67 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         num_workers=t.num_workers,
         pin_memory=torch.cuda.is_available(),
     )
-    eval_loader = DataLoader(eval_set, batch_size=t.eval_batch_size or t.batch_size, collate_fn=eval_collator)
+    eval_size = t.eval_batch_size or t.batch_size
+    eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
+    probe_splits = load_probe_data(t) if t.probe_every else None
 
+    def run_probe(raw: torch.nn.Module) -> dict:
+        return probe(raw.model.base_model, tokenizer, probe_splits, batch_size=eval_size, device=accelerator.device)
+
+    def export(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
+        export_model(raw.model, tokenizer, out_dir, cfg, metrics)
+
+    return Setup(
+        objective=objective,
+        model=model,
+        train_loader=train_loader,
+        collator=collator,
+        eval_set=eval_set,
+        eval_batches=eval_batches,
+        eval_collator=eval_collator,
+        export=export,
+        unit="tokens",
+        count=lambda batch: batch["attention_mask"].sum(),
+        probe=run_probe if probe_splits is not None else None,
+        streaming=streaming,
+    )
+
+
+def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = None) -> dict:
+    """Pretrain as `cfg` says (masked-LM for text, masked prediction for speech); returns the final metrics (also
+    written to metrics.json)."""
+    started = time.time()
+    run_dir = Path(cfg.train.output_dir)
+    checkpoint = find_checkpoint(resume, run_dir) if resume else None
+    if checkpoint is None and any((run_dir / "checkpoints").glob("step-*")):
+        raise UsageError(
+            f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
+            "or choose another output directory"
+        )
+    t = cfg.train
+    accelerator = Accelerator(
+        gradient_accumulation_steps=t.grad_accum,
+        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        # Shuffles with seed + epoch, so a resumed run sees the same order.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(t.seed)
+    if isinstance(cfg, SpeechPretrainConfig):
+        from hfssl.speech import speech_setup
+
+        setup = speech_setup(cfg, accelerator, run_dir)
+    else:
+        setup = text_setup(cfg, accelerator, run_dir, resuming=checkpoint is not None)
+    if setup.streaming and t.max_steps is None:
+        raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
+    if accelerator.is_main_process:
+        write_text(run_dir / "config.yaml", dump(cfg))
+        with atomic_dir(run_dir / "model_config") as tmp:
+            setup.model.config.save_pretrained(tmp)
+
+    objective = torch.compile(setup.objective) if t.compile else setup.objective
     optimizer = torch.optim.AdamW(
         param_groups(objective, t.weight_decay),
         lr=t.lr,
@@ -242,10 +315,9 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         eps=t.adam_eps,
         fused=torch.cuda.is_available() or None,
     )
-    objective, optimizer, train_loader, eval_loader = accelerator.prepare(
-        objective, optimizer, train_loader, eval_loader
-    )
-    steps_per_epoch = None if streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
+    objective, optimizer, train_loader = accelerator.prepare(objective, optimizer, setup.train_loader)
+    raw = accelerator.unwrap_model(objective)
+    steps_per_epoch = None if setup.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
     # A prepared scheduler steps once per process per optimizer step, so its horizon is scaled to match.
@@ -257,21 +329,21 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     )
     scheduler = accelerator.prepare(scheduler)
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, "tokens": 0, "evals": []}
+    seen_key = f"{setup.unit}_seen"
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
         # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
-        collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
+        setup.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
-    probe_splits = load_probe_data(t) if t.probe_every else None
     tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
     accelerator.init_trackers(
         "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
     )
     if checkpoint is None:
-        initial = evaluate(objective, eval_loader, eval_collator, accelerator, t.eval_batches)
+        initial = evaluate(objective, setup, accelerator, t.eval_batches)
         state["evals"].append({"step": 0, **initial})
         accelerator.log({f"eval/{k}": v for k, v in initial.items()}, step=0)
         logger.info("step 0: eval loss %.4f", initial["loss"])
@@ -279,11 +351,11 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     progress = tqdm(
         total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain"
     )
-    loss_sum = torch.zeros((), device=accelerator.device)
-    loss_count = 0
-    window_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
-    tokens_before = state["tokens"]
-    local_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
+    window: dict[str, torch.Tensor] = {}
+    window_batches = 0
+    window_units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    seen_before = state[seen_key]
+    local_units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     window_start = time.time()
     train_loss = float("nan")
     objective.train()
@@ -293,6 +365,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         if state["batch_in_epoch"]:
             loader = accelerator.skip_first_batches(train_loader, state["batch_in_epoch"])
         for batch in loader:
+            raw.set_step(state["step"])
             with accelerator.accumulate(objective):
                 out = objective(**batch)
                 accelerator.backward(out.loss)
@@ -303,11 +376,12 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
                 optimizer.zero_grad(set_to_none=True)
             state["batch_in_epoch"] += 1
             state["micro_batches"] += 1
-            loss_sum += out.loss.detach()
-            loss_count += 1
-            seen = batch["attention_mask"].sum()
-            window_tokens += seen
-            local_tokens += seen
+            for name, value in {"loss": out.loss, **out.logs}.items():
+                window[name] = window.get(name, 0.0) + value.detach().float()
+            window_batches += 1
+            units = setup.count(batch)
+            window_units += units
+            local_units += units
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -316,43 +390,47 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
             step = state["step"]
 
             if step % t.log_every == 0 or step == total_steps:
-                train_loss = accelerator.reduce(loss_sum / loss_count, "mean").item()
-                tokens = accelerator.reduce(window_tokens, "sum").item()
-                tokens_per_s = tokens / max(time.time() - window_start, 1e-9)
+                names = sorted(window)
+                means = accelerator.reduce(torch.stack([window[n] for n in names]) / window_batches, "mean").tolist()
+                logs = dict(zip(names, means, strict=True))
+                train_loss = logs["loss"]
+                if not math.isfinite(train_loss):
+                    raise TrainingStopped(
+                        f"step {step}: the training loss is {train_loss}; lower train.lr, keep "
+                        f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
+                    )
+                per_s = accelerator.reduce(window_units, "sum").item() / max(time.time() - window_start, 1e-9)
                 lr = scheduler.get_last_lr()[0]
-                logs = {"train/loss": train_loss, "train/lr": lr, "train/tokens_per_s": tokens_per_s}
+                record = {f"train/{k}": v for k, v in logs.items()}
+                record.update({"train/lr": lr, f"train/{setup.unit}_per_s": per_s})
                 if grad_norm is not None:
-                    logs["train/grad_norm"] = float(grad_norm)
-                accelerator.log(logs, step=step)
-                progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}")
-                loss_sum.zero_()
-                loss_count = 0
-                window_tokens.zero_()
+                    record["train/grad_norm"] = float(grad_norm)
+                accelerator.log(record, step=step)
+                progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", rate=f"{per_s:,.0f}")
+                problem = raw.health(logs, step)
+                if problem is not None:
+                    raise TrainingStopped(problem)
+                window.clear()
+                window_batches = 0
+                window_units.zero_()
                 window_start = time.time()
 
             if step % t.eval_every == 0 or step == total_steps:
-                metrics = evaluate(objective, eval_loader, eval_collator, accelerator, t.eval_batches)
+                metrics = evaluate(objective, setup, accelerator, t.eval_batches)
                 state["evals"].append({"step": step, **metrics})
                 accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-                logger.info("step %d: eval loss %.4f, accuracy %.3f", step, metrics["loss"], metrics["accuracy"])
+                logger.info("step %d: eval %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-            if probe_splits is not None and (step % t.probe_every == 0 or step == total_steps):
+            if setup.probe is not None and (step % t.probe_every == 0 or step == total_steps):
                 if accelerator.is_main_process:
-                    backbone = accelerator.unwrap_model(objective).model.base_model
-                    scores = probe(
-                        backbone,
-                        tokenizer,
-                        probe_splits,
-                        batch_size=t.eval_batch_size or t.batch_size,
-                        device=accelerator.device,
-                    )
+                    scores = setup.probe(raw)
                     state.setdefault("probes", []).append({"step": step, "accuracy": scores["accuracy"]})
                     accelerator.log({"probe/accuracy": scores["accuracy"], "probe/f1": scores["f1"]}, step=step)
                     logger.info("step %d: probe accuracy %.3f", step, scores["accuracy"])
                 accelerator.wait_for_everyone()
 
             if step % t.save_every == 0 or step == total_steps:
-                state["tokens"] = tokens_before + accelerator.reduce(local_tokens, "sum").item()
+                state[seen_key] = seen_before + accelerator.reduce(local_units, "sum").item()
                 save_checkpoint(accelerator, run_dir, state, t.keep_last)
             if step >= total_steps:
                 break
@@ -365,11 +443,9 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
     final_eval = state["evals"][-1]
     metrics = {
         "steps": state["step"],
-        "tokens_seen": state["tokens"],
+        seen_key: state[seen_key],
         "train_loss": train_loss,
-        "eval_loss": final_eval["loss"],
-        "eval_perplexity": final_eval["perplexity"],
-        "eval_accuracy": final_eval["accuracy"],
+        **{f"eval_{k}": v for k, v in final_eval.items() if k != "step"},
         "initial_eval_loss": state["evals"][0]["loss"] if state["evals"][0]["step"] == 0 else None,
         "evals": state["evals"],
         "probes": state.get("probes", []),
@@ -378,7 +454,7 @@ def pretrain(cfg: PretrainConfig, resume: str | None = None) -> dict:
         "device": str(accelerator.device),
     }
     if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(objective).model, tokenizer, run_dir / "final", cfg, metrics)
+        setup.export(raw, run_dir / "final", metrics)
         write_json(run_dir / "metrics.json", metrics)
     accelerator.wait_for_everyone()
     return metrics
