@@ -14,6 +14,7 @@ from hfssl.config import (
     LabelEfficiencyConfig,
     PretrainConfig,
     ProbeConfig,
+    SpeechPretrainConfig,
     TokenizerTrainConfig,
 )
 from hfssl.errors import TrainingStopped, UsageError
@@ -50,20 +51,23 @@ class Parser(argparse.ArgumentParser):
         return parser._actions
 
 
-def add_schema_arguments(parser: argparse.ArgumentParser, schema: type) -> None:
-    """One `--section.field` option per schema field, with the field's help, type and default."""
+def add_schema_arguments(parser: argparse.ArgumentParser, schema: type, prefix: str = "") -> None:
+    """One `--section.field` option per schema field, with the field's help, type and default. An option the parser
+    already has from another schema gets this schema's help appended, after `prefix`."""
     defaults = schema()
+    taken = {o: action for action in parser._actions for o in action.option_strings}
     for name, section in config_lib.sections(schema).items():
-        group = parser.add_argument_group(f"{name} ({section.__name__})")
+        group = None
         for key, (tp, fld) in config_lib.section_fields(section).items():
             default = getattr(getattr(defaults, name), key)
-            group.add_argument(
-                f"--{name}.{key}",
-                dest=f"{name}.{key}",
-                default=argparse.SUPPRESS,
-                metavar="VALUE",
-                help=f"{fld.metadata['help']} [{config_lib.describe(tp)}; default: {default!r}]",
-            )
+            text = f"{fld.metadata['help']} [{config_lib.describe(tp)}; default: {default!r}]"
+            option = f"--{name}.{key}"
+            if option in taken:
+                if taken[option].help != text:
+                    taken[option].help += f" | {prefix.strip()}: {text}"
+                continue
+            group = group or parser.add_argument_group(f"{prefix}{name} ({section.__name__})")
+            group.add_argument(option, dest=f"{name}.{key}", default=argparse.SUPPRESS, metavar="VALUE", help=text)
 
 
 def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
@@ -72,15 +76,18 @@ def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
-    cfg = config_lib.load(PretrainConfig, args.recipe, overrides(args, PretrainConfig))
+    given = {**overrides(args, PretrainConfig), **overrides(args, SpeechPretrainConfig)}
+    schema = config_lib.pretrain_schema(config_lib.read_recipe(args.recipe), given)
+    unknown = sorted(set(given) - set(overrides(args, schema)))
+    if unknown:
+        kind = "speech" if schema is SpeechPretrainConfig else "text"
+        raise UsageError(f"--{unknown[0]} is not a setting of {kind} pretraining (the recipe's model.arch decides)")
+    cfg = config_lib.load(schema, args.recipe, given)
     from hfssl.pretrain import pretrain
 
     metrics = pretrain(cfg, resume=args.resume)
-    print(
-        f"eval loss {metrics['eval_loss']:.4f} (perplexity {metrics['eval_perplexity']:.2f}, "
-        f"accuracy {metrics['eval_accuracy']:.3f}) after {metrics['steps']} steps; "
-        f"model in {Path(cfg.train.output_dir) / 'final'}"
-    )
+    scores = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items() if k.startswith("eval_"))
+    print(f"eval {scores} after {metrics['steps']} steps; model in {Path(cfg.train.output_dir) / 'final'}")
 
 
 def run_tokenizer_train(args: argparse.Namespace) -> None:
@@ -124,16 +131,26 @@ def run_probe(args: argparse.Namespace) -> None:
     import torch
 
     from hfssl.data.labelled import load_labelled
-    from hfssl.finetune import load_backbone, load_tokenizer
+    from hfssl.finetune import load_backbone, load_processor
     from hfssl.io import write_json
     from hfssl.probe import probe
 
-    tokenizer = load_tokenizer(cfg)
+    processor = load_processor(cfg)
     splits = load_labelled(cfg.data)
     backbone = load_backbone(cfg.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     p = cfg.probe
-    result = probe(backbone.to(device), tokenizer, splits, p.layer, p.l2, p.batch_size, cfg.data.max_length, device)
+    result = probe(
+        backbone.to(device),
+        processor,
+        splits,
+        p.layer,
+        p.l2,
+        p.batch_size,
+        cfg.data.max_length,
+        device,
+        max_seconds=cfg.data.max_seconds,
+    )
     result["model"] = cfg.model.name_or_path
     write_json(Path(p.output), result)
     print(f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}); {p.output}")
@@ -170,7 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = commands.add_parser("pretrain", help="pretrain a masked language model from a recipe")
+    p = commands.add_parser(
+        "pretrain",
+        help="pretrain a text or speech encoder from a recipe",
+        description="Pretrain a text encoder (masked LM) or a speech encoder (masked prediction); a speech "
+        "model.arch in the recipe selects speech. Speech-only settings are listed as 'speech ...' groups.",
+    )
     p.add_argument("recipe", help="YAML recipe (a path, or a shipped recipe name such as text/mlm-tiny)")
     p.add_argument(
         "--resume",
@@ -181,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory)",
     )
     add_schema_arguments(p, PretrainConfig)
+    add_schema_arguments(p, SpeechPretrainConfig, prefix="speech ")
     p.set_defaults(func=run_pretrain)
 
     p = commands.add_parser("tokenizer", help="tokenizer tools")

@@ -367,7 +367,12 @@ class LabelledDataArgs:
     test_fraction: float = arg(0.1, "fraction of training examples held out for testing when none is given (0: none)")
     label_fraction: float = arg(1.0, "train on this fraction of the training labels (stratified, seeded), in (0, 1]")
     max_length: int = arg(128, "tokens per example; longer texts are truncated")
-    synthetic_examples: int = arg(3000, "examples in the embedded topic task (before the splits)")
+    audio_column: str = arg("audio", "audio: column holding the audio in Hub datasets and parquet files")
+    path_column: str = arg("path", "audio: column holding file paths in .csv/.jsonl lists")
+    max_seconds: float = arg(10.0, "audio: seconds per example; longer clips are cut to their start")
+    synthetic_examples: int = arg(
+        3000, "examples in the embedded task (before the splits): topics for text, spoken keywords for audio"
+    )
     cache_dir: str | None = arg(None, "where datasets caches loaded data (empty: the datasets default)")
 
     def __post_init__(self):
@@ -376,6 +381,7 @@ class LabelledDataArgs:
             value = getattr(self, name)
             _check(0.0 <= value < 1.0, f"data.{name}", f"must be in [0, 1), got {value}")
         _check(self.max_length > 1, "data.max_length", "must be at least 2")
+        _check(self.max_seconds > 0, "data.max_seconds", "must be positive")
         _check(self.synthetic_examples >= 20, "data.synthetic_examples", "must be at least 20")
 
 
@@ -659,6 +665,22 @@ def load(schema: type, recipe: str | Path | None, overrides: dict[str, str] | No
     for dotted, raw in (overrides or {}).items():
         apply_override(values, schema, dotted, raw)
     return build(schema, values, source)
+
+
+def pretrain_schema(values: dict[str, Any], overrides: dict[str, str] | None = None) -> type:
+    """Text or speech pretraining, by the recipe's `model.arch` (a speech architecture, or an `objective:` section,
+    means speech)."""
+    arch = (overrides or {}).get("model.arch")
+    if arch is None and isinstance(values, dict) and isinstance(values.get("model"), dict):
+        arch = values["model"].get("arch")
+    if arch in SPEECH_ARCHS or (arch is None and isinstance(values, dict) and "objective" in values):
+        return SpeechPretrainConfig
+    return PretrainConfig
+
+
+def load_pretrain(recipe: str | Path, overrides: dict[str, str] | None = None) -> Any:
+    """A pretraining recipe -> `PretrainConfig` (text) or `SpeechPretrainConfig` (speech)."""
+    return load(pretrain_schema(read_recipe(recipe), overrides), recipe, overrides)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

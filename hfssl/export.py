@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, PreTrainedModel
 
 from hfssl import config as config_lib
-from hfssl.config import PretrainConfig
+from hfssl.config import PretrainConfig, SpeechPretrainConfig
 from hfssl.errors import UsageError
 from hfssl.io import atomic_dir
 
 logger = logging.getLogger(__name__)
+
+# transformers' own SpecAugment default: what an exported speech encoder applies while being fine-tuned.
+FINETUNE_MASK_TIME_PROB = 0.05
 
 OBJECTIVES = {
     "token": "Masked language modelling: {rate:.0%} of tokens are chosen at random and predicted",
@@ -96,6 +100,98 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
     )
 
 
+def describe_speech_objective(cfg: SpeechPretrainConfig) -> str:
+    m, o = cfg.masking, cfg.objective
+    return (
+        f"wav2vec 2.0 masked contrastive learning: spans of {m.mask_length} feature frames are masked, each frame "
+        f"starting one with probability {m.mask_prob} (at least {m.min_masks} spans per clip); at every masked frame "
+        f"the encoder picks the true quantized latent among {o.num_negatives} distractors drawn from other masked "
+        f"frames of the clip (cosine similarity, temperature {o.logits_temperature}). The quantizer has "
+        f"{o.codevector_groups} codebooks of {o.codevectors_per_group} entries, sampled with Gumbel-softmax whose "
+        f"temperature decays from {o.gumbel_max} by {o.gumbel_decay} per step to {o.gumbel_min}; a diversity loss "
+        f"(weight {o.diversity_weight}) keeps the codebooks in use."
+    )
+
+
+def describe_audio_data(cfg: SpeechPretrainConfig, metrics: dict) -> str:
+    d = cfg.data
+    source = "the synthetic speech-like corpus embedded in hfssl" if d.train == "synthetic" else f"`{d.train}`"
+    hours = metrics.get("audio_seconds_seen", 0.0) / 3600
+    return (
+        f"Trained on {source}, resampled to {d.sampling_rate} Hz mono, clips cropped at random to at most "
+        f"{d.max_seconds:g} s and batched by duration ({d.batch_seconds:g} s of audio per device per batch); "
+        f"{hours:,.2f} hours of audio seen over {metrics.get('steps', 0):,} optimizer steps."
+    )
+
+
+def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metrics: dict, name: str) -> ModelCard:
+    t = cfg.train
+    card_data = ModelCardData(
+        language=cfg.export.language or None,
+        license=cfg.export.license,
+        library_name="transformers",
+        pipeline_tag="feature-extraction",
+        tags=["hfssl", "audio", "speech", "self-supervised-learning", model.config.model_type, *cfg.export.tags],
+        datasets=cfg.export.datasets or None,
+        base_model=cfg.model.name_or_path or None,
+    )
+    hyperparameters = {
+        "objective": cfg.objective.name,
+        "mask probability, span": f"{cfg.masking.mask_prob}, {cfg.masking.mask_length} frames",
+        "audio per batch (per device x accumulation x processes)": (
+            f"{cfg.data.batch_seconds:g} s x {t.grad_accum} x {metrics.get('num_processes', 1)}"
+        ),
+        "optimizer": f"AdamW (betas {t.adam_beta1}, {t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
+        "peak learning rate": t.lr,
+        "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
+        "steps": metrics.get("steps"),
+        "audio seen (hours)": round(metrics.get("audio_seconds_seen", 0.0) / 3600, 3),
+        "seed": t.seed,
+        "hardware": metrics.get("device", "unknown"),
+        "wall time (s)": round(metrics.get("wall_time_s", 0.0), 1),
+    }
+    results = {
+        "contrastive loss": _fmt(metrics.get("eval_loss")),
+        "contrastive accuracy (true latent ranked first)": _fmt(metrics.get("eval_accuracy")),
+        "codevector perplexity": _fmt(metrics.get("eval_codevector_perplexity")),
+    }
+    config = model.config
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(Path(__file__).parent / "model_cards" / "speech.md"),
+        model_name=name,
+        arch=config.model_type,
+        parameters=f"{model.num_parameters() / 1e6:.1f}M",
+        layers=config.num_hidden_layers,
+        hidden=config.hidden_size,
+        frame_ms=round(1000 * math.prod(config.conv_stride) / cfg.data.sampling_rate),
+        sampling_rate=cfg.data.sampling_rate,
+        load_path=name,
+        objective=describe_speech_objective(cfg),
+        data=describe_audio_data(cfg, metrics),
+        hyperparameters=hyperparameters,
+        results=results,
+    )
+
+
+def export_speech(model: PreTrainedModel, extractor, out_dir: Path, cfg: SpeechPretrainConfig, metrics: dict) -> Path:
+    """Write the encoder of a `*ForPreTraining` model as its stock base class (e.g. `Wav2Vec2Model`), with the
+    feature extractor and a model card, replacing `out_dir` atomically. The quantizer and projections stay behind:
+    `AutoModelForAudioClassification` then finds every weight it needs and nothing else."""
+    out_dir = Path(out_dir)
+    name = cfg.export.model_name or Path(cfg.train.output_dir).resolve().name
+    encoder = model.base_model
+    # Pretraining masked through the collator at its own rate; fine-tuning gets transformers' gentle SpecAugment.
+    encoder.config.mask_time_prob = FINETUNE_MASK_TIME_PROB
+    encoder.config.architectures = [type(encoder).__name__]
+    with atomic_dir(out_dir) as tmp:
+        encoder.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+        render_speech_card(model, cfg, metrics, name).save(tmp / "README.md")
+    logger.info("exported %s", out_dir)
+    return out_dir
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -114,18 +210,30 @@ def export_model(model: PreTrainedModel, tokenizer, out_dir: Path, cfg: Pretrain
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """`hfssl export`: turn a training checkpoint (or a run directory's latest) into a loadable model."""
-    from hfssl.model import MaskedLM
     from hfssl.pretrain import STATE_FILE, find_checkpoint
 
     checkpoint = find_checkpoint(str(checkpoint), Path(checkpoint))
     run_dir = checkpoint.parent.parent
-    for needed in ("config.yaml", "tokenizer", "model_config"):
+    for needed in ("config.yaml", "model_config"):
         if not (run_dir / needed).exists():
             raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks {needed}; is this an hfssl checkpoint?")
-    cfg = config_lib.load(PretrainConfig, run_dir / "config.yaml")
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-    model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(run_dir / "model_config"))
-    objective = MaskedLM(model)
+    cfg = config_lib.load(
+        config_lib.pretrain_schema(config_lib.read_recipe(run_dir / "config.yaml")), run_dir / "config.yaml"
+    )
+    config = AutoConfig.from_pretrained(run_dir / "model_config")
+    speech = isinstance(cfg, SpeechPretrainConfig)
+    if speech:
+        from hfssl.speech import Contrastive, feature_extractor
+
+        model = AutoModelForPreTraining.from_config(config)
+        objective = Contrastive(model, cfg.objective)
+    else:
+        from hfssl.model import MaskedLM
+
+        if not (run_dir / "tokenizer").exists():
+            raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks tokenizer; is this an hfssl checkpoint?")
+        model = AutoModelForMaskedLM.from_config(config)
+        objective = MaskedLM(model)
     weights = load_file(str(checkpoint / "model.safetensors"))
     missing, unexpected = objective.load_state_dict(weights, strict=False)
     tied = {f"model.{k}" for k in getattr(model, "_tied_weights_keys", None) or {}}
@@ -136,11 +244,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     model.tie_weights()
     state = json.loads((checkpoint / STATE_FILE).read_text())
     final = state["evals"][-1] if state.get("evals") else {}
-    metrics = {
-        "steps": state["step"],
-        "tokens_seen": state.get("tokens_seen", 0),
-        "eval_loss": final.get("loss"),
-        "eval_perplexity": final.get("perplexity"),
-        "eval_accuracy": final.get("accuracy"),
-    }
-    return export_model(model, tokenizer, Path(out_dir), cfg, metrics)
+    metrics = {"steps": state["step"], **{f"eval_{k}": v for k, v in final.items() if k != "step"}}
+    if speech:
+        metrics["audio_seconds_seen"] = state.get("audio_seconds_seen", 0.0)
+        return export_speech(model, feature_extractor(cfg.data), Path(out_dir), cfg, metrics)
+    metrics["tokens_seen"] = state.get("tokens_seen", 0)
+    return export_model(model, AutoTokenizer.from_pretrained(run_dir / "tokenizer"), Path(out_dir), cfg, metrics)

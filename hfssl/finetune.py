@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import (
     AutoConfig,
+    AutoFeatureExtractor,
     AutoModel,
+    AutoModelForAudioClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -64,6 +68,45 @@ def load_tokenizer(cfg: FinetuneConfig):
         ) from None
 
 
+def load_processor(cfg):
+    """What turns the data into model inputs: the tokenizer for text, the feature extractor for audio."""
+    if cfg.data.task == "text":
+        return load_tokenizer(cfg)
+    name = cfg.model.name_or_path
+    check_model_path(name)
+    try:
+        return AutoFeatureExtractor.from_pretrained(
+            name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+        )
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(
+            f"model.name_or_path: {name} has no loadable feature extractor ({str(err).splitlines()[0]}); "
+            "export it with its feature extractor"
+        ) from None
+
+
+@dataclass
+class AudioClassificationCollator:
+    """Raw labelled clips -> padded, normalised model inputs: each clip decoded (mono, at the extractor's rate),
+    cut to its first `max_seconds`, then padded by the feature extractor with an attention mask."""
+
+    feature_extractor: Any
+    max_seconds: float
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        from hfssl.data.audio import decode_audio
+
+        rate = self.feature_extractor.sampling_rate
+        limit = round(self.max_seconds * rate)
+        clips = [decode_audio(e["audio"], rate)[:limit] for e in examples]
+        batch = self.feature_extractor(
+            clips, sampling_rate=rate, padding=True, return_attention_mask=True, return_tensors="pt"
+        )
+        if "label" in examples[0]:
+            batch["labels"] = torch.tensor([e["label"] for e in examples])
+        return dict(batch)
+
+
 def load_config(m: ClassifierModelArgs, **changes):
     """The model's config (with `changes`), or UsageError naming the model."""
     try:
@@ -87,7 +130,8 @@ def load_backbone(m: ClassifierModelArgs, scratch: bool = False, seed: int = 0):
 
 
 def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
-    """AutoModelForSequenceClassification with the label maps, pretrained or (from_scratch) randomly initialised."""
+    """A sequence (text) or audio classifier with the label maps, pretrained or (from_scratch) randomly initialised.
+    A pretrained speech encoder keeps its convolutional feature encoder frozen, as wav2vec 2.0 fine-tuning does."""
     m = cfg.model
     labels = {
         "num_labels": len(label_names),
@@ -97,11 +141,15 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     config = load_config(m, **labels)
     if config.model_type == "modernbert":
         config.classifier_pooling = m.pooling
+    auto = AutoModelForAudioClassification if cfg.data.task == "audio" else AutoModelForSequenceClassification
     if m.from_scratch:
-        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=m.trust_remote_code)
-    return AutoModelForSequenceClassification.from_pretrained(
+        return auto.from_config(config, trust_remote_code=m.trust_remote_code)
+    model = auto.from_pretrained(
         m.name_or_path, config=config, revision=m.revision, trust_remote_code=m.trust_remote_code
     )
+    if cfg.data.task == "audio" and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    return model
 
 
 def tokenize(splits: LabelledSplits, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
@@ -126,10 +174,17 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
     """
     start = time.time()
-    args = training_arguments(cfg, **(changes or {}))
-    tokenizer = load_tokenizer(cfg)  # before the data, so a bad checkpoint fails before any work
+    audio = cfg.data.task == "audio"
+    # Audio clips stay undecoded in the dataset; the collator reads the "audio" column the Trainer would drop.
+    args = training_arguments(cfg, **({"remove_unused_columns": False} if audio else {}), **(changes or {}))
+    processor = load_processor(cfg)  # before the data, so a bad checkpoint fails before any work
     splits = load_labelled(cfg.data, seed=args.seed)
-    encoded = tokenize(splits, tokenizer, cfg.data.max_length)
+    if audio:
+        encoded = {n: s for n in ("train", "validation", "test") if (s := getattr(splits, n)) is not None}
+        collator = AudioClassificationCollator(processor, cfg.data.max_seconds)
+    else:
+        encoded = tokenize(splits, processor, cfg.data.max_length)
+        collator = DataCollatorWithPadding(processor, pad_to_multiple_of=8)
     model = load_classifier(cfg, splits.label_names)
     callbacks = []
     patience = cfg.finetune.early_stopping_patience
@@ -140,8 +195,8 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         args=args,
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        processing_class=processor,
+        data_collator=collator,
         compute_metrics=trainer_compute_metrics,
         callbacks=callbacks,
     )
@@ -162,7 +217,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         final = run_dir / "final"
         with atomic_dir(final) as tmp:
             trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
             render_card(cfg, splits, metrics, trainer.model).save(tmp / "README.md")
         write_json(run_dir / "metrics.json", metrics)
         logger.info("fine-tuned model in %s", final)
@@ -180,12 +235,14 @@ def _strip(metrics: dict) -> dict:
 
 
 def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, model) -> ModelCard:
-    dataset_name = "hfssl synthetic topics" if splits.source == "synthetic" else splits.source
-    dataset_type = "hfssl/synthetic-topics" if splits.source == "synthetic" else splits.source
+    task = "audio-classification" if cfg.data.task == "audio" else "text-classification"
+    synthetic = "keywords" if cfg.data.task == "audio" else "topics"
+    dataset_name = f"hfssl synthetic {synthetic}" if splits.source == "synthetic" else splits.source
+    dataset_type = f"hfssl/synthetic-{synthetic}" if splits.source == "synthetic" else splits.source
     split_name = "test" if "test" in metrics else "validation"
     results = [
         EvalResult(
-            task_type="text-classification",
+            task_type=task,
             dataset_type=dataset_type,
             dataset_name=dataset_name,
             dataset_split=split_name,
@@ -201,8 +258,8 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         language=cfg.export.language or None,
         license=cfg.export.license,
         library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["hfssl", "text-classification", model.config.model_type, *cfg.export.tags],
+        pipeline_tag=task,
+        tags=["hfssl", task, model.config.model_type, *cfg.export.tags],
         datasets=cfg.export.datasets or None,
         base_model=None if cfg.model.from_scratch else _hub_name(cfg.model.name_or_path),
         eval_results=results,
@@ -237,6 +294,14 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         metric_rule="|".join(["---"] * (len(METRIC_NAMES) + 1)),
         results_table=table,
         load_path=name,
+        kind="audio" if cfg.data.task == "audio" else "text",
+        pipeline_task=task,
+        auto_class="AutoModelForAudioClassification"
+        if cfg.data.task == "audio"
+        else "AutoModelForSequenceClassification",
+        example='"clip.wav"  # or {"raw": waveform, "sampling_rate": rate}'
+        if cfg.data.task == "audio"
+        else '"a text like the training data"',
     )
 
 

@@ -23,9 +23,9 @@ import torch
 
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
-from hfssl.finetune import finetune, load_backbone, load_tokenizer
+from hfssl.finetune import finetune, load_backbone, load_processor
 from hfssl.io import write_json, write_text
-from hfssl.probe import fit_probe, parse_layer, pooled_features, text_batches
+from hfssl.probe import example_batches, fit_probe, parse_layer, pooled_features
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
     """Run the sweep; returns {"rows": [...], "summary": [...]} as also written to the output directory."""
     sweep = cfg.sweep
     out = Path(sweep.output_dir)
-    tokenizer = load_tokenizer(cfg)
+    processor = load_processor(cfg)
     full = load_labelled(dataclasses.replace(cfg.data, label_fraction=1.0), seed=cfg.training.seed)
     evaluation = "test" if full.test is not None else "validation"
     if sweep.method == "probe":
-        rows = _probe_rows(cfg, tokenizer, full, evaluation)
+        rows = _probe_rows(cfg, processor, full, evaluation)
     else:
         rows = _finetune_rows(cfg, full, evaluation)
     summary = summarise(rows)
@@ -98,7 +98,7 @@ def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[di
     return rows
 
 
-def _probe_rows(cfg: LabelEfficiencyConfig, tokenizer, full, evaluation: str) -> list[dict]:
+def _probe_rows(cfg: LabelEfficiencyConfig, processor, full, evaluation: str) -> list[dict]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     eval_split = full.test if full.test is not None else full.validation
     p = cfg.probe
@@ -107,10 +107,14 @@ def _probe_rows(cfg: LabelEfficiencyConfig, tokenizer, full, evaluation: str) ->
         backbone = load_backbone(cfg.model, scratch=kind == "scratch", seed=cfg.training.seed).to(device)
         layer = parse_layer(p.layer, backbone.config.num_hidden_layers)
         train_x = pooled_features(
-            backbone, text_batches(full.train, tokenizer, p.batch_size, cfg.data.max_length), device
+            backbone,
+            example_batches(full.train, processor, p.batch_size, cfg.data.max_length, cfg.data.max_seconds),
+            device,
         )
         test_x = pooled_features(
-            backbone, text_batches(eval_split, tokenizer, p.batch_size, cfg.data.max_length), device
+            backbone,
+            example_batches(eval_split, processor, p.batch_size, cfg.data.max_length, cfg.data.max_seconds),
+            device,
         )
         labels, test_y = torch.tensor(full.train["label"]), torch.tensor(eval_split["label"])
         for fraction in cfg.sweep.fractions:

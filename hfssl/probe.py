@@ -56,6 +56,23 @@ def text_batches(dataset, tokenizer, batch_size: int, max_length: int):
         yield collate([{k: v[i] for k, v in encoded.items()} for i in range(len(rows["text"]))])
 
 
+def audio_batches(dataset, feature_extractor, batch_size: int, max_seconds: float):
+    """Padded, normalised batches of a dataset with an undecoded "audio" column, in order."""
+    from hfssl.finetune import AudioClassificationCollator
+
+    collate = AudioClassificationCollator(feature_extractor, max_seconds)
+    audio = dataset.select_columns(["audio"])
+    for start in range(0, len(audio), batch_size):
+        yield collate([audio[i] for i in range(start, min(start + batch_size, len(audio)))])
+
+
+def example_batches(dataset, processor, batch_size: int, max_length: int = 128, max_seconds: float = 10.0):
+    """Model-input batches of labelled examples: audio clips when the dataset has an "audio" column, else texts."""
+    if "audio" in dataset.column_names:
+        return audio_batches(dataset, processor, batch_size, max_seconds)
+    return text_batches(dataset, processor, batch_size, max_length)
+
+
 def parse_layer(layer: str, num_layers: int) -> int | None:
     """'weighted' -> None (learn a mix), 'last' -> the top layer, an integer -> that layer (0: the embeddings)."""
     if layer == "weighted":
@@ -121,7 +138,7 @@ def fit_probe(
 
 def probe(
     backbone,
-    tokenizer,
+    processor,
     splits,
     layer: str = "weighted",
     l2: float = 1e-3,
@@ -129,14 +146,19 @@ def probe(
     max_length: int = 128,
     device="cpu",
     seed: int = 0,
+    max_seconds: float = 10.0,
 ) -> dict:
     """Probe `backbone` on labelled `splits` (hfssl.data.labelled.LabelledSplits): fit on train, score on test
-    (validation when there is no test split)."""
+    (validation when there is no test split). `processor` is the tokenizer (text) or feature extractor (audio)."""
     evaluation = splits.test if splits.test is not None else splits.validation
     num_layers = backbone.config.num_hidden_layers
     index = parse_layer(layer, num_layers)
-    train_x = pooled_features(backbone, text_batches(splits.train, tokenizer, batch_size, max_length), device)
-    test_x = pooled_features(backbone, text_batches(evaluation, tokenizer, batch_size, max_length), device)
+    train_x = pooled_features(
+        backbone, example_batches(splits.train, processor, batch_size, max_length, max_seconds), device
+    )
+    test_x = pooled_features(
+        backbone, example_batches(evaluation, processor, batch_size, max_length, max_seconds), device
+    )
     result = fit_probe(
         train_x,
         torch.tensor(splits.train["label"]),

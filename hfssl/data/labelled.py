@@ -42,11 +42,6 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
         UsageError: a missing or unreadable source, a missing column, an empty split, a single class, or a label in
             validation/test that train does not have.
     """
-    if data.task != "text":
-        raise UsageError(
-            "data.task: audio classification needs the speech data pipeline, which this version of hfssl does not "
-            "have yet; use data.task: text"
-        )
     if data.train == "synthetic":
         splits = _synthetic(data)
     else:
@@ -95,7 +90,7 @@ def _stratify(dataset: datasets.Dataset) -> str | None:
 
 
 def _synthetic(data: LabelledDataArgs) -> dict[str, datasets.Dataset]:
-    """The embedded topic-classification task, its splits drawn from disjoint seeds."""
+    """The embedded task (topics for text, spoken keywords for audio), its splits drawn from disjoint seeds."""
     n = data.synthetic_examples
     sizes = {
         "test": math.floor(n * data.test_fraction),
@@ -105,6 +100,11 @@ def _synthetic(data: LabelledDataArgs) -> dict[str, datasets.Dataset]:
     splits = {}
     for offset, (split, size) in enumerate(sizes.items()):
         if size == 0:
+            continue
+        if data.task == "audio":
+            from hfssl.data.synthetic_audio import synthetic_keywords
+
+            splits[split] = synthetic_keywords(size, SYNTHETIC_SEED + offset).select_columns(["audio", "label"])
             continue
         documents = synthetic_documents(size, SYNTHETIC_SEED + offset)
         splits[split] = datasets.Dataset.from_dict(
@@ -133,6 +133,8 @@ def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Datas
 
 
 def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
+    if data.task == "audio":
+        return _load_audio(source, key, data, hub_split)
     local = _local_files(source, key)
     try:
         if local is None:
@@ -168,6 +170,32 @@ def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> data
     dataset = dataset.select_columns(wanted)
     renames = {data.text_column: "text", data.label_column: "label", data.text_pair_column: "text_pair"}
     return dataset.rename_columns({old: new for old, new in renames.items() if old and old != new})
+
+
+def _load_audio(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
+    """Labelled clips: an audio folder (labels from class folders or metadata.csv), a list of files, parquet or a
+    Hub dataset, scanned like pretraining audio; columns audio (undecoded) and label."""
+    from hfssl.config import AudioDataArgs
+    from hfssl.data.audio import scan_audio
+
+    audio = AudioDataArgs(
+        audio_column=data.audio_column,
+        path_column=data.path_column,
+        hub_config=data.hub_config,
+        hub_revision=data.hub_revision,
+        cache_dir=data.cache_dir,
+        min_seconds=0.01,
+        max_seconds=max(data.max_seconds, 0.01),
+        batch_seconds=max(data.max_seconds, 0.01),
+    )
+    dataset = scan_audio(source, key, audio, split=hub_split)
+    if data.label_column not in dataset.column_names:
+        raise UsageError(
+            f"{key}: {source} has no column {data.label_column!r} (set data.label_column, or put the clips in one "
+            f"folder per class); its columns are: {', '.join(dataset.column_names)}"
+        )
+    dataset = dataset.select_columns(["audio", data.label_column])
+    return dataset.rename_columns({data.label_column: "label"}) if data.label_column != "label" else dataset
 
 
 def _setting(column: str, data: LabelledDataArgs) -> str:

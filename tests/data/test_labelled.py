@@ -80,7 +80,3 @@ def test_plain_text_is_refused(tmp_path):
     with pytest.raises(UsageError, match="plain text"):
         load_labelled(LabelledDataArgs(train=str(path)))
 
-
-def test_audio_task_says_what_is_missing():
-    with pytest.raises(UsageError, match="data.task: audio"):
-        load_labelled(LabelledDataArgs(task="audio"))
