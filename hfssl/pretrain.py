@@ -121,14 +121,16 @@ class CorpusTexts:
             yield example["text"]
 
 
-def load_probe_data(t):
+def load_probe_data(t, task: str = "text", max_seconds: float = 10.0):
     """Labelled data for `train.probe_every`: half of it fits the probe, half scores it."""
     data = LabelledDataArgs(
+        task=task,
         train=t.probe_data,
         synthetic_examples=t.probe_examples,
         validation_fraction=0.5,
         test_fraction=0.0,
         max_length=128,
+        max_seconds=max_seconds,
     )
     return load_labelled(data, seed=t.seed)
 
