@@ -7,7 +7,14 @@ import pytest
 
 from hfssl import config as config_lib
 from hfssl.__main__ import build_parser
-from hfssl.config import FinetuneConfig, LabelEfficiencyConfig, PretrainConfig, ProbeConfig, TokenizerTrainConfig
+from hfssl.config import (
+    FinetuneConfig,
+    LabelEfficiencyConfig,
+    PretrainConfig,
+    ProbeConfig,
+    SpeechPretrainConfig,
+    TokenizerTrainConfig,
+)
 from hfssl.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,13 +31,23 @@ def test_every_recipe_validates(recipe):
     assert text.startswith("# hfssl "), "a recipe opens with the command that runs it"
     command = text.splitlines()[0].split()[2]
     schema = {
-        "pretrain": PretrainConfig,
+        "pretrain": config_lib.pretrain_schema(config_lib.read_recipe(recipe)),
         "finetune": FinetuneConfig,
         "probe": ProbeConfig,
         "label-efficiency": LabelEfficiencyConfig,
     }[command]
     cfg = config_lib.load(schema, recipe)
     assert isinstance(cfg, schema)
+    if "/speech/" in str(recipe) and command == "pretrain":
+        assert schema is SpeechPretrainConfig
+
+
+def test_pretrain_schema_follows_the_architecture():
+    assert config_lib.pretrain_schema({"model": {"arch": "wav2vec2"}}) is SpeechPretrainConfig
+    assert config_lib.pretrain_schema({"model": {"arch": "bert"}}) is PretrainConfig
+    assert config_lib.pretrain_schema({}) is PretrainConfig
+    assert config_lib.pretrain_schema({"objective": {"name": "contrastive"}}) is SpeechPretrainConfig
+    assert config_lib.pretrain_schema({}, {"model.arch": "wav2vec2-conformer"}) is SpeechPretrainConfig
 
 
 def test_yaml_values_and_overrides(tmp_path):
