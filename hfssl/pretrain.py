@@ -165,6 +165,9 @@ class Setup:
     count: Callable[[dict], torch.Tensor]
     probe: Callable[[torch.nn.Module], dict] | None = None
     streaming: bool = False
+    prepare_train_loader: bool = True
+    """False: the loader already yields this process's batches (a stream split by node); the loop moves them to
+    the device itself."""
 
 
 class ShardedBatches:
@@ -317,7 +320,10 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         eps=t.adam_eps,
         fused=torch.cuda.is_available() or None,
     )
-    objective, optimizer, train_loader = accelerator.prepare(objective, optimizer, setup.train_loader)
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    train_loader = setup.train_loader
+    if setup.prepare_train_loader:
+        train_loader = accelerator.prepare(train_loader)
     raw = accelerator.unwrap_model(objective)
     steps_per_epoch = None if setup.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
@@ -362,11 +368,13 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
     train_loss = float("nan")
     objective.train()
     while state["step"] < total_steps:
-        train_loader.set_epoch(state["epoch"])
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(state["epoch"])
         loader = train_loader
         if state["batch_in_epoch"]:
             loader = accelerator.skip_first_batches(train_loader, state["batch_in_epoch"])
         for batch in loader:
+            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             raw.set_step(state["step"])
             with accelerator.accumulate(objective):
                 out = objective(**batch)

@@ -1,0 +1,334 @@
+"""wav2vec 2.0 pretraining through the real CLI on tiny models and the embedded speech, asserting what a user would
+check: the loss falls, a resumed run matches an uninterrupted one, the export loads into stock transformers classes
+in a process without hfssl, and a fine-tuned keyword classifier answers through `pipeline`."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from huggingface_hub import ModelCard
+from transformers import Wav2Vec2ForPreTraining, Wav2Vec2Model
+
+from hfssl.__main__ import main
+from hfssl.collators.audio import sample_negatives, span_mask
+from hfssl.config import ObjectiveArgs, SpeechModelArgs
+from hfssl.speech import Contrastive, min_clip_samples, scratch_config
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from test_pretrain import env, hfssl  # noqa: E402
+
+TINY = [
+    "--model.num_layers",
+    "2",
+    "--model.hidden_size",
+    "32",
+    "--model.num_heads",
+    "2",
+    "--model.conv_dim",
+    "32",
+    "--data.synthetic_utterances",
+    "80",
+    "--data.max_seconds",
+    "2.0",
+    "--data.batch_seconds",
+    "8.0",
+    "--objective.num_negatives",
+    "20",
+    "--objective.codevectors_per_group",
+    "16",
+    "--train.log_every",
+    "2",
+    "--train.eval_batches",
+    "4",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("speech") / "w2v"
+    hfssl(
+        "pretrain",
+        "speech/wav2vec2-tiny",
+        *TINY,
+        "--train.max_steps",
+        "40",
+        "--train.eval_every",
+        "20",
+        "--train.save_every",
+        "20",
+        "--train.output_dir",
+        out,
+    )
+    return out
+
+
+def test_loss_falls_and_objective_logs(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["steps"] == 40
+    assert [e["step"] for e in metrics["evals"]] == [0, 20, 40]
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"] - 0.3
+    # Chance is 1 in num_negatives + 1 = 21.
+    assert metrics["eval_accuracy"] > 2 / 21
+    assert metrics["eval_codevector_perplexity"] >= 1.0
+    assert metrics["audio_seconds_seen"] > 40 * 2.0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((trained / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    logged = set(events.Tags()["scalars"])
+    for name in (
+        "contrastive_loss",
+        "diversity_loss",
+        "codevector_perplexity",
+        "mask_fraction",
+        "gumbel_temperature",
+        "grad_norm",
+    ):
+        assert f"train/{name}" in logged, name
+    temperatures = [e.value for e in events.Scalars("train/gumbel_temperature")]
+    assert temperatures[0] > temperatures[-1]
+    fractions = [e.value for e in events.Scalars("train/mask_fraction")]
+    assert all(0.2 < f < 0.9 for f in fractions)
+
+
+def test_export_is_a_stock_wav2vec2_model(trained):
+    final = trained / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert config["architectures"] == ["Wav2Vec2Model"]
+    assert (final / "preprocessor_config.json").is_file()
+    assert (final / "model.safetensors").is_file() and not list(final.glob("*.bin"))
+    card = ModelCard.load(final / "README.md")
+    assert card.data.library_name == "transformers"
+    assert {"hfssl", "wav2vec2", "audio"} <= set(card.data.tags)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert f"{metrics['eval_loss']:.4f}" in card.text
+    assert "hours of audio seen" in card.text
+
+
+def test_export_loads_into_audio_classification_without_hfssl(trained):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        path = {str(trained / "final")!r}
+        model, info = AutoModelForAudioClassification.from_pretrained(path, num_labels=3, output_loading_info=True)
+        new = {{k.split(".")[0] for k in info["missing_keys"]}}
+        assert new <= {{"projector", "classifier"}}, info["missing_keys"]
+        assert not info["unexpected_keys"], info["unexpected_keys"]
+        assert not info["mismatched_keys"], info["mismatched_keys"]
+        extractor = AutoFeatureExtractor.from_pretrained(path)
+        inputs = extractor([np.zeros(16000, dtype=np.float32)], sampling_rate=16000, return_tensors="pt")
+        assert model(**inputs).logits.shape == (1, 3)
+        assert "hfssl" not in sys.modules
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_export_command_reproduces_final(trained, tmp_path):
+    hfssl("export", trained / "checkpoints" / "step-0000040", tmp_path / "exported")
+    from safetensors.torch import load_file
+
+    a = load_file(str(trained / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a)
+    assert (tmp_path / "exported" / "preprocessor_config.json").is_file()
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    """A run resumed from its step-10 checkpoint ends exactly where the uninterrupted run did: same batches, masks,
+    distractors, Gumbel noise and temperature."""
+    args = [*TINY, "--train.max_steps", "20", "--train.eval_every", "20", "--train.save_every", "10"]
+    run = tmp_path / "run"
+    hfssl("pretrain", "speech/wav2vec2-tiny", *args, "--train.keep_last", "5", "--train.output_dir", run)
+    full = json.loads((run / "metrics.json").read_text())
+    shutil.rmtree(run / "checkpoints" / "step-0000020")
+    shutil.rmtree(run / "final")
+    (run / "metrics.json").unlink()
+    done = hfssl("pretrain", "speech/wav2vec2-tiny", *args, "--train.output_dir", run, "--resume")
+    assert "resumed from" in done.stderr and "step-0000010" in done.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["steps"] == full["steps"] == 20
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
+    assert resumed["audio_seconds_seen"] == pytest.approx(full["audio_seconds_seen"])
+
+
+def test_keyword_finetune_and_pipeline(trained, tmp_path):
+    out = tmp_path / "keywords"
+    done = hfssl(
+        "finetune",
+        "speech/keywords-tiny",
+        "--model.name_or_path",
+        trained / "final",
+        "--data.synthetic_examples",
+        "200",
+        "--data.max_seconds",
+        "1.5",
+        "--training.num_train_epochs",
+        "2",
+        "--training.per_device_train_batch_size",
+        "16",
+        "--training.output_dir",
+        out,
+    )
+    assert "accuracy" in done.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["labels"]) == 10
+    card = ModelCard.load(out / "final" / "README.md")
+    assert card.data.pipeline_tag == "audio-classification"
+    assert card.data.eval_results[0].task_type == "audio-classification"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        from transformers import pipeline
+        classify = pipeline("audio-classification", model={str(out / "final")!r})
+        wave = np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
+        answers = classify({{"raw": wave, "sampling_rate": 16000}}, top_k=3)
+        assert len(answers) == 3 and all(a["label"] for a in answers)
+        assert abs(sum(a["score"] for a in classify({{"raw": wave, "sampling_rate": 16000}}, top_k=10)) - 1) < 1e-3
+        assert "hfssl" not in sys.modules
+        print("ok", answers[0]["label"])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok")
+    assert done.stdout.split()[1] in metrics["labels"]
+
+
+def test_nonfinite_loss_stops_with_one_line(tmp_path):
+    done = hfssl(
+        "pretrain",
+        "speech/wav2vec2-tiny",
+        *TINY,
+        "--train.max_steps",
+        "30",
+        "--train.lr",
+        "1e30",
+        "--train.warmup_steps",
+        "0",
+        "--train.max_grad_norm",
+        "",
+        "--train.output_dir",
+        tmp_path / "run",
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("hfssl: stopped: step ") and "train.lr" in last
+    assert "Traceback" not in done.stderr
+
+
+def test_collapse_warns_then_stops(caplog):
+    objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8, collapse_patience=2)
+    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    watch = Contrastive(Wav2Vec2ForPreTraining(config), objective)
+    healthy = {"contrastive_loss": 1.5, "codevector_perplexity": 9.0}
+    collapsed = {"contrastive_loss": 0.01, "codevector_perplexity": 2.05}
+    assert watch.health(healthy, 10) is None
+    assert watch.health(collapsed, 20) is None
+    assert "collapsed" in caplog.text
+    assert watch.health(healthy, 30) is None  # recovered: the count starts again
+    assert watch.health(collapsed, 40) is None
+    reason = watch.health(collapsed, 50)
+    assert reason is not None and "step 50" in reason and "objective.diversity_weight" in reason
+
+
+def test_gumbel_temperature_schedule():
+    objective = ObjectiveArgs(gumbel_max=2.0, gumbel_min=0.5, gumbel_decay=0.99)
+    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    watch = Contrastive(Wav2Vec2ForPreTraining(config), objective)
+    assert watch.gumbel_temperature(0) == 2.0
+    assert watch.gumbel_temperature(50) == pytest.approx(2.0 * 0.99**50)
+    assert watch.gumbel_temperature(10_000) == 0.5
+    watch.set_step(50)
+    assert watch.model.quantizer.temperature == pytest.approx(2.0 * 0.99**50)
+
+
+def test_loss_matches_transformers_contrastive_loss():
+    """hfssl's fp32 masked-frame loss is transformers' summed loss divided by the masked frames."""
+    objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8)
+    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    torch.manual_seed(0)
+    model = Wav2Vec2ForPreTraining(config).eval()
+    inputs = torch.randn(2, 16000)
+    attention = torch.ones(2, 16000, dtype=torch.long)
+    frames = model._get_feat_extract_output_lengths(16000)
+    generator = torch.Generator().manual_seed(0)
+    mask = span_mask(torch.tensor([frames, frames]), int(frames), 0.5, 5, 2, generator)
+    negatives = sample_negatives(mask, 10, generator)
+    ours = Contrastive(model, objective).eval()(inputs, attention, mask, negatives)
+    with torch.no_grad():
+        theirs = model(inputs, attention_mask=attention, mask_time_indices=mask, sampled_negative_indices=negatives)
+    assert ours.loss.item() == pytest.approx(theirs.loss.item() / mask.sum().item(), rel=1e-4)
+    assert ours.stats["count"].sum().item() == mask.sum().item()
+
+
+def test_min_clip_samples_fits_a_span():
+    config = scratch_config(SpeechModelArgs(), ObjectiveArgs(), 0.65)
+    lengths = Wav2Vec2Model(config)._get_feat_extract_output_lengths
+    samples = min_clip_samples(config, 10)
+    assert lengths(samples) == 11
+    assert lengths(samples - 1) == 10
+
+
+def test_too_short_clips_are_skipped_with_a_count(tmp_path, caplog):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        sf.write(clips / f"long-{i}.wav", rng.standard_normal(16000 * 2).astype(np.float32) * 0.1, 16000)
+    # 0.15 s is 7 frames at 50 Hz: shorter than one masked span of 10.
+    sf.write(clips / "short.wav", rng.standard_normal(2400).astype(np.float32) * 0.1, 16000)
+    hfssl(
+        "pretrain",
+        "speech/wav2vec2-tiny",
+        *TINY,
+        "--data.train",
+        clips,
+        "--data.min_seconds",
+        "0.1",
+        "--train.max_steps",
+        "2",
+        "--train.output_dir",
+        tmp_path / "run",
+    )
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+
+
+def test_directory_without_audio_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no audio here")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["pretrain", "speech/wav2vec2-tiny", "--data.train", str(empty), "--train.output_dir", str(tmp_path / "r")]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hfssl: error: data.train") and "nothing" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_text_option_on_a_speech_recipe_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "speech/wav2vec2-tiny", "--data.seq_len", "64", "--train.output_dir", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data.seq_len" in err[0] and "speech" in err[0]
