@@ -251,6 +251,9 @@ def text_setup(cfg: PretrainConfig, accelerator: Accelerator, run_dir: Path, res
         collate_fn=collator,
         num_workers=t.num_workers,
         pin_memory=torch.cuda.is_available(),
+        # Its own generator: starting an epoch's iterator must not draw from the global RNG, which a resumed run
+        # restores (dropout comes from it).
+        generator=torch.Generator().manual_seed(t.seed),
     )
     eval_size = t.eval_batch_size or t.batch_size
     eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
@@ -405,6 +408,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 logs = dict(zip(names, means, strict=True))
                 train_loss = logs["loss"]
                 if not math.isfinite(train_loss):
+                    progress.close()  # so that the reason is the last line the user sees
                     raise TrainingStopped(
                         f"step {step}: the training loss is {train_loss}; lower train.lr, keep "
                         f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
@@ -419,6 +423,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", rate=f"{per_s:,.0f}")
                 problem = raw.health(logs, step)
                 if problem is not None:
+                    progress.close()
                     raise TrainingStopped(problem)
                 window.clear()
                 window_batches = 0

@@ -301,6 +301,9 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
             collate_fn=train_collator,
             num_workers=t.num_workers,
             pin_memory=torch.cuda.is_available(),
+            # Its own generator: starting an epoch's iterator must not draw from the global RNG, which a resumed
+            # run restores (dropout and Gumbel noise come from it).
+            generator=torch.Generator().manual_seed(t.seed),
         )
     eval_batches = list(DurationBatchSampler(eval_set.lengths, budget, seed=t.seed, shuffle=False))
 
