@@ -28,7 +28,14 @@ SHORT = [
 ]
 
 DOWNSTREAM = ["--data.synthetic_examples", "300", "--data.max_length", "64"]
+SPEECH = ["--data.synthetic_utterances", "60", "--data.max_seconds", "2", "--data.batch_seconds", "8",
+          "--model.conv_dim", "32", "--model.hidden_size", "32", "--train.max_steps", "6", "--train.eval_every", "3",
+          "--train.save_every", "3", "--train.log_every", "3"]  # fmt: skip
+KEYWORDS = ["--data.synthetic_examples", "100", "--data.max_seconds", "1", "--training.num_train_epochs", "1"]
+# The first matching prefix applies: the speech recipes before the text ones.
 SHORTER = {
+    "hfssl pretrain recipes/speech": SPEECH,
+    "hfssl finetune recipes/speech": KEYWORDS,
     "hfssl pretrain": SHORT,
     "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1"],
     "hfssl probe": DOWNSTREAM,
@@ -92,6 +99,7 @@ def test_every_readme_command_runs(tmp_path):
         for prefix, extra in SHORTER.items():
             if command.startswith(prefix):
                 command += " " + " ".join(extra)
+                break
         if command.startswith("hfssl push"):
             done = push_to_stand_in_hub(f"{bin_dir}/{command}", tmp_path)
         else:
@@ -99,9 +107,9 @@ def test_every_readme_command_runs(tmp_path):
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
         if "hfssl pretrain" in command and "--resume" not in command:
             out_dir = re.search(r"--train.output_dir (\S+)", command)
-            assert (
-                tmp_path / (out_dir.group(1) if out_dir else "runs/mlm-tiny") / "final" / "model.safetensors"
-            ).is_file()
+            recipe = re.search(r"recipes/\w+/([\w-]+)\.yaml", command)
+            default = f"runs/{recipe.group(1)}" if recipe else "runs/mlm-tiny"
+            assert (tmp_path / (out_dir.group(1) if out_dir else default) / "final" / "model.safetensors").is_file()
 
     for code in blocks("python"):
         done = subprocess.run(

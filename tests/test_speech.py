@@ -332,3 +332,23 @@ def test_text_option_on_a_speech_recipe_is_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--data.seq_len" in err[0] and "speech" in err[0]
+
+
+@pytest.mark.parametrize("arch", ["wav2vec2", "wav2vec2-conformer"])
+def test_every_architecture_trains_a_step(arch):
+    from hfssl.collators.audio import AudioMaskCollator
+    from hfssl.config import AudioDataArgs
+    from hfssl.speech import build_model, feature_extractor
+
+    objective = ObjectiveArgs(num_negatives=8, codevectors_per_group=8)
+    model = build_model(SpeechModelArgs(arch=arch, hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    collate = AudioMaskCollator(feature_extractor(AudioDataArgs()), model.config, mask_length=4, num_negatives=8)
+    rng = np.random.default_rng(0)
+    batch = collate([{"input_values": rng.standard_normal(n).astype(np.float32)} for n in (16000, 9000)])
+    watch = Contrastive(model, objective)
+    out = watch(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.config.model_type == arch
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert sum(g is not None and bool(g.abs().sum() > 0) for g in grads) > len(grads) // 2
