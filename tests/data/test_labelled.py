@@ -79,4 +79,3 @@ def test_plain_text_is_refused(tmp_path):
     path.write_text("one\ntwo\n")
     with pytest.raises(UsageError, match="plain text"):
         load_labelled(LabelledDataArgs(train=str(path)))
-
