@@ -67,7 +67,7 @@ def find_checkpoint(resume: str, run_dir: Path) -> Path:
         return where
     found = sorted((where / "checkpoints").glob("step-*/" + STATE_FILE)) + sorted(where.glob("step-*/" + STATE_FILE))
     if not found:
-        raise UsageError(f"--resume {where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
+        raise UsageError(f"{where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
     return max(found, key=lambda p: int(p.parent.name.split("-")[1])).parent
 
 

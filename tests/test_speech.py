@@ -168,7 +168,7 @@ def test_export_loads_into_audio_classification_without_hfssl(trained):
 
 
 def test_export_command_reproduces_final(trained, tmp_path):
-    hfssl("export", trained / "checkpoints" / "step-0000150", tmp_path / "exported")
+    hfssl("export", trained / "checkpoints" / "step-0000040", tmp_path / "exported")
     from safetensors.torch import load_file
 
     a = load_file(str(trained / "final" / "model.safetensors"))
