@@ -357,7 +357,7 @@ def test_too_short_clips_are_skipped_with_a_count(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(12):
         sf.write(clips / f"long-{i}.wav", rng.standard_normal(16000 * 2).astype(np.float32) * 0.1, 16000)
-    # 0.15 s is 7 frames at 50 Hz: shorter than one masked span of 10.
+    # 0.15 s is 7 frames at 50 Hz: too short for one masked span of 10 and a distractor.
     sf.write(clips / "short.wav", rng.standard_normal(2400).astype(np.float32) * 0.1, 16000)
     done = hfssl(
         "pretrain",
@@ -367,6 +367,8 @@ def test_too_short_clips_are_skipped_with_a_count(tmp_path):
         clips,
         "--data.min_seconds",
         "0.1",
+        "--masking.mask_length",
+        "10",
         "--train.max_steps",
         "2",
         "--train.output_dir",
