@@ -1,4 +1,4 @@
-"""The one exception type the command line turns into a single clear line."""
+"""The exceptions the command line turns into a single clear line, and the helper that makes that line."""
 
 
 class UsageError(Exception):
@@ -8,3 +8,9 @@ class UsageError(Exception):
 class TrainingStopped(Exception):
     """Training cannot usefully go on (a non-finite loss, a collapsed objective). The CLI prints it as one line and
     exits 1; the last checkpoint stays in place."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

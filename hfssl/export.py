@@ -50,6 +50,19 @@ def describe_data(cfg: PretrainConfig, metrics: dict) -> str:
     )
 
 
+def training_rows(t, metrics: dict) -> dict:
+    """The model-card rows every pretraining objective shares: optimizer, schedule, steps, seed and compute."""
+    return {
+        "optimizer": f"AdamW (betas {t.adam_beta1}, {t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
+        "peak learning rate": t.lr,
+        "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
+        "steps": metrics.get("steps"),
+        "seed": t.seed,
+        "hardware": metrics.get("device", "unknown"),
+        "wall time (s)": round(metrics.get("wall_time_s", 0.0), 1),
+    }
+
+
 def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict, name: str) -> ModelCard:
     t = cfg.train
     card_data = ModelCardData(
@@ -68,14 +81,8 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         "batch size (per device x accumulation x processes)": (
             f"{t.batch_size} x {t.grad_accum} x {metrics.get('num_processes', 1)}"
         ),
-        "optimizer": f"AdamW (betas {t.adam_beta1}, {t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
-        "peak learning rate": t.lr,
-        "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
-        "steps": metrics.get("steps"),
+        **training_rows(t, metrics),
         "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
-        "seed": t.seed,
-        "hardware": metrics.get("device", "unknown"),
-        "wall time (s)": round(metrics.get("wall_time_s", 0.0), 1),
     }
     results = {
         "loss": _fmt(metrics.get("eval_loss")),
@@ -141,14 +148,8 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
         "audio per batch (per device x accumulation x processes)": (
             f"{cfg.data.batch_seconds:g} s x {t.grad_accum} x {metrics.get('num_processes', 1)}"
         ),
-        "optimizer": f"AdamW (betas {t.adam_beta1}, {t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
-        "peak learning rate": t.lr,
-        "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
-        "steps": metrics.get("steps"),
+        **training_rows(t, metrics),
         "audio seen (hours)": round(metrics.get("audio_seconds_seen", 0.0) / 3600, 3),
-        "seed": t.seed,
-        "hardware": metrics.get("device", "unknown"),
-        "wall time (s)": round(metrics.get("wall_time_s", 0.0), 1),
     }
     results = {
         "contrastive loss": _fmt(metrics.get("eval_loss")),

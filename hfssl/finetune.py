@@ -54,35 +54,26 @@ def check_model_path(name: str) -> None:
         raise UsageError(f"model.name_or_path: {name}: no such directory (pretrain or export a model there first)")
 
 
-def load_tokenizer(cfg: FinetuneConfig):
+def _load_preprocessor(cfg, auto, what: str):
     name = cfg.model.name_or_path
     check_model_path(name)
     try:
-        return AutoTokenizer.from_pretrained(
-            name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-        )
+        return auto.from_pretrained(name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError, TypeError) as err:
         raise UsageError(
-            f"model.name_or_path: {name} has no loadable tokenizer ({str(err).splitlines()[0]}); "
-            "export it with its tokenizer"
+            f"model.name_or_path: {name} has no loadable {what} ({str(err).splitlines()[0]}); export it with its {what}"
         ) from None
+
+
+def load_tokenizer(cfg: FinetuneConfig):
+    return _load_preprocessor(cfg, AutoTokenizer, "tokenizer")
 
 
 def load_processor(cfg):
     """What turns the data into model inputs: the tokenizer for text, the feature extractor for audio."""
     if cfg.data.task == "text":
         return load_tokenizer(cfg)
-    name = cfg.model.name_or_path
-    check_model_path(name)
-    try:
-        return AutoFeatureExtractor.from_pretrained(
-            name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-        )
-    except (OSError, ValueError, TypeError) as err:
-        raise UsageError(
-            f"model.name_or_path: {name} has no loadable feature extractor ({str(err).splitlines()[0]}); "
-            "export it with its feature extractor"
-        ) from None
+    return _load_preprocessor(cfg, AutoFeatureExtractor, "feature extractor")
 
 
 @dataclass

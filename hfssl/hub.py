@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
-from hfssl.errors import UsageError
+from hfssl.errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,8 @@ def push(
             ignore_patterns=None if include_training_state else TRAINING_STATE,
         )
     except HfHubHTTPError as err:
-        raise UsageError(f"push to {repo_id}: the Hub refused it ({_first_line(err)})") from None
+        raise UsageError(f"push to {repo_id}: the Hub refused it ({first_line(err)})") from None
     except (OSError, ValueError) as err:
-        raise UsageError(f"push to {repo_id}: {_first_line(err)}") from None
+        raise UsageError(f"push to {repo_id}: {first_line(err)}") from None
     logger.info("pushed %s to %s", folder, url.repo_id)
     return info.commit_url
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__

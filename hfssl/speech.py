@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForPreTraining, PreTrainedModel, W
 from hfssl.collators.audio import AudioMaskCollator, frame_lengths
 from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
 from hfssl.data.audio import DurationBatches, DurationBatchSampler, load_audio
-from hfssl.errors import UsageError
+from hfssl.errors import UsageError, first_line
 from hfssl.export import FINETUNE_MASK_TIME_PROB, export_speech
 from hfssl.probe import probe
 
@@ -92,7 +92,7 @@ def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: 
     try:
         config = AutoConfig.from_pretrained(model.name_or_path, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({_first_line(err)})") from None
+        raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
     if config.model_type != MODEL_TYPES[model.arch]:
         raise UsageError(
             f"model.name_or_path: {model.name_or_path!r} is a {config.model_type} model, not model.arch {model.arch!r}"
@@ -107,7 +107,7 @@ def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: 
             model.name_or_path, config=config, trust_remote_code=model.trust_remote_code
         )
     except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({_first_line(err)})") from None
+        raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
 
 
 def feature_extractor(data: AudioDataArgs) -> Wav2Vec2FeatureExtractor:
@@ -251,10 +251,6 @@ class Contrastive(torch.nn.Module):
             )
         logger.warning("%s; training goes on for now", message)
         return None
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):

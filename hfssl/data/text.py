@@ -22,7 +22,7 @@ from datasets.exceptions import DatasetGenerationError
 
 from hfssl.config import DataArgs
 from hfssl.data.synthetic import synthetic_documents
-from hfssl.errors import UsageError
+from hfssl.errors import UsageError, first_line
 
 BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 _TEXT_FILES = {".txt", ".json", ".jsonl", ".csv"}  # parquet is binary; Arrow validates its strings itself
@@ -216,8 +216,7 @@ def _check_utf8(file: str, key: str) -> None:
 def _first_line(err: BaseException) -> str:
     if isinstance(err, DatasetGenerationError) and err.__cause__ is not None:
         err = err.__cause__  # its own message only says that generation failed
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+    return first_line(err)
 
 
 def _num_proc(data: DataArgs, documents: int) -> int:
