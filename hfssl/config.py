@@ -191,8 +191,13 @@ class ExportArgs:
     license: str = arg("apache-2.0", "license in the model card metadata")
     language: list[str] = arg(["en"], "languages in the model card metadata")
     tags: list[str] = arg([], "extra model card tags")
-    datasets: list[str] = arg([], "training datasets named in the model card metadata (Hub ids)")
+    datasets: list[str] = arg(
+        [], "training datasets named in the model card metadata, Hub ids (empty: the data sources that are Hub ids)"
+    )
     model_name: str | None = arg(None, "model name in the card title (empty: the run directory's name)")
+    base_model: str | None = arg(
+        None, "Hub id of the model this one starts from, for the card (empty: model.name_or_path if it is a Hub id)"
+    )
 
 
 @dataclass
@@ -413,6 +418,8 @@ def _training_section() -> type:
         "per_device_eval_batch_size": 64,
         "report_to": "none",
         "seed": 0,
+        # the model card reports how much data the classifier saw (text tokens, audio samples)
+        "include_num_input_tokens_seen": "non_padding",
     }
     hints = typing.get_type_hints(TrainingArguments)
     simple = {bool, int, float, str}

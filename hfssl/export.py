@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
+import torch
 from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, PreTrainedModel
 
@@ -45,22 +49,89 @@ def describe_data(cfg: PretrainConfig, metrics: dict) -> str:
     source = "the synthetic English-like corpus embedded in hfssl" if d.train == "synthetic" else f"`{d.train}`"
     layout = "packed into blocks" if d.packing else "one line per sequence"
     return (
-        f"Trained on {source}, {layout} of {d.seq_len} tokens; {metrics.get('tokens_seen', 0):,} tokens seen over "
-        f"{metrics.get('steps', 0):,} optimizer steps."
+        f"Trained on {source}, {layout} of {d.seq_len} tokens; {int(metrics.get('tokens_seen', 0)):,} tokens seen "
+        f"over {metrics.get('steps', 0):,} optimizer steps."
     )
 
 
 def training_rows(t, metrics: dict) -> dict:
-    """The model-card rows every pretraining objective shares: optimizer, schedule, steps, seed and compute."""
+    """The model-card rows every pretraining objective shares: optimizer, schedule, steps and seed."""
     return {
         "optimizer": f"AdamW (betas {t.adam_beta1}, {t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
         "peak learning rate": t.lr,
         "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
         "steps": metrics.get("steps"),
         "seed": t.seed,
-        "hardware": metrics.get("device", "unknown"),
-        "wall time (s)": round(metrics.get("wall_time_s", 0.0), 1),
     }
+
+
+def describe_hardware(device: str | None, processes: int = 1) -> str:
+    """A torch device string as the card's hardware, e.g. "2 x NVIDIA H100 80GB HBM3" ("not recorded": none given)."""
+    if not device:
+        return "not recorded"
+    name = device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    elif device == "cpu":
+        name = f"CPU ({os.cpu_count()} cores)"
+    return f"{processes} x {name}"
+
+
+def compute_rows(metrics: dict, seen: tuple[str, str]) -> dict:
+    """The model card's compute table: hardware, wall time and how much data went through the model."""
+    wall = metrics.get("wall_time_s")
+    if wall is None:
+        wall_time = "not recorded"
+    else:
+        wall_time = f"{wall:,.1f} s" + (f" ({wall / 3600:.1f} h)" if wall >= 3600 else "")
+    return {
+        "hardware": describe_hardware(metrics.get("device"), metrics.get("num_processes", 1)),
+        "wall time": wall_time,
+        seen[0]: seen[1],
+    }
+
+
+def hub_model_id(name_or_path: str | None) -> str | None:
+    """`name_or_path` when it names a model on the Hub, else None. The Hub takes only ids as `base_model`, so a local
+    path is named in the card's text instead (transformers' Trainer leaves local paths out the same way)."""
+    return name_or_path if name_or_path and _is_hub_id(name_or_path) else None
+
+
+def hub_dataset_ids(*sources: str | None) -> list[str]:
+    """The sources that name Hub datasets (not 'synthetic', not local files), for the card's `datasets`."""
+    ids = []
+    for source in sources:
+        if source and source != "synthetic" and Path(source).suffix.lower() not in LOCAL_SUFFIXES:
+            if _is_hub_id(source) and source not in ids:
+                ids.append(source)
+    return ids
+
+
+def base_model(export, name_or_path: str | None) -> str | None:
+    """The card's `base_model`: the recipe's `export.base_model`, else the starting checkpoint if it is a Hub id."""
+    return export.base_model or hub_model_id(name_or_path)
+
+
+# Files a data source can name; a name ending so is a local file, even when it does not exist here (any more).
+LOCAL_SUFFIXES = {".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet", ".arrow", ".wav", ".flac", ".mp3", ".ogg"}
+
+
+def _is_hub_id(name: str) -> bool:
+    if name.startswith((".", "/", "~")) or any(c in name for c in "*?[") or Path(name).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def count(n: float) -> str:
+    """12345678 -> "12.3M": parameter counts that stay readable for tiny models too."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(int(n))
 
 
 def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict, name: str) -> ModelCard:
@@ -71,8 +142,8 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         library_name="transformers",
         pipeline_tag="fill-mask",
         tags=["hfssl", "masked-language-modeling", model.config.model_type, *cfg.export.tags],
-        datasets=cfg.export.datasets or None,
-        base_model=cfg.model.name_or_path or None,
+        datasets=cfg.export.datasets or hub_dataset_ids(cfg.data.train, cfg.data.validation) or None,
+        base_model=base_model(cfg.export, cfg.model.name_or_path),
     )
     hyperparameters = {
         "objective": cfg.masking.strategy,
@@ -84,6 +155,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         **training_rows(t, metrics),
         "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
     }
+    compute = compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}"))
     results = {
         "loss": _fmt(metrics.get("eval_loss")),
         "perplexity": _fmt(metrics.get("eval_perplexity")),
@@ -95,7 +167,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         template_path=str(template),
         model_name=name,
         arch=model.config.model_type,
-        parameters=f"{model.num_parameters() / 1e6:.1f}M",
+        parameters=count(model.num_parameters()),
         layers=model.config.num_hidden_layers,
         hidden=model.config.hidden_size,
         load_path=name,
@@ -103,6 +175,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         objective=describe_objective(cfg),
         data=describe_data(cfg, metrics),
         hyperparameters=hyperparameters,
+        compute=compute,
         results=results,
     )
 
@@ -139,8 +212,8 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
         library_name="transformers",
         pipeline_tag="feature-extraction",
         tags=["hfssl", "audio", "speech", "self-supervised-learning", model.config.model_type, *cfg.export.tags],
-        datasets=cfg.export.datasets or None,
-        base_model=cfg.model.name_or_path or None,
+        datasets=cfg.export.datasets or hub_dataset_ids(cfg.data.train, cfg.data.validation) or None,
+        base_model=base_model(cfg.export, cfg.model.name_or_path),
     )
     hyperparameters = {
         "objective": cfg.objective.name,
@@ -149,8 +222,8 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
             f"{cfg.data.batch_seconds:g} s x {t.grad_accum} x {metrics.get('num_processes', 1)}"
         ),
         **training_rows(t, metrics),
-        "audio seen (hours)": round(metrics.get("audio_seconds_seen", 0.0) / 3600, 3),
     }
+    compute = compute_rows(metrics, ("audio seen", f"{metrics.get('audio_seconds_seen', 0.0) / 3600:,.3f} h"))
     results = {
         "contrastive loss": _fmt(metrics.get("eval_loss")),
         "contrastive accuracy (true latent ranked first)": _fmt(metrics.get("eval_accuracy")),
@@ -162,7 +235,7 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
         template_path=str(Path(__file__).parent / "model_cards" / "speech.md"),
         model_name=name,
         arch=config.model_type,
-        parameters=f"{model.num_parameters() / 1e6:.1f}M",
+        parameters=count(model.num_parameters()),
         layers=config.num_hidden_layers,
         hidden=config.hidden_size,
         frame_ms=round(1000 * math.prod(config.conv_stride) / cfg.data.sampling_rate),
@@ -171,6 +244,7 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
         objective=describe_speech_objective(cfg),
         data=describe_audio_data(cfg, metrics),
         hyperparameters=hyperparameters,
+        compute=compute,
         results=results,
     )
 

@@ -33,6 +33,7 @@ from transformers import (
 from hfssl.config import ClassifierModelArgs, FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError
+from hfssl.export import base_model, compute_rows, hub_dataset_ids
 from hfssl.io import atomic_dir, write_json
 from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
 
@@ -203,6 +204,14 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         metrics["test"] = _strip(trainer.predict(encoded["test"], metric_key_prefix="test").metrics)
     metrics["wall_time_s"] = time.time() - start
     metrics["device"] = str(args.device)
+    metrics["num_processes"] = args.world_size
+    metrics["steps"] = trainer.state.global_step
+    # non-padding input positions: tokens for text, samples for audio (None when the recipe turned counting off)
+    seen = trainer.state.num_input_tokens_seen if args.include_num_input_tokens_seen != "no" else None
+    if audio:
+        metrics["audio_seconds_seen"] = None if seen is None else seen / processor.sampling_rate
+    else:
+        metrics["tokens_seen"] = seen
     if export and trainer.is_world_process_zero():
         run_dir = Path(args.output_dir)
         final = run_dir / "final"
@@ -231,14 +240,18 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
     dataset_name = f"hfssl synthetic {synthetic}" if splits.source == "synthetic" else splits.source
     dataset_type = f"hfssl/synthetic-{synthetic}" if splits.source == "synthetic" else splits.source
     split_name = "test" if "test" in metrics else "validation"
+    hub_data = splits.source != "synthetic" and bool(hub_dataset_ids(splits.source))
     results = [
         EvalResult(
             task_type=task,
             dataset_type=dataset_type,
             dataset_name=dataset_name,
+            dataset_config=cfg.data.hub_config if hub_data else None,
+            dataset_revision=cfg.data.hub_revision if hub_data else None,
             dataset_split=split_name,
             metric_type=name,
             metric_value=round(value, 4),
+            metric_args={"average": "macro"} if name in ("f1", "precision", "recall") else None,
         )
         for name, value in metrics[split_name].items()
         if name in METRIC_NAMES
@@ -251,8 +264,8 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         library_name="transformers",
         pipeline_tag=task,
         tags=["hfssl", task, model.config.model_type, *cfg.export.tags],
-        datasets=cfg.export.datasets or None,
-        base_model=None if cfg.model.from_scratch else _hub_name(cfg.model.name_or_path),
+        datasets=cfg.export.datasets or hub_dataset_ids(cfg.data.train, cfg.data.validation, cfg.data.test) or None,
+        base_model=None if cfg.model.from_scratch else base_model(cfg.export, cfg.model.name_or_path),
         eval_results=results,
     )
     t = cfg.training
@@ -263,9 +276,15 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         "early stopping patience": cfg.finetune.early_stopping_patience,
         "best-model metric": t.metric_for_best_model,
         "training examples": metrics["train_examples"],
+        "optimizer steps": metrics.get("steps"),
         "seed": t.seed,
-        "wall time (s)": round(metrics["wall_time_s"], 1),
     }
+    if cfg.data.task == "audio":
+        seconds = metrics.get("audio_seconds_seen")
+        seen = ("audio seen", "not counted" if seconds is None else f"{seconds / 3600:,.3f} h")
+    else:
+        tokens = metrics.get("tokens_seen")
+        seen = ("tokens seen", "not counted" if tokens is None else f"{int(tokens):,}")
     table = "\n".join(
         f"| {split} | " + " | ".join(f"{metrics[split].get(m, float('nan')):.4f}" for m in METRIC_NAMES) + " |"
         for split in ("validation", "test")
@@ -281,6 +300,8 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         labels=", ".join(splits.label_names),
         data=dataset_name,
         hyperparameters=hyperparameters,
+        compute=compute_rows(metrics, seen),
+        objective=describe_finetune_objective(cfg, model),
         metric_names=" | ".join(METRIC_NAMES),
         metric_rule="|".join(["---"] * (len(METRIC_NAMES) + 1)),
         results_table=table,
@@ -296,11 +317,16 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
     )
 
 
-def _hub_name(name_or_path: str) -> str | None:
-    """base_model metadata must be a Hub id; a local path is not one."""
-    if Path(name_or_path).exists() or name_or_path.startswith((".", "/", "~")):
-        return None
-    return name_or_path
+def describe_finetune_objective(cfg: FinetuneConfig, model) -> str:
+    start = "random initialisation" if cfg.model.from_scratch else "the pretrained weights"
+    text = (
+        f"Supervised fine-tuning from {start}, with a new classification head over the pooled encoder outputs; the "
+        f"loss is cross-entropy over the {model.config.num_labels} labels."
+    )
+    conv = getattr(model.base_model, "feature_extractor", None)  # a speech encoder's convolutional front end
+    if conv is not None and not any(p.requires_grad for p in conv.parameters()):
+        text += " The convolutional feature encoder stayed frozen, as in wav2vec 2.0 fine-tuning."
+    return text
 
 
 def summary(metrics: dict) -> str:

@@ -36,3 +36,70 @@ def mlm_export(tmp_path_factory):
     cfg = config_lib.load(PretrainConfig, "text/mlm-tiny", TINY_PRETRAIN | {"train.output_dir": str(out)})
     pretrain(cfg)
     return out / "final"
+
+
+TINY_SPEECH = {
+    "model.num_layers": "2",
+    "model.hidden_size": "32",
+    "model.num_heads": "2",
+    "model.conv_dim": "32",
+    "data.synthetic_utterances": "40",
+    "data.max_seconds": "1.0",
+    "data.batch_seconds": "4.0",
+    "objective.num_negatives": "10",
+    "objective.codevectors_per_group": "8",
+    "train.max_steps": "2",
+    "train.eval_every": "2",
+    "train.save_every": "2",
+    "train.eval_batches": "2",
+    "train.probe_every": "",
+}
+
+
+def pretrain_speech(out, arch: str = "wav2vec2"):
+    """A speech encoder pretrained for two steps and exported by hfssl: the export's shape, not its quality."""
+    from hfssl import config as config_lib
+    from hfssl.config import SpeechPretrainConfig
+    from hfssl.pretrain import pretrain
+
+    changes = TINY_SPEECH | {"model.arch": arch, "train.output_dir": str(out)}
+    pretrain(config_lib.load(SpeechPretrainConfig, "speech/wav2vec2-tiny", changes))
+    return out / "final"
+
+
+def finetune_tiny(model, out, recipe: str, **changes):
+    """A classifier fine-tuned by hfssl for one short epoch; returns the run directory."""
+    from hfssl import config as config_lib
+    from hfssl.config import FinetuneConfig
+    from hfssl.finetune import finetune
+
+    values = {
+        "model.name_or_path": str(model),
+        "training.output_dir": str(out),
+        "training.num_train_epochs": "1",
+        "training.per_device_train_batch_size": "16",
+        **changes,
+    }
+    finetune(config_lib.load(FinetuneConfig, recipe, values))
+    return out
+
+
+@pytest.fixture(scope="session")
+def speech_export(tmp_path_factory):
+    """A tiny wav2vec2 encoder exported by hfssl."""
+    return pretrain_speech(tmp_path_factory.mktemp("pretrained") / "w2v")
+
+
+@pytest.fixture(scope="session")
+def text_classifier(mlm_export, tmp_path_factory):
+    """The run directory of a topic classifier fine-tuned from `mlm_export`."""
+    out = tmp_path_factory.mktemp("finetuned") / "topics"
+    return finetune_tiny(mlm_export, out, "text/classify-tiny", **{"data.synthetic_examples": "160"})
+
+
+@pytest.fixture(scope="session")
+def audio_classifier(speech_export, tmp_path_factory):
+    """The run directory of a keyword classifier fine-tuned from `speech_export`."""
+    out = tmp_path_factory.mktemp("finetuned") / "keywords"
+    changes = {"data.synthetic_examples": "100", "data.max_seconds": "1.0"}
+    return finetune_tiny(speech_export, out, "speech/keywords-tiny", **changes)
