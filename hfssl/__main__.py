@@ -83,11 +83,15 @@ def run_pretrain(args: argparse.Namespace) -> None:
         kind = "speech" if schema is SpeechPretrainConfig else "text"
         raise UsageError(f"--{unknown[0]} is not a setting of {kind} pretraining (the recipe's model.arch decides)")
     cfg = config_lib.load(schema, args.recipe, given)
+    from hfssl.hub import check_can_push, push_final
     from hfssl.pretrain import pretrain
 
+    check_can_push(cfg.hub)
     metrics = pretrain(cfg, resume=args.resume)
     scores = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items() if k.startswith("eval_"))
-    print(f"eval {scores} after {metrics['steps']} steps; model in {Path(cfg.train.output_dir) / 'final'}")
+    final = Path(cfg.train.output_dir) / "final"
+    print(f"eval {scores} after {metrics['steps']} steps; model in {final}")
+    report_push(cfg.hub, push_final(cfg.hub, final))
 
 
 def run_tokenizer_train(args: argparse.Namespace) -> None:
@@ -121,9 +125,19 @@ def run_export(args: argparse.Namespace) -> None:
 def run_finetune(args: argparse.Namespace) -> None:
     cfg = config_lib.load(FinetuneConfig, args.recipe, overrides(args, FinetuneConfig))
     from hfssl.finetune import finetune, summary
+    from hfssl.hub import check_can_push, push_final
 
+    check_can_push(cfg.hub)
     metrics = finetune(cfg)
-    print(f"{summary(metrics)}; model in {Path(cfg.training.output_dir) / 'final'}")
+    final = Path(cfg.training.output_dir) / "final"
+    print(f"{summary(metrics)}; model in {final}")
+    report_push(cfg.hub, push_final(cfg.hub, final))
+
+
+def report_push(hub, url: str | None) -> None:
+    """The line a run that pushed its export ends with (`hub.push_to_hub`)."""
+    if url is not None:
+        print(f"pushed to {hub.repo_id}: {url}")
 
 
 def run_probe(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from hfssl.errors import UsageError
+from hfssl.errors import UsageError, first_line
 
 
 def arg(default: Any, help: str) -> Any:
@@ -201,6 +201,26 @@ class ExportArgs:
 
 
 @dataclass
+class HubArgs:
+    push_to_hub: bool = arg(False, "upload the final export to the Hub when the run succeeds (main process only)")
+    repo_id: str | None = arg(None, "Hub repository to push to, owner/name or name (required with push_to_hub)")
+    private: bool = arg(False, "create the repository private (an existing one keeps its visibility)")
+    revision: str | None = arg(None, "branch to commit to, created from main if missing (empty: main)")
+    commit_message: str | None = arg(None, "commit summary (empty: 'Upload <model> with hfssl')")
+
+    def __post_init__(self):
+        _check(not self.push_to_hub or bool(self.repo_id), "hub.repo_id", "must be set when hub.push_to_hub is true")
+        if self.repo_id:
+            from huggingface_hub.errors import HFValidationError
+            from huggingface_hub.utils import validate_repo_id
+
+            try:
+                validate_repo_id(self.repo_id)
+            except HFValidationError as err:
+                raise UsageError(f"hub.repo_id: {first_line(err)}") from None
+
+
+@dataclass
 class PretrainConfig:
     model: ModelArgs = field(default_factory=ModelArgs)
     tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
@@ -208,6 +228,7 @@ class PretrainConfig:
     masking: MaskingArgs = field(default_factory=MaskingArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
     export: ExportArgs = field(default_factory=ExportArgs)
+    hub: HubArgs = field(default_factory=HubArgs)
 
 
 SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer")
@@ -335,6 +356,7 @@ class SpeechPretrainConfig:
     objective: ObjectiveArgs = field(default_factory=ObjectiveArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
     export: ExportArgs = field(default_factory=ExportArgs)
+    hub: HubArgs = field(default_factory=HubArgs)
 
 
 @dataclass
@@ -461,6 +483,7 @@ class FinetuneConfig:
     finetune: FinetuneArgs = field(default_factory=FinetuneArgs)
     training: TrainingSection = field(default_factory=TrainingSection)
     export: ExportArgs = field(default_factory=ExportArgs)
+    hub: HubArgs = field(default_factory=HubArgs)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_token, is_offline_mode
 from huggingface_hub.errors import HfHubHTTPError
 
 from hfssl.errors import UsageError, first_line
@@ -65,3 +65,28 @@ def push(
         raise UsageError(f"push to {repo_id}: {first_line(err)}") from None
     logger.info("pushed %s to %s", folder, url.repo_id)
     return info.commit_url
+
+
+def check_can_push(hub) -> None:
+    """Before a run whose recipe pushes at the end (`hub.push_to_hub`): fail now, not after the training, when the
+    push cannot happen. Looks at the environment only; the token's value is never read into a message."""
+    if not hub.push_to_hub:
+        return
+    if is_offline_mode():
+        raise UsageError("hub.push_to_hub: HF_HUB_OFFLINE is set, so the run could not push; unset it or push later")
+    if get_token() is None:
+        raise UsageError("hub.push_to_hub: no Hugging Face token; set HF_TOKEN or run `hf auth login` first")
+
+
+def push_final(hub, folder: str | Path) -> str | None:
+    """Push a finished run's export as the recipe's `hub` section says, from the main process only; returns the
+    commit URL (None where nothing was pushed). A failed push names the command that retries it."""
+    from accelerate import PartialState
+
+    if not hub.push_to_hub or not PartialState().is_main_process:
+        return None
+    try:
+        return push(folder, hub.repo_id, private=hub.private, revision=hub.revision, commit_message=hub.commit_message)
+    except UsageError as err:
+        retry = f"hfssl push {folder} --repo-id {hub.repo_id}" + (f" --revision {hub.revision}" if hub.revision else "")
+        raise UsageError(f"{err}; the trained model is in {folder}, retry with `{retry}`") from None

@@ -123,3 +123,90 @@ def test_not_an_export_is_one_line(hub, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "not an exported model" in done.stderr
     assert not [c for c in FakeHub.calls if c["body"]]
+
+
+# --------------------------------------------------------------------------- a recipe's hub section
+
+TINY_RUN = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2",
+            "--data.synthetic_documents", "300", "--data.seq_len", "32", "--tokenizer.vocab_size", "300",
+            "--train.batch_size", "8", "--train.max_steps", "4", "--train.eval_every", "4", "--train.save_every", "4",
+            "--train.eval_batches", "2", "--train.probe_every", ""]  # fmt: skip
+
+
+def hfssl(hub_url, tmp_path, *args, token=TOKEN, offline=False):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE") and k != "HF_TOKEN"}
+    env.update(HF_ENDPOINT=hub_url, HF_HOME=str(tmp_path / "hf-home"), TOKENIZERS_PARALLELISM="false")
+    if token:
+        env["HF_TOKEN"] = token
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "hfssl", *map(str, args)], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def check_arrived_and_kept_secret(done, run: Path) -> None:
+    """Every file of run/final arrived as it is (but the Trainer's pickled arguments); the token is in no file of
+    the run, no output and no upload."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = run / "final"
+    exported = {p.relative_to(final).as_posix() for p in final.rglob("*") if p.is_file()}
+    assert set(FakeHub.files) == exported - {"training_args.bin"}
+    assert all(content == (final / name).read_bytes() for name, content in FakeHub.files.items())
+    assert all(call["auth"] == f"Bearer {TOKEN}" for call in FakeHub.calls if call["body"])
+    assert TOKEN not in done.stdout + done.stderr
+    written = [p for p in run.rglob("*") if p.is_file()]
+    assert (run / "metrics.json") in written and (final / "README.md") in written
+    assert not [p for p in written if TOKEN.encode() in p.read_bytes()]
+    assert not any(TOKEN.encode() in content for content in FakeHub.files.values())
+
+
+def test_pretrain_pushes_its_export_when_the_recipe_says(hub, tmp_path):
+    run = tmp_path / "run"
+    done = hfssl(hub, tmp_path, "pretrain", "text/mlm-tiny", *TINY_RUN, "--train.output_dir", run,
+                 "--hub.push_to_hub", "true", "--hub.repo_id", "someone/mlm", "--hub.private", "true",
+                 "--hub.commit_message", "a tiny run")  # fmt: skip
+    check_arrived_and_kept_secret(done, run)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(FakeHub.files)
+    assert "pushed to someone/mlm: " in done.stdout
+    create = json.loads(next(c for c in FakeHub.calls if c["path"] == "/api/repos/create")["body"])
+    assert create["name"] == "mlm" and create["visibility"] == "private"
+    commit = next(c for c in FakeHub.calls if "/commit/" in c["path"])
+    assert commit["path"].endswith("/commit/main")
+    assert json.loads(commit["body"].decode().splitlines()[0])["value"]["summary"] == "a tiny run"
+    assert "hub:\n  push_to_hub: true\n  repo_id: someone/mlm" in (run / "config.yaml").read_text()
+
+
+def test_finetune_pushes_its_classifier_to_a_branch(hub, tmp_path, mlm_export):
+    run = tmp_path / "topics"
+    done = hfssl(hub, tmp_path, "finetune", "text/classify-tiny", "--model.name_or_path", mlm_export,
+                 "--data.synthetic_examples", "80", "--data.max_length", "32", "--training.num_train_epochs", "1",
+                 "--training.output_dir", run, "--hub.push_to_hub", "true", "--hub.repo_id", "someone/topics",
+                 "--hub.revision", "v1")  # fmt: skip
+    check_arrived_and_kept_secret(done, run)
+    assert any(c["path"].endswith("/branch/v1") for c in FakeHub.calls)
+    assert next(c for c in FakeHub.calls if "/commit/" in c["path"])["path"].endswith("/commit/v1")
+    assert b"model-index:" in FakeHub.files["README.md"]
+    assert any(p.name.startswith("checkpoint-") for p in run.iterdir())  # Trainer state stayed home
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("no_repo_id", "hub.repo_id: must be set when hub.push_to_hub is true"),
+        ("bad_repo_id", "hub.repo_id: Repo id must be in the form"),
+        ("offline", "hub.push_to_hub: HF_HUB_OFFLINE is set"),
+        ("no_token", "hub.push_to_hub: no Hugging Face token"),
+    ],
+)
+def test_a_push_that_cannot_happen_stops_the_run_before_training(hub, tmp_path, case, expected):
+    run = tmp_path / "run"
+    repo = {"no_repo_id": [], "bad_repo_id": ["--hub.repo_id", "a/b/c"]}.get(case, ["--hub.repo_id", "someone/mlm"])
+    done = hfssl(hub, tmp_path, "pretrain", "text/mlm-tiny", *TINY_RUN, "--train.output_dir", run,
+                 "--hub.push_to_hub", "true", *repo, token=None if case == "no_token" else TOKEN,
+                 offline=case == "offline")  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hfssl: error: ") and expected in lines[0], done.stderr
+    assert not run.exists()
+    assert not [c for c in FakeHub.calls if c["body"]]
