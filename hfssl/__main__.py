@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -88,10 +89,17 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
     check_can_push(cfg.hub)
     metrics = pretrain(cfg, resume=args.resume)
+    if not first_process():
+        return
     scores = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items() if k.startswith("eval_"))
     final = Path(cfg.train.output_dir) / "final"
     print(f"eval {scores} after {metrics['steps']} steps; model in {final}")
     report_push(cfg.hub, push_final(cfg.hub, final))
+
+
+def first_process() -> bool:
+    """False in every process but the first of a torchrun or accelerate launch, which speaks for the run."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run_tokenizer_train(args: argparse.Namespace) -> None:
@@ -262,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if first_process() else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Accelerate reports every file it writes at INFO; hfssl's own lines say what matters.
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     for name in ("httpx", "httpx2", "httpcore"):  # one INFO line per HTTP request

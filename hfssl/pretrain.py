@@ -15,13 +15,27 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    DistributedType,
+    ProjectConfiguration,
+    get_int_from_env,
+    set_seed,
+)
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, get_scheduler
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
-from hfssl.config import LabelledDataArgs, MaskingArgs, PretrainConfig, SpeechPretrainConfig, dump, to_dict
+from hfssl.config import (
+    LabelledDataArgs,
+    MaskingArgs,
+    PretrainConfig,
+    SpeechPretrainConfig,
+    TrainArgs,
+    dump,
+    to_dict,
+)
 from hfssl.data.labelled import load_labelled
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.errors import TrainingStopped, UsageError
@@ -58,6 +72,73 @@ def resolve_mixed_precision(choice: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started: torchrun and `accelerate launch --multi_gpu` say so in WORLD_SIZE,
+    mpirun in its own variable."""
+    return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+
+
+def on_cpus(launched: int) -> bool:
+    """Whether several launched processes must share the work on CPUs (gloo). Accelerate joins processes into one
+    run only over a GPU-like device or when told to use the CPU; without one it lets each process train alone."""
+    if launched < 2:
+        return False
+    return not torch.accelerator.is_available() or torch.accelerator.current_accelerator().type == "mps"
+
+
+def single_process_warning(num_processes: int, launched: int) -> str | None:
+    """One line when a launch meant for several processes trains in one. `accelerate launch --cpu --num_processes N`
+    (or `--num_processes N` without a GPU) starts a single process; it sets the rendezvous address meant for the
+    others, but no WORLD_SIZE."""
+    if num_processes > 1:
+        return None
+    if launched > 1:
+        return f"{launched} processes were launched but each trains alone; the run is not distributed"
+    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ:
+        return (
+            "accelerate launch was asked for several processes but started one, as it does with --cpu or without "
+            "several GPUs; on CPUs run torchrun --nproc_per_node N -m hfssl ... or accelerate launch --multi_gpu "
+            "--num_processes N -m hfssl ..."
+        )
+    return None
+
+
+def shards_weights(accelerator: Accelerator) -> bool:
+    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO-3)."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin.zero_stage == 3
+
+
+def make_accelerator(t: TrainArgs, run_dir: Path) -> Accelerator:
+    """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs."""
+    launched = launched_processes()
+    accelerator = Accelerator(
+        cpu=on_cpus(launched),
+        gradient_accumulation_steps=t.grad_accum,
+        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        # Shuffles with seed + epoch, so a resumed run sees the same order, and every process the same permutation
+        # (each takes its share of it), whatever the global seed is when the loader is prepared.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
+        # The loop steps the schedule once per optimizer step, so warmup and length count optimizer steps for any
+        # number of processes (a prepared scheduler otherwise steps once per process on each call).
+        step_scheduler_with_optimizer=False,
+    )
+    warning = single_process_warning(accelerator.num_processes, launched)
+    if warning is not None:
+        logger.warning(warning)
+    if shards_weights(accelerator):
+        raise UsageError(
+            "FSDP and DeepSpeed ZeRO-3 leave each process a shard of the weights, and hfssl evaluates, probes and "
+            "exports from one process's copy; use DDP (recipes/accelerate/multi-gpu.yml) or DeepSpeed ZeRO-2 "
+            "(recipes/accelerate/deepspeed-zero2.yml)"
+        )
+    return accelerator
 
 
 def find_checkpoint(resume: str, run_dir: Path) -> Path:
@@ -293,14 +374,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
             "or choose another output directory"
         )
     t = cfg.train
-    accelerator = Accelerator(
-        gradient_accumulation_steps=t.grad_accum,
-        mixed_precision=resolve_mixed_precision(t.mixed_precision),
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-        # Shuffles with seed + epoch, so a resumed run sees the same order.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    accelerator = make_accelerator(t, run_dir)
     set_seed(t.seed)
     if isinstance(cfg, SpeechPretrainConfig):
         from hfssl.speech import speech_setup
@@ -323,28 +397,31 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         eps=t.adam_eps,
         fused=torch.cuda.is_available() or None,
     )
-    objective, optimizer = accelerator.prepare(objective, optimizer)
-    train_loader = setup.train_loader
     if setup.prepare_train_loader:
-        train_loader = accelerator.prepare(train_loader)
+        # In one call with the model: DeepSpeed takes its micro-batch size from the loader.
+        objective, optimizer, train_loader = accelerator.prepare(objective, optimizer, setup.train_loader)
+    else:
+        objective, optimizer = accelerator.prepare(objective, optimizer)
+        train_loader = setup.train_loader
     raw = accelerator.unwrap_model(objective)
     steps_per_epoch = None if setup.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
-    # A prepared scheduler steps once per process per optimizer step, so its horizon is scaled to match.
-    scheduler = get_scheduler(
-        SCHEDULES[t.schedule],
-        optimizer,
-        num_warmup_steps=warmup * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
+    scheduler = get_scheduler(SCHEDULES[t.schedule], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     scheduler = accelerator.prepare(scheduler)
 
     seen_key = f"{setup.unit}_seen"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
+    state["num_processes"] = accelerator.num_processes
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
+        # The data position and the random states are per process: another count would repeat or skip data.
+        if state.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
+            raise UsageError(
+                f"--resume: {checkpoint} was written by {state['num_processes']} processes and this run has "
+                f"{accelerator.num_processes}; resume with {state['num_processes']}"
+            )
+        accelerator.load_state(str(checkpoint))
         # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
         setup.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
@@ -397,7 +474,8 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
             local_units += units
             if not accelerator.sync_gradients:
                 continue
-            scheduler.step()
+            if not accelerator.optimizer_step_was_skipped:  # fp16 skips a step whose gradients overflowed
+                scheduler.step()
             state["step"] += 1
             progress.update(1)
             step = state["step"]
@@ -453,7 +531,6 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     progress.close()
-    accelerator.end_training()
 
     final_eval = state["evals"][-1]
     metrics = {
@@ -471,5 +548,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
     if accelerator.is_main_process:
         setup.export(raw, run_dir / "final", metrics)
         write_json(run_dir / "metrics.json", metrics)
+    # Last: ending the run also ends the process group, which the barrier before it still needs.
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return metrics

@@ -1,0 +1,301 @@
+"""Several processes: the tiny text recipe in 2 CPU processes (torchrun, gloo), the launchers' traps, and the
+accelerate configs in recipes/accelerate."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+from accelerate.commands.launch import launch_command_parser
+from accelerate.utils import ComputeEnvironment, DistributedType
+from transformers import get_scheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = str(ROOT / "recipes" / "text" / "mlm-tiny.yaml")
+STEPS, ACCUM, BATCH, SEQ_LEN, WARMUP = 8, 2, 8, 64, 3
+TINY = {
+    "model.hidden_size": "64",
+    "model.num_heads": "2",
+    "data.synthetic_documents": "1500",
+    "data.seq_len": str(SEQ_LEN),
+    "tokenizer.vocab_size": "1000",
+    "train.batch_size": str(BATCH),
+    "train.grad_accum": str(ACCUM),
+    "train.max_steps": str(STEPS),
+    "train.warmup_steps": str(WARMUP),
+    "train.log_every": "1",
+    "train.eval_every": "4",
+    "train.save_every": "4",
+    "train.keep_last": "5",
+    "train.eval_batches": "4",
+    "train.probe_every": "null",
+}
+OPTIONS = [item for key, value in TINY.items() for item in (f"--{key}", value)]
+ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yml"))
+
+
+def env() -> dict:
+    """The test's environment, without any launcher's variables it may itself be running under."""
+    launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    clean = {k: v for k, v in os.environ.items() if k not in launcher and not k.startswith("ACCELERATE_")}
+    return dict(clean, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+
+def run(command: list, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env(), timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def torchrun(*args) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args])
+
+
+def accelerate_launch(*args, check: bool = True) -> subprocess.CompletedProcess:
+    quiet = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", *quiet, *args], check=check)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("torchrun") / "mlm"
+    done = torchrun("-m", "hfssl", "pretrain", RECIPE, *OPTIONS, "--train.output_dir", out)
+    return out, done
+
+
+def test_two_processes_train_as_one(two_process_run):
+    out, _ = two_process_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2
+    assert metrics["steps"] == STEPS
+    # Every optimizer step sees batch_size x grad_accum sequences in each of the 2 processes: twice what one process
+    # would see (one block of the packed corpus, its last, may be shorter than seq_len).
+    global_tokens = STEPS * ACCUM * BATCH * 2 * SEQ_LEN
+    assert global_tokens - SEQ_LEN < metrics["tokens_seen"] <= global_tokens
+
+
+def test_loss_is_finite_and_falls(two_process_run):
+    out, _ = two_process_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["step"] for e in metrics["evals"]] == [0, 4, 8]
+    assert all(math.isfinite(e["loss"]) for e in metrics["evals"])
+    assert math.isfinite(metrics["train_loss"])
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"] - 0.2
+
+
+def test_one_set_of_outputs(two_process_run):
+    out, done = two_process_run
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000004", "step-0000008"]
+    for checkpoint in (out / "checkpoints").iterdir():
+        # One model, optimizer and schedule; a random state per process.
+        names = sorted(p.name for p in checkpoint.iterdir())
+        assert [n for n in names if n.startswith("random_states")] == ["random_states_0.pkl", "random_states_1.pkl"]
+        assert names.count("model.safetensors") == 1
+    assert not list(out.rglob("*.tmp"))
+    from safetensors.torch import load_file
+
+    assert load_file(str(out / "final" / "model.safetensors"))
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == STEPS
+    # Event files are named ...tfevents.<time>.<host>.<pid>.<n>: all from one process.
+    events = list((out / "logs").rglob("events.out.tfevents.*"))
+    assert events and len({p.name.split(".")[-2] for p in events}) == 1
+    # The main process speaks for the run: one summary line, one line per evaluation.
+    assert done.stdout.count("after 8 steps") == 1
+    assert done.stderr.count("step 0: eval loss") == 1
+
+
+def test_learning_rate_counts_optimizer_steps(two_process_run):
+    """With 2 processes and 2 micro-batches per step, the rate at optimizer step k is the schedule's value at k."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _ = two_process_run
+    events = EventAccumulator(str(out / "logs" / "pretrain"), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("train/lr")}
+
+    peak = yaml.safe_load(Path(RECIPE).read_text())["train"]["lr"]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=peak)
+    schedule = get_scheduler("linear", optimizer, num_warmup_steps=WARMUP, num_training_steps=STEPS)
+    expected = {}
+    for step in range(1, STEPS + 1):
+        optimizer.step()
+        schedule.step()
+        expected[step] = schedule.get_last_lr()[0]
+    assert sorted(logged) == list(range(1, STEPS + 1))
+    assert [logged[s] for s in sorted(logged)] == pytest.approx([expected[s] for s in sorted(expected)], abs=1e-9)
+    assert logged[WARMUP] == pytest.approx(peak) and logged[STEPS] == 0.0
+
+
+def test_resume_in_two_processes_continues_exactly(two_process_run, tmp_path):
+    """A run stopped after its step-4 checkpoint, resumed in 2 processes (through accelerate launch --multi_gpu,
+    which on a machine without GPUs runs the processes on the CPU), ends where the uninterrupted run ended."""
+    out, _ = two_process_run
+    stopped = tmp_path / "mlm"
+    shutil.copytree(out, stopped)
+    shutil.rmtree(stopped / "checkpoints" / "step-0000008")
+    shutil.rmtree(stopped / "final")
+    (stopped / "metrics.json").unlink()
+
+    done = accelerate_launch(
+        "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+        "-m", "hfssl", "pretrain", RECIPE, *OPTIONS, "--train.output_dir", stopped, "--resume",
+    )  # fmt: skip
+    assert "resumed from" in done.stderr and "step-0000004" in done.stderr
+    full = json.loads((out / "metrics.json").read_text())
+    resumed = json.loads((stopped / "metrics.json").read_text())
+    assert resumed["num_processes"] == 2
+    assert resumed["steps"] == STEPS
+    assert [e["step"] for e in resumed["evals"]] == [0, 4, 8]
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["tokens_seen"] == full["tokens_seen"]
+
+
+def test_resume_with_another_number_of_processes_is_refused(two_process_run, tmp_path):
+    out, _ = two_process_run
+    stopped = tmp_path / "mlm"
+    shutil.copytree(out, stopped)
+    done = run([sys.executable, "-m", "hfssl", "pretrain", RECIPE, *OPTIONS, "--train.output_dir", stopped,
+                "--resume"], check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "written by 2 processes and this run has 1" in done.stderr.strip().splitlines()[-1]
+
+
+SHARDS = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    import torch
+    from hfssl import config as config_lib
+    from hfssl.config import PretrainConfig
+    from hfssl.pretrain import make_accelerator, text_setup
+
+    out = Path(sys.argv[1])
+    cfg = config_lib.load(PretrainConfig, sys.argv[2], {**json.loads(sys.argv[3]), "train.output_dir": str(out)})
+    accelerator = make_accelerator(cfg.train, out)
+    setup = text_setup(cfg, accelerator, out, resuming=False)
+    def name(row):  # a packed block, by its tokens before any masking
+        return hash(tuple(torch.as_tensor(row["input_ids"]).tolist()))
+
+    setup.train_loader.collate_fn = lambda rows: torch.tensor([name(row) for row in rows])
+    loader = accelerator.prepare(setup.train_loader)
+    epochs = []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        epochs.append([batch.tolist() for batch in loader])
+    blocks = [name(row) for row in setup.train_loader.dataset]
+    result = {"world": accelerator.num_processes, "epochs": epochs, "blocks": blocks}
+    (out / f"rank{accelerator.process_index}.json").write_text(json.dumps(result))
+    """
+)
+
+
+def test_processes_share_out_each_epoch(tmp_path):
+    """The training loader as the loop prepares it, in 2 processes: each epoch, every block goes to one process, and
+    only the few that Accelerate repeats to fill the last global batch are seen twice."""
+    script = tmp_path / "shards.py"
+    script.write_text(SHARDS)
+    torchrun(script, tmp_path, RECIPE, json.dumps(TINY))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    blocks = Counter(ranks[0]["blocks"])
+    orders = []
+    for epoch in range(2):
+        mine = [r["epochs"][epoch] for r in ranks]
+        assert len(mine[0]) == len(mine[1]) == math.ceil(blocks.total() / (2 * BATCH))
+        assert all(len(batch) == BATCH for batches in mine for batch in batches)
+        seen = Counter(b for batches in mine for batch in batches for b in batch)
+        assert not blocks - seen, "a block was left out of the epoch"
+        assert (seen - blocks).total() < 2 * BATCH
+        before_last = Counter(b for batches in mine for batch in batches[:-1] for b in batch)
+        assert not before_last - blocks, "a block was seen twice before the last batch"
+        orders.append([b for batches in mine for batch in batches for b in batch])
+    assert orders[0] != orders[1], "the second epoch did not reshuffle"
+
+
+def test_accelerate_cpu_launch_warns_that_it_runs_one_process(tmp_path):
+    """`accelerate launch --cpu --num_processes 2` starts one process; hfssl says so in one line."""
+    out = tmp_path / "mlm"
+    short = [*OPTIONS, "--train.max_steps", "2", "--train.warmup_steps", "0"]
+    done = accelerate_launch(
+        "--cpu", "--num_processes", "2", "-m", "hfssl", "pretrain", RECIPE, *short, "--train.output_dir", out
+    )
+    warnings = [line for line in done.stderr.splitlines() if "started one" in line]
+    assert len(warnings) == 1 and "WARNING hfssl" in warnings[0] and "torchrun --nproc_per_node" in warnings[0]
+    assert json.loads((out / "metrics.json").read_text())["num_processes"] == 1
+
+
+def test_accelerate_configs_found():
+    names = {p.name for p in ACCELERATE_CONFIGS}
+    assert {"multi-gpu.yml", "multi-node.yml", "fsdp.yml", "deepspeed-zero2.yml", "deepspeed-zero3.yml"} <= names
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_accelerate_config_loads(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith(f"# accelerate launch --config_file recipes/accelerate/{path.name} "), (
+        "an accelerate config opens with the command that uses it"
+    )
+    assert "-m hfssl pretrain" in first and (ROOT / first.split()[-1]).is_file()
+
+    config = load_config_from_file(str(path))  # what accelerate launch reads; it rejects unknown keys
+    assert isinstance(config, ClusterConfig)
+    assert config.compute_environment == ComputeEnvironment.LOCAL_MACHINE
+    assert config.num_processes >= 2 and config.num_processes % config.num_machines == 0
+    assert config.mixed_precision == "no", "hfssl's train.mixed_precision decides"
+    # Keys inside fsdp_config and deepspeed_config become launch options; accelerate passes unknown ones on unread.
+    options = {action.dest for action in launch_command_parser()._actions}
+    assert set(config.fsdp_config) | set(config.deepspeed_config) <= options
+
+    kind = config.distributed_type
+    assert kind in (DistributedType.MULTI_GPU, DistributedType.FSDP, DistributedType.DEEPSPEED)
+    if config.num_machines > 1:
+        assert config.main_process_ip and config.main_process_port and config.machine_rank == 0
+    if kind == DistributedType.FSDP:
+        fsdp = config.fsdp_config
+        assert fsdp["fsdp_sharding_strategy"] == "FULL_SHARD"
+        assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+        assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+        assert fsdp["fsdp_use_orig_params"] is True
+        assert fsdp["fsdp_transformer_layer_cls_to_wrap"] in layer_classes(first.split()[-1])
+    if kind == DistributedType.DEEPSPEED:
+        ds = config.deepspeed_config
+        assert ds["zero_stage"] in (2, 3)
+        assert "gradient_accumulation_steps" not in ds, "left out, DeepSpeed takes train.grad_accum"
+        assert ds["gradient_clipping"] == 1.0, "= train.max_grad_norm's default"
+        if ds["zero_stage"] == 3:
+            assert ds["zero3_save_16bit_model"] is True
+
+
+def layer_classes(recipe: str) -> set[str]:
+    """The module classes of the model a recipe builds."""
+    from hfssl import config as config_lib
+    from hfssl.config import PretrainConfig
+    from hfssl.model import build_model
+
+    small = {
+        "model.num_layers": "1",
+        "model.hidden_size": "64",
+        "model.num_heads": "2",
+        "model.intermediate_size": "64",
+    }
+    cfg = config_lib.load(PretrainConfig, ROOT / recipe, small)  # the classes are the same at any size
+
+    class Tokenizer:  # what build_model reads from a tokenizer
+        pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = 0, 2, 3, 2, 3
+
+        def __len__(self):
+            return cfg.tokenizer.vocab_size
+
+    return {type(m).__name__ for m in build_model(cfg.model, Tokenizer()).modules()}
