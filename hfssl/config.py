@@ -231,13 +231,16 @@ class PretrainConfig:
     hub: HubArgs = field(default_factory=HubArgs)
 
 
-SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer")
+SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio")
+SPEECH_OBJECTIVES = ("contrastive", "hubert", "best-rq", "reconstruction")
 
 
 @dataclass
 class SpeechModelArgs:
-    arch: Literal["wav2vec2", "wav2vec2-conformer"] = arg(
-        "wav2vec2", "speech encoder built from scratch: wav2vec2 (transformer) or wav2vec2-conformer"
+    arch: Literal["wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio"] = arg(
+        "wav2vec2",
+        "speech encoder built from scratch: wav2vec2, wav2vec2-conformer (both for every objective), hubert, wavlm, "
+        "data2vec-audio (the masked-prediction objectives: hubert, best-rq, reconstruction)",
     )
     size: Literal["tiny", "small", "base"] = arg(
         "tiny", "size preset: tiny 2x64, small 4x256, base 12x768 (layers x hidden); the conv encoder scales too"
@@ -320,8 +323,11 @@ class AudioMaskingArgs:
 
 @dataclass
 class ObjectiveArgs:
-    name: Literal["contrastive"] = arg(
-        "contrastive", "contrastive: wav2vec 2.0 (pick the true quantized frame among distractors)"
+    name: Literal["contrastive", "hubert", "best-rq", "reconstruction"] = arg(
+        "contrastive",
+        "contrastive: wav2vec 2.0 (pick the true quantized frame among distractors); hubert: predict k-means cluster "
+        "targets (see the targets section); best-rq: predict a frozen random quantizer's codes of log-mel frames; "
+        "reconstruction: regress the masked log-mel frames (L1)",
     )
     num_negatives: int = arg(100, "contrastive: distractors per masked frame, from other masked frames of the clip")
     logits_temperature: float = arg(0.1, "contrastive: temperature of the cosine-similarity logits")
@@ -335,6 +341,19 @@ class ObjectiveArgs:
     collapse_patience: int = arg(
         3, "log windows of collapse (contrastive loss near 0, codebook perplexity near 2) tolerated before stopping"
     )
+    unmasked_weight: float = arg(
+        0.0, "hubert, best-rq, reconstruction: weight of the loss on unmasked frames (masked frames weigh 1)"
+    )
+    label_dim: int = arg(256, "hubert: size of the projected frames and of the cluster embeddings they are scored on")
+    codebook_size: int = arg(8192, "best-rq: entries of the frozen random codebook (the classes predicted)")
+    codebook_dim: int = arg(16, "best-rq: size of the random projection and of each (l2-normalised) codebook entry")
+    codebook_seed: int = arg(0, "best-rq: seed of the frozen random projection and codebook")
+    mel_bins: int = arg(80, "best-rq, reconstruction: log-mel bins per 10 ms frame (stacked to the encoder's rate)")
+    feature_mask_prob: float = arg(
+        0.0,
+        "reconstruction (any objective): chance of masking each encoder feature channel too (SpecAugment's "
+        "frequency masks, on the projected features)",
+    )
 
     def __post_init__(self):
         _check(self.num_negatives >= 1, "objective.num_negatives", "must be at least 1")
@@ -346,6 +365,40 @@ class ObjectiveArgs:
         _check(0 < self.gumbel_min <= self.gumbel_max, "objective.gumbel_min", "must be positive and <= gumbel_max")
         _check(0 < self.gumbel_decay <= 1, "objective.gumbel_decay", "must be in (0, 1]")
         _check(self.collapse_patience >= 1, "objective.collapse_patience", "must be at least 1")
+        _check(self.unmasked_weight >= 0, "objective.unmasked_weight", "must not be negative")
+        _check(self.label_dim >= 1, "objective.label_dim", "must be positive")
+        _check(self.codebook_size >= 2, "objective.codebook_size", "must be at least 2")
+        _check(self.codebook_dim >= 1, "objective.codebook_dim", "must be positive")
+        _check(self.mel_bins >= 1, "objective.mel_bins", "must be positive")
+        _check(0.0 <= self.feature_mask_prob < 1.0, "objective.feature_mask_prob", "must be in [0, 1)")
+
+
+@dataclass
+class TargetArgs:
+    dir: str | None = arg(
+        None,
+        "hubert: the target cache (built by `hfssl hubert-targets`, or by pretrain when missing); empty: "
+        "<train.output_dir>/targets",
+    )
+    features: Literal["mfcc", "hidden"] = arg(
+        "mfcc",
+        "what is clustered: mfcc (iteration 1: 13 MFCCs + deltas + delta-deltas) or hidden (iteration 2+: "
+        "a layer of the previous model)",
+    )
+    model: str | None = arg(None, "hidden: the previous iteration's export (local directory or Hub name)")
+    layer: int = arg(6, "hidden: the hidden layer clustered (0 is the projected conv features)")
+    clusters: int = arg(100, "k-means clusters: the classes predicted (HuBERT: 100 from MFCCs, then 500)")
+    fit_frames: int = arg(1_000_000, "frames sampled (seeded) from the training clips to fit k-means on")
+    batch_frames: int = arg(10_000, "frames per mini-batch k-means update")
+    max_iter: int = arg(100, "mini-batch k-means passes over the fitting frames at most")
+    seed: int = arg(0, "seed of the frame sample, the initial centroids and the mini-batches")
+
+    def __post_init__(self):
+        _check(self.clusters >= 2, "targets.clusters", "must be at least 2")
+        _check(self.layer >= 0, "targets.layer", "must not be negative")
+        _check(self.fit_frames >= 1, "targets.fit_frames", "must be positive")
+        _check(self.batch_frames >= 1, "targets.batch_frames", "must be positive")
+        _check(self.max_iter >= 1, "targets.max_iter", "must be at least 1")
 
 
 @dataclass
@@ -354,6 +407,7 @@ class SpeechPretrainConfig:
     data: AudioDataArgs = field(default_factory=AudioDataArgs)
     masking: AudioMaskingArgs = field(default_factory=AudioMaskingArgs)
     objective: ObjectiveArgs = field(default_factory=ObjectiveArgs)
+    targets: TargetArgs = field(default_factory=TargetArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
     export: ExportArgs = field(default_factory=ExportArgs)
     hub: HubArgs = field(default_factory=HubArgs)
@@ -367,6 +421,9 @@ class ClassifierModelArgs:
     from_scratch: bool = arg(False, "random initialisation with the same architecture (the no-pretraining baseline)")
     pooling: Literal["mean", "cls"] = arg(
         "mean", "how ModernBERT pools tokens for the classifier (mean suits packed MLM pretraining)"
+    )
+    freeze_feature_encoder: bool = arg(
+        True, "audio: keep a pretrained encoder's convolutional feature encoder frozen (wav2vec 2.0 fine-tuning)"
     )
     revision: str | None = arg(None, "Hub revision of the model (branch, tag or commit)")
     trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")

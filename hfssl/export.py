@@ -181,7 +181,33 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
 
 
 def describe_speech_objective(cfg: SpeechPretrainConfig) -> str:
-    m, o = cfg.masking, cfg.objective
+    m, o, t = cfg.masking, cfg.objective, cfg.targets
+    masking = (
+        f"spans of {m.mask_length} feature frames are masked, each frame starting one with probability "
+        f"{m.mask_prob} (at least {m.min_masks} spans per clip)"
+    )
+    unmasked = f"; unmasked frames weigh {o.unmasked_weight}" if o.unmasked_weight else ""
+    if o.name == "hubert":
+        source = "13 MFCCs with deltas" if t.features == "mfcc" else f"layer {t.layer} of `{t.model}`"
+        return (
+            f"HuBERT masked prediction: {masking}; at every masked frame the encoder predicts the frame's k-means "
+            f"cluster ({t.clusters} clusters over {source}, fitted once on the training audio), scored by cosine "
+            f"similarity against one learned embedding per cluster (temperature {o.logits_temperature}), with "
+            f"cross-entropy{unmasked}."
+        )
+    if o.name == "best-rq":
+        return (
+            f"BEST-RQ masked prediction: {masking}; at every masked frame the encoder predicts the code a frozen "
+            f"random-projection quantizer gives the frame's stacked, normalised log-mel features ({o.mel_bins} bins; "
+            f"projection to {o.codebook_dim} dimensions, nearest of {o.codebook_size} l2-normalised random codes, "
+            f"seed {o.codebook_seed}), with a linear softmax layer and cross-entropy{unmasked}."
+        )
+    if o.name == "reconstruction":
+        return (
+            f"Masked acoustic reconstruction: {masking}; a linear layer regresses each masked frame's stacked, "
+            f"normalised log-mel features ({o.mel_bins} bins) from the encoder output, with an L1 loss{unmasked}."
+            + (f" Feature channels are masked too (probability {o.feature_mask_prob})." if o.feature_mask_prob else "")
+        )
     return (
         f"wav2vec 2.0 masked contrastive learning: spans of {m.mask_length} feature frames are masked, each frame "
         f"starting one with probability {m.mask_prob} (at least {m.min_masks} spans per clip); at every masked frame "
@@ -211,7 +237,14 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
         license=cfg.export.license,
         library_name="transformers",
         pipeline_tag="feature-extraction",
-        tags=["hfssl", "audio", "speech", "self-supervised-learning", model.config.model_type, *cfg.export.tags],
+        tags=[
+            "hfssl",
+            "audio",
+            "speech",
+            "self-supervised-learning",
+            model.base_model.config.model_type,
+            *cfg.export.tags,
+        ],  # fmt: skip
         datasets=cfg.export.datasets or hub_dataset_ids(cfg.data.train, cfg.data.validation) or None,
         base_model=base_model(cfg.export, cfg.model.name_or_path),
     )
@@ -229,13 +262,19 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
         "contrastive accuracy (true latent ranked first)": _fmt(metrics.get("eval_accuracy")),
         "codevector perplexity": _fmt(metrics.get("eval_codevector_perplexity")),
     }
-    config = model.config
+    if cfg.objective.name != "contrastive":
+        what = "L1 loss" if cfg.objective.name == "reconstruction" else "cross-entropy"
+        results = {f"masked-frame {what}": _fmt(metrics.get("eval_loss"))}
+        if cfg.objective.name != "reconstruction":
+            results["masked-frame accuracy"] = _fmt(metrics.get("eval_accuracy"))
+            results["unmasked-frame accuracy"] = _fmt(metrics.get("eval_unmasked_accuracy"))
+    config = model.base_model.config
     return ModelCard.from_template(
         card_data,
         template_path=str(Path(__file__).parent / "model_cards" / "speech.md"),
         model_name=name,
         arch=config.model_type,
-        parameters=count(model.num_parameters()),
+        parameters=count(model.base_model.num_parameters()),
         layers=config.num_hidden_layers,
         hidden=config.hidden_size,
         frame_ms=round(1000 * math.prod(config.conv_stride) / cfg.data.sampling_rate),
@@ -250,9 +289,10 @@ def render_speech_card(model: PreTrainedModel, cfg: SpeechPretrainConfig, metric
 
 
 def export_speech(model: PreTrainedModel, extractor, out_dir: Path, cfg: SpeechPretrainConfig, metrics: dict) -> Path:
-    """Write the encoder of a `*ForPreTraining` model as its stock base class (e.g. `Wav2Vec2Model`), with the
-    feature extractor and a model card, replacing `out_dir` atomically. The quantizer and projections stay behind:
-    `AutoModelForAudioClassification` then finds every weight it needs and nothing else."""
+    """Write the encoder of a `*ForPreTraining` or `MaskedSpeechForPreTraining` model as its stock base class (e.g.
+    `Wav2Vec2Model`, `HubertModel`), with the feature extractor and a model card, replacing `out_dir` atomically.
+    The quantizer, projections and heads stay behind: `AutoModelForAudioClassification` then finds every weight it
+    needs and nothing else."""
     out_dir = Path(out_dir)
     name = cfg.export.model_name or Path(cfg.train.output_dir).resolve().name
     encoder = model.base_model
@@ -295,13 +335,16 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     cfg = config_lib.load(
         config_lib.pretrain_schema(config_lib.read_recipe(run_dir / "config.yaml")), run_dir / "config.yaml"
     )
+    import hfssl.heads  # noqa: F401  (registers the masked-prediction heads' config with AutoConfig)
+
     config = AutoConfig.from_pretrained(run_dir / "model_config")
     speech = isinstance(cfg, SpeechPretrainConfig)
     if speech:
-        from hfssl.speech import Contrastive, feature_extractor
+        from hfssl.speech import Contrastive, MaskedPrediction, feature_extractor
 
         model = AutoModelForPreTraining.from_config(config)
-        objective = Contrastive(model, cfg.objective)
+        contrastive = cfg.objective.name == "contrastive"
+        objective = Contrastive(model, cfg.objective) if contrastive else MaskedPrediction(model)
     else:
         from hfssl.model import MaskedLM
 

@@ -123,7 +123,8 @@ def load_backbone(m: ClassifierModelArgs, scratch: bool = False, seed: int = 0):
 
 def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     """A sequence (text) or audio classifier with the label maps, pretrained or (from_scratch) randomly initialised.
-    A pretrained speech encoder keeps its convolutional feature encoder frozen, as wav2vec 2.0 fine-tuning does."""
+    A pretrained speech encoder keeps its convolutional feature encoder frozen, as wav2vec 2.0 fine-tuning does, unless
+    `model.freeze_feature_encoder` is off."""
     m = cfg.model
     labels = {
         "num_labels": len(label_names),
@@ -139,7 +140,7 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     model = auto.from_pretrained(
         m.name_or_path, config=config, revision=m.revision, trust_remote_code=m.trust_remote_code
     )
-    if cfg.data.task == "audio" and hasattr(model, "freeze_feature_encoder"):
+    if cfg.data.task == "audio" and m.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return model
 

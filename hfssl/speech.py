@@ -1,5 +1,6 @@
 """Speech encoders for self-supervised pretraining: size presets built from config, the feature extractor that
-goes with them, and the wav2vec 2.0 contrastive objective over `Wav2Vec2ForPreTraining`."""
+goes with them, the wav2vec 2.0 contrastive objective over `Wav2Vec2ForPreTraining`, and the masked-prediction
+objectives (HuBERT, BEST-RQ, log-mel reconstruction) over `hfssl.heads.MaskedSpeechForPreTraining`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from transformers import AutoConfig, AutoModelForPreTraining, PreTrainedModel, Wav2Vec2FeatureExtractor
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, PreTrainedModel, Wav2Vec2FeatureExtractor
 
-from hfssl.collators.audio import AudioMaskCollator, frame_lengths
-from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
+from hfssl.collators.audio import AudioMaskCollator, MelTargets, frame_lengths
+from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig, TargetArgs
 from hfssl.data.audio import DurationBatches, DurationBatchSampler, load_audio
 from hfssl.errors import UsageError, first_line
 from hfssl.export import FINETUNE_MASK_TIME_PROB, export_speech
+from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
 from hfssl.probe import probe
 
 logger = logging.getLogger(__name__)
@@ -30,11 +32,24 @@ SIZES = {
     "small": (4, 256, 4, 256, 128, 64),
     "base": (12, 768, 12, 512, 256, 128),
 }
-MODEL_TYPES = {"wav2vec2": "wav2vec2", "wav2vec2-conformer": "wav2vec2-conformer"}
+MODEL_TYPES = {
+    "wav2vec2": "wav2vec2",
+    "wav2vec2-conformer": "wav2vec2-conformer",
+    "hubert": "hubert",
+    "wavlm": "wavlm",
+    "data2vec-audio": "data2vec-audio",
+}
+CONTRASTIVE_ARCHS = ("wav2vec2", "wav2vec2-conformer")
 
 
 def scratch_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float):
-    """A transformers config for `model.arch` at `model.size`, with the preset's fields overridden where set."""
+    """The encoder's transformers config for `model.arch` at `model.size`, with the preset's fields overridden where
+    set; for the contrastive objective it is also the `*ForPreTraining` config (quantizer included)."""
+    if objective.name == "contrastive" and model.arch not in CONTRASTIVE_ARCHS:
+        raise UsageError(
+            f"model.arch: {model.arch} has no quantizer for the contrastive objective; use wav2vec2 or "
+            "wav2vec2-conformer, or objective.name hubert, best-rq or reconstruction"
+        )
     layers, hidden, heads, conv, codevector, pos_kernel = SIZES[model.size]
     layers = model.num_layers or layers
     hidden = model.hidden_size or hidden
@@ -51,6 +66,21 @@ def scratch_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_pro
     extra = {}
     if model.arch == "wav2vec2-conformer":
         extra = {"position_embeddings_type": "rotary", "conv_depthwise_kernel_size": 15 if hidden < 256 else 31}
+    if model.arch == "data2vec-audio":
+        # data2vec-audio's positional encoder is a stack of small convolutions (its defaults: 5 of width 19).
+        pos_kernel = 5
+    if objective.name == "contrastive":
+        extra.update(
+            num_codevector_groups=objective.codevector_groups,
+            num_codevectors_per_group=objective.codevectors_per_group,
+            codevector_dim=codevector,
+            proj_codevector_dim=codevector,
+            num_negatives=objective.num_negatives,
+            contrastive_logits_temperature=objective.logits_temperature,
+            diversity_loss_weight=objective.diversity_weight,
+        )
+    else:
+        extra.update(mask_feature_prob=objective.feature_mask_prob, mask_feature_length=min(10, max(1, conv // 8)))
     return AutoConfig.for_model(
         MODEL_TYPES[model.arch],
         hidden_size=hidden,
@@ -74,25 +104,54 @@ def scratch_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_pro
         layerdrop=model.layerdrop,
         apply_spec_augment=True,
         mask_time_prob=masking_prob,
-        num_codevector_groups=objective.codevector_groups,
-        num_codevectors_per_group=objective.codevectors_per_group,
-        codevector_dim=codevector,
-        proj_codevector_dim=codevector,
-        num_negatives=objective.num_negatives,
-        contrastive_logits_temperature=objective.logits_temperature,
-        diversity_loss_weight=objective.diversity_weight,
         **extra,
     )
 
 
-def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float) -> PreTrainedModel:
-    """A `*ForPreTraining` speech model from the preset, or from `model.name_or_path` (continued pretraining)."""
+def head_config(encoder, objective: ObjectiveArgs, targets: TargetArgs, sampling_rate: int) -> MaskedSpeechConfig:
+    """The masked-prediction head's config around `encoder`'s config."""
+    mel = MelTargets(encoder, sampling_rate, objective.mel_bins)
+    if objective.name == "best-rq" and objective.codebook_dim > mel.dim:
+        raise UsageError(
+            f"objective.codebook_dim: {objective.codebook_dim} is more than the {mel.dim} log-mel values per frame it "
+            f"projects ({mel.stack} frames of objective.mel_bins {objective.mel_bins}); use a smaller codebook_dim"
+        )
+    return MaskedSpeechConfig(
+        backbone_config=encoder.to_dict(),
+        objective=objective.name,
+        num_classes=targets.clusters if objective.name == "hubert" else objective.codebook_size,
+        label_dim=objective.label_dim,
+        logits_temperature=objective.logits_temperature,
+        target_dim=mel.dim,
+        unmasked_weight=objective.unmasked_weight,
+        mel_bins=objective.mel_bins,
+        codebook_dim=objective.codebook_dim,
+        codebook_seed=objective.codebook_seed,
+    )
+
+
+def build_model(
+    model: SpeechModelArgs,
+    objective: ObjectiveArgs,
+    masking_prob: float,
+    targets: TargetArgs | None = None,
+    sampling_rate: int = 16000,
+) -> PreTrainedModel:
+    """The model pretraining trains: `*ForPreTraining` (contrastive) or `MaskedSpeechForPreTraining` around a stock
+    encoder (the other objectives), from the preset, or from `model.name_or_path` (continued pretraining: an hfssl
+    export, a stock encoder, or a pretraining checkpoint of the same kind)."""
+    targets = targets or TargetArgs()
     if not model.name_or_path:
-        return AutoModelForPreTraining.from_config(scratch_config(model, objective, masking_prob))
+        config = scratch_config(model, objective, masking_prob)
+        if objective.name == "contrastive":
+            return AutoModelForPreTraining.from_config(config)
+        return MaskedSpeechForPreTraining(head_config(config, objective, targets, sampling_rate))
     try:
         config = AutoConfig.from_pretrained(model.name_or_path, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as err:
         raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
+    if objective.name != "contrastive":
+        return _continue_masked(model, objective, targets, sampling_rate, config)
     if config.model_type != MODEL_TYPES[model.arch]:
         raise UsageError(
             f"model.name_or_path: {model.name_or_path!r} is a {config.model_type} model, not model.arch {model.arch!r}"
@@ -106,6 +165,34 @@ def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: 
         return AutoModelForPreTraining.from_pretrained(
             model.name_or_path, config=config, trust_remote_code=model.trust_remote_code
         )
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
+
+
+def _continue_masked(model, objective, targets, sampling_rate, config) -> MaskedSpeechForPreTraining:
+    """Continued masked-prediction pretraining from a head checkpoint, or from a bare encoder with a new head."""
+    encoder = config.backbone_config if isinstance(config, MaskedSpeechConfig) else config
+    if encoder.model_type.replace("_", "-") != MODEL_TYPES[model.arch]:
+        raise UsageError(
+            f"model.name_or_path: {model.name_or_path!r} is a {encoder.model_type} model, not model.arch {model.arch!r}"
+        )
+    encoder.apply_spec_augment = True
+    encoder.mask_time_prob = max(encoder.mask_time_prob, FINETUNE_MASK_TIME_PROB)
+    wanted = head_config(encoder, objective, targets, sampling_rate)
+    try:
+        if isinstance(config, MaskedSpeechConfig):
+            if config.objective != objective.name or config.num_classes != wanted.num_classes:
+                raise UsageError(
+                    f"model.name_or_path: {model.name_or_path!r} is a {config.objective} head with "
+                    f"{config.num_classes} classes; this run trains {objective.name} with {wanted.num_classes}"
+                )
+            return MaskedSpeechForPreTraining.from_pretrained(model.name_or_path)
+        head = MaskedSpeechForPreTraining(wanted)
+        backbone = AutoModel.from_pretrained(
+            model.name_or_path, config=encoder, trust_remote_code=model.trust_remote_code
+        )
+        head.backbone.load_state_dict(backbone.state_dict())
+        return head
     except (OSError, ValueError) as err:
         raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
 
@@ -138,7 +225,7 @@ def min_clip_samples(config, mask_length: int) -> int:
 
 
 @dataclass
-class ContrastiveOutput:
+class ObjectiveOutput:
     loss: torch.Tensor
     stats: dict[str, torch.Tensor]
     """Per-example sums for evaluation: contrastive loss, correct picks, masked frames (and the batch's codevector
@@ -172,7 +259,7 @@ class Contrastive(torch.nn.Module):
     def set_step(self, step: int) -> None:
         self.model.set_gumbel_temperature(self.gumbel_temperature(step))
 
-    def forward(self, input_values, attention_mask, mask_time_indices, sampled_negative_indices) -> ContrastiveOutput:
+    def forward(self, input_values, attention_mask, mask_time_indices, sampled_negative_indices) -> ObjectiveOutput:
         out = self.model(input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices)
         masked = mask_time_indices.bool()
         batch, frames, dim = out.projected_quantized_states.shape
@@ -215,7 +302,7 @@ class Contrastive(torch.nn.Module):
             "mask_fraction": masked.sum() / valid_frames.clamp(min=1),
             "gumbel_temperature": torch.tensor(self.model.quantizer.temperature, dtype=torch.float32),
         }
-        return ContrastiveOutput(loss=loss, stats=stats, logs=logs)
+        return ObjectiveOutput(loss=loss, stats=stats, logs=logs)
 
     @staticmethod
     def summarise(totals: dict[str, float]) -> dict[str, float]:
@@ -253,29 +340,113 @@ class Contrastive(torch.nn.Module):
         return None
 
 
+class MaskedPrediction(torch.nn.Module):
+    """HuBERT, BEST-RQ or masked reconstruction through `MaskedSpeechForPreTraining`: the loop's view of it
+    (per-example evaluation sums and logged scalars for masked and unmasked frames)."""
+
+    stat_names = ("loss", "correct", "count", "unmasked_loss", "unmasked_correct", "unmasked_count", "examples")
+
+    def __init__(self, model: MaskedSpeechForPreTraining):
+        super().__init__()
+        self.model = model
+        self.classifies = model.config.objective != "reconstruction"
+
+    def set_step(self, step: int) -> None:
+        pass
+
+    def forward(self, input_values, attention_mask, mask_time_indices, labels) -> ObjectiveOutput:
+        out = self.model(
+            input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices, labels=labels
+        )
+        masked, unmasked = out.masked, out.valid & ~out.masked
+        losses, correct = out.frame_losses.double(), out.frame_correct.double()
+        stats = {
+            "loss": (losses * masked).sum(1),
+            "correct": (correct * masked).sum(1),
+            "count": masked.sum(1).double(),
+            "unmasked_loss": (losses * unmasked).sum(1),
+            "unmasked_correct": (correct * unmasked).sum(1),
+            "unmasked_count": unmasked.sum(1).double(),
+            "examples": torch.ones(len(masked), dtype=torch.float64, device=masked.device),
+        }
+        n, u = masked.sum().clamp(min=1), unmasked.sum().clamp(min=1)
+        logs = {
+            "masked_loss": stats["loss"].sum() / n,
+            "unmasked_loss": stats["unmasked_loss"].sum() / u,
+            "mask_fraction": masked.sum() / out.valid.sum().clamp(min=1),
+        }
+        if self.classifies:
+            logs["masked_accuracy"] = stats["correct"].sum() / n
+            logs["unmasked_accuracy"] = stats["unmasked_correct"].sum() / u
+        return ObjectiveOutput(loss=out.loss, stats=stats, logs={k: v.detach().float() for k, v in logs.items()})
+
+    def summarise(self, totals: dict[str, float]) -> dict[str, float]:
+        count, unmasked = max(totals["count"], 1.0), max(totals["unmasked_count"], 1.0)
+        metrics = {"loss": totals["loss"] / count, "unmasked_loss": totals["unmasked_loss"] / unmasked}
+        if self.classifies:
+            metrics["accuracy"] = totals["correct"] / count
+            metrics["unmasked_accuracy"] = totals["unmasked_correct"] / unmasked
+        return metrics
+
+    def health(self, logs: dict[str, float], step: int) -> str | None:
+        return None
+
+
+class FrameLabelled(torch.utils.data.Dataset):
+    """Clips with their per-frame labels (HuBERT's cluster ids) as `labels`; `lengths` as the clips'."""
+
+    def __init__(self, clips, labels: list):
+        self.clips, self.labels = clips, labels
+        self.lengths = clips.lengths
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.clips[index], "labels": self.labels[int(index)]}
+
+
 def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
-    """wav2vec 2.0 pretraining: scanned audio, duration-bucketed batches, span masks with distractors."""
+    """Speech pretraining: scanned audio, duration-bucketed batches, span masks, and per objective the distractors
+    (contrastive), the cluster targets (hubert) or the log-mel targets (best-rq, reconstruction)."""
     from hfssl.pretrain import Setup, load_probe_data
 
-    t, d = cfg.train, cfg.data
-    model = build_model(cfg.model, cfg.objective, cfg.masking.mask_prob)
+    t, d, name = cfg.train, cfg.data, cfg.objective.name
+    model = build_model(cfg.model, cfg.objective, cfg.masking.mask_prob, cfg.targets, d.sampling_rate)
+    encoder = model.config if name == "contrastive" else model.config.backbone_config
     extractor = feature_extractor(d)
-    min_samples = min_clip_samples(model.config, cfg.masking.mask_length)
+    if name == "hubert" and d.streaming:
+        raise UsageError("data.streaming: HuBERT's cluster targets are cached per clip and need a fixed clip list")
+    min_samples = min_clip_samples(encoder, cfg.masking.mask_length)
     with accelerator.main_process_first():
         train_set, eval_set = load_audio(d, seed=t.seed, min_samples=min_samples)
+    if name == "hubert":
+        from hfssl.hubert_targets import prepare_targets
+
+        train_labels, eval_labels = prepare_targets(cfg, train_set, eval_set, encoder, accelerator, run_dir)
+        train_set, eval_set = FrameLabelled(train_set, train_labels), FrameLabelled(eval_set, eval_labels)
+    targets = None
+    if name in ("best-rq", "reconstruction"):
+        mel = MelTargets(encoder, d.sampling_rate, cfg.objective.mel_bins)
+        quantizer = None
+        if name == "best-rq":
+            o = cfg.objective
+            quantizer = random_quantizer(mel.dim, o.codebook_size, o.codebook_dim, o.codebook_seed)
+        targets = MelTargets(encoder, d.sampling_rate, cfg.objective.mel_bins, quantizer)
     max_samples = round(d.max_seconds * d.sampling_rate)
     budget = round(d.batch_seconds * d.sampling_rate)
 
     def collator(seed: int) -> AudioMaskCollator:
         return AudioMaskCollator(
             feature_extractor=extractor,
-            config=model.config,
+            config=encoder,
             mask_prob=cfg.masking.mask_prob,
             mask_length=cfg.masking.mask_length,
             min_masks=cfg.masking.min_masks,
-            num_negatives=cfg.objective.num_negatives,
+            num_negatives=cfg.objective.num_negatives if name == "contrastive" else 0,
             max_samples=max_samples,
             seed=seed,
+            targets=targets,
         )
 
     train_collator, eval_collator = collator(t.seed), collator(t.seed + 1)
@@ -319,7 +490,7 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
         export_speech(raw.model, extractor, out_dir, cfg, metrics)
 
     return Setup(
-        objective=Contrastive(model, cfg.objective),
+        objective=Contrastive(model, cfg.objective) if name == "contrastive" else MaskedPrediction(model),
         model=model,
         train_loader=train_loader,
         collator=train_collator,

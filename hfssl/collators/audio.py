@@ -8,11 +8,14 @@ mask, and `sample_negatives` the same as its `_sample_negative_indices`, both ve
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hfssl.collators.seeding import SeededGenerator, SeededStream
 from hfssl.errors import UsageError
@@ -160,6 +163,8 @@ class AudioMaskCollator(SeededStream):
     """Pad each batch to a multiple of this many samples; None pads to the longest clip."""
     seed: int = 0
     """Seed of the masking generator; each DataLoader worker and distributed rank derives its own stream."""
+    targets: Callable[[list[np.ndarray], int], torch.Tensor] | None = None
+    """Per-frame `labels` computed from the cropped raw clips and the batch's frame count (e.g. `MelTargets`)."""
     _rng: SeededGenerator = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -202,8 +207,12 @@ class AudioMaskCollator(SeededStream):
         if any(clip.ndim != 1 for clip in clips):
             raise UsageError("input_values must be 1-D mono audio, one array per example")
         generator = self._rng.get()
+        # Precomputed per-frame labels (HuBERT's clusters) stay aligned with a crop that starts on a frame.
+        frame_labels = [example["labels"] for example in examples] if "labels" in examples[0] else None
+        offsets = [0] * len(clips)
         if self.max_samples is not None:
-            clips = self._crop(clips, generator)
+            align = math.prod(self.config.conv_stride) if frame_labels is not None else 1
+            clips, offsets = self._crop(clips, generator, align)
         batch = self.feature_extractor(
             clips,
             sampling_rate=self.feature_extractor.sampling_rate,
@@ -224,15 +233,117 @@ class AudioMaskCollator(SeededStream):
         }
         if self.num_negatives > 0:
             out["sampled_negative_indices"] = sample_negatives(mask, self.num_negatives, generator)
+        if frame_labels is not None:
+            spf = math.prod(self.config.conv_stride)
+            out["labels"] = _frame_labels(frame_labels, offsets, lengths, num_frames, spf)
+        elif self.targets is not None:
+            out["labels"] = self.targets(clips, num_frames)
         return out
 
-    def _crop(self, clips: list[np.ndarray], generator: torch.Generator) -> list[np.ndarray]:
-        """A random window of `max_samples` from each longer clip (one draw per clip, used or not)."""
-        spare = torch.tensor([max(len(clip) - self.max_samples, 0) for clip in clips])
+    def _crop(
+        self, clips: list[np.ndarray], generator: torch.Generator, align: int = 1
+    ) -> tuple[list[np.ndarray], list[int]]:
+        """A random window of `max_samples` from each longer clip (one draw per clip, used or not), starting on a
+        multiple of `align` samples; the windows and their offsets."""
+        spare = torch.tensor([max(len(clip) - self.max_samples, 0) for clip in clips]) // align
         offsets = (
             (torch.rand(len(clips), generator=generator, dtype=torch.float64) * (spare + 1))
             .long()
             .clamp(max=spare)
+            .mul(align)
             .tolist()
         )
-        return [clip[offset : offset + self.max_samples] for clip, offset in zip(clips, offsets, strict=True)]
+        windows = [clip[offset : offset + self.max_samples] for clip, offset in zip(clips, offsets, strict=True)]
+        return windows, offsets
+
+
+def _frame_labels(
+    labels: list, offsets: list[int], lengths: torch.Tensor, num_frames: int, samples_per_frame: int
+) -> torch.Tensor:
+    """(B, num_frames) long: each clip's labels from the frame its crop starts on, -100 past its frames."""
+    out = torch.full((len(labels), num_frames), -100, dtype=torch.long)
+    for row, (clip_labels, offset, length) in enumerate(zip(labels, offsets, lengths.tolist(), strict=True)):
+        start = offset // samples_per_frame
+        window = torch.as_tensor(np.asarray(clip_labels)[start : start + length], dtype=torch.long)
+        out[row, : len(window)] = window
+    return out
+
+
+@dataclass
+class MelTargets:
+    """Per-frame targets from log-mel frames of the cropped raw clips, at the encoder's frame rate: 25 ms windows
+    every `samples_per_frame / stack` samples (10 ms at 16 kHz and 20 ms frames), `stack` of them side by side per
+    encoder frame, each bin normalised to zero mean and unit variance over the clip's frames. Encoder frame t reads
+    samples [t * hop * stack, ...), and so do its stacked mel frames.
+
+    With a `quantizer` (BEST-RQ's frozen projection and l2-normalised codebook) the targets are code ids, (B, T)
+    long with -100 past each clip's frames; without, the stacked frames themselves, (B, T, stack * mel_bins) float
+    (masked reconstruction).
+    """
+
+    config: Any
+    """The encoder's config: `conv_kernel`, `conv_stride` set its frames."""
+    sampling_rate: int = 16000
+    mel_bins: int = 80
+    quantizer: tuple[torch.Tensor, torch.Tensor] | None = None
+    """(projection (stack * mel_bins, d), codebook (codes, d)) from `hfssl.heads.random_quantizer`."""
+    _mel: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        spf = math.prod(self.config.conv_stride)
+        self.stack = max(1, round(spf / (self.sampling_rate / 100)))
+        if spf % self.stack:
+            raise UsageError(
+                f"data.sampling_rate: the encoder's frames of {spf} samples cannot be cut into {self.stack} equal "
+                f"log-mel hops of about 10 ms at {self.sampling_rate} Hz; resample to a rate where they can "
+                "(16000 Hz: 2 hops of 160)"
+            )
+        self.hop = spf // self.stack
+        self.window = round(0.025 * self.sampling_rate)
+        if self.quantizer is not None and self.quantizer[0].shape[0] != self.dim:
+            raise UsageError(
+                f"objective.mel_bins: the quantizer projects {self.quantizer[0].shape[0]} values per frame, but "
+                f"{self.stack} stacked frames of {self.mel_bins} bins give {self.dim}"
+            )
+
+    @property
+    def dim(self) -> int:
+        return self.stack * self.mel_bins
+
+    def features(self, clips: list[np.ndarray], num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, num_frames, dim) normalised stacked log-mel frames and (B, num_frames) bool: inside the clip."""
+        import torchaudio
+
+        if self._mel is None:
+            self._mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=self.sampling_rate,
+                n_fft=self.window,
+                win_length=self.window,
+                hop_length=self.hop,
+                n_mels=self.mel_bins,
+                center=False,
+            )
+        samples = max(len(clip) for clip in clips)
+        # Room for every stacked frame of the longest clip's last encoder frame.
+        width = max(samples, (num_frames * self.stack - 1) * self.hop + self.window)
+        audio = torch.zeros(len(clips), width)
+        for row, clip in enumerate(clips):
+            audio[row, : len(clip)] = torch.as_tensor(clip, dtype=torch.float32)
+        with torch.no_grad():
+            mel = self._mel(audio).clamp_min(1e-10).log().transpose(1, 2)  # (B, mel frames, bins)
+        mel = mel[:, : num_frames * self.stack]
+        valid = torch.arange(num_frames) < frame_lengths(torch.tensor([len(c) for c in clips]), self.config)[:, None]
+        frame_valid = valid.repeat_interleave(self.stack, dim=1)[:, :, None]
+        count = frame_valid.sum(1).clamp(min=1)
+        mean = (mel * frame_valid).sum(1, keepdim=True) / count[:, None]
+        var = (((mel - mean) * frame_valid) ** 2).sum(1, keepdim=True) / count[:, None]
+        mel = ((mel - mean) / (var + 1e-5).sqrt()) * frame_valid
+        return mel.reshape(len(clips), num_frames, self.dim), valid
+
+    def __call__(self, clips: list[np.ndarray], num_frames: int) -> torch.Tensor:
+        frames, valid = self.features(clips, num_frames)
+        if self.quantizer is None:
+            return frames
+        projection, codebook = self.quantizer
+        codes = (F.normalize(frames @ projection, dim=-1) @ codebook.T).argmax(-1)
+        return codes.masked_fill(~valid, -100)

@@ -1,0 +1,303 @@
+"""HuBERT, BEST-RQ and masked reconstruction through the real CLI on tiny models and the embedded speech: the loss
+falls, the pretraining checkpoint reloads through the Auto classes, the export is a stock encoder that
+`AutoModelForAudioClassification` loads without hfssl, a resumed run matches an uninterrupted one, and settings that
+cannot work fail with one line."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoConfig, AutoModelForPreTraining
+
+from hfssl.collators.audio import AudioMaskCollator, MelTargets, frame_lengths
+from hfssl.config import AudioDataArgs
+from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
+from hfssl.speech import feature_extractor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_pretrain import env, hfssl  # noqa: E402
+
+RECIPES = {"hubert": "speech/hubert-tiny", "best-rq": "speech/best-rq-tiny", "reconstruction": "speech/recon-tiny"}
+BACKBONE = {"hubert": "HubertModel", "best-rq": "HubertModel", "reconstruction": "HubertModel"}
+TINY = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2", "--model.conv_dim", "32",
+        "--data.synthetic_utterances", "60", "--data.max_seconds", "2.0", "--data.batch_seconds", "8.0",
+        "--objective.label_dim", "32", "--objective.codebook_size", "64", "--targets.clusters", "12",
+        "--targets.fit_frames", "3000", "--train.log_every", "5", "--train.eval_batches", "4",
+        "--train.probe_every", ""]  # fmt: skip
+
+
+def tiny_encoder(arch: str = "hubert"):
+    return AutoConfig.for_model(
+        arch, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+        feat_extract_norm="layer", do_stable_layer_norm=True, num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=sorted(RECIPES))
+def trained(request, tmp_path_factory) -> tuple[str, Path]:
+    objective = request.param
+    out = tmp_path_factory.mktemp(objective) / "run"
+    hfssl(
+        "pretrain", RECIPES[objective], *TINY, "--train.max_steps", "40", "--train.lr", "2e-3",
+        "--train.eval_every", "40", "--train.save_every", "20", "--train.output_dir", out,
+    )  # fmt: skip
+    return objective, out
+
+
+def test_loss_falls_and_accuracies_are_logged(trained):
+    objective, out = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 40
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"] - 0.05
+    if objective != "reconstruction":
+        # Starts near chance (ln of the classes) and leaves it.
+        classes = {"hubert": 12, "best-rq": 64}[objective]
+        assert metrics["initial_eval_loss"] > 0.8 * np.log(classes)
+        assert 0.0 <= metrics["eval_unmasked_accuracy"] <= 1.0
+        assert metrics["eval_accuracy"] > 1.0 / classes
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((out / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    logged = set(events.Tags()["scalars"])
+    wanted = {"masked_loss", "unmasked_loss", "mask_fraction", "grad_norm"}
+    if objective != "reconstruction":
+        wanted |= {"masked_accuracy", "unmasked_accuracy"}
+    assert {f"train/{name}" for name in wanted} <= logged
+
+
+def test_checkpoint_reloads_through_auto_classes(trained):
+    objective, out = trained
+    config = AutoConfig.from_pretrained(out / "model_config")
+    assert isinstance(config, MaskedSpeechConfig) and config.objective == objective
+    model = AutoModelForPreTraining.from_config(config)
+    assert isinstance(model, MaskedSpeechForPreTraining)
+    model.save_pretrained(out / "head")
+    again = AutoModelForPreTraining.from_pretrained(out / "head")
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_loads_into_audio_classification_without_hfssl(trained):
+    objective, out = trained
+    final = out / "final"
+    assert json.loads((final / "config.json").read_text())["architectures"] == [BACKBONE[objective]]
+    card = ModelCard.load(final / "README.md")
+    assert {"hfssl", "audio", "hubert"} <= set(card.data.tags)
+    assert {"hubert": "HuBERT", "best-rq": "BEST-RQ", "reconstruction": "reconstruction"}[objective] in card.text
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        path = {str(final)!r}
+        model, info = AutoModelForAudioClassification.from_pretrained(path, num_labels=3, output_loading_info=True)
+        assert {{k.split(".")[0] for k in info["missing_keys"]}} <= {{"projector", "classifier"}}, info
+        assert not info["unexpected_keys"] and not info["mismatched_keys"], info
+        extractor = AutoFeatureExtractor.from_pretrained(path)
+        inputs = extractor([np.zeros(16000, dtype=np.float32)], sampling_rate=16000, return_tensors="pt")
+        assert model(**inputs).logits.shape == (1, 3)
+        assert "hfssl" not in sys.modules
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_export_command_reproduces_final(trained, tmp_path):
+    _, out = trained
+    hfssl("export", out / "checkpoints" / "step-0000040", tmp_path / "exported")
+    from safetensors.torch import load_file
+
+    a = load_file(str(out / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("objective", ["best-rq", "hubert"])
+def test_resume_matches_uninterrupted(objective, tmp_path):
+    args = [*TINY, "--train.max_steps", "12", "--train.eval_every", "12", "--train.save_every", "6"]
+    run = tmp_path / "run"
+    hfssl("pretrain", RECIPES[objective], *args, "--train.keep_last", "5", "--train.output_dir", run)
+    full = json.loads((run / "metrics.json").read_text())
+    shutil.rmtree(run / "checkpoints" / "step-0000012")
+    shutil.rmtree(run / "final")
+    (run / "metrics.json").unlink()
+    done = hfssl("pretrain", RECIPES[objective], *args, "--train.output_dir", run, "--resume")
+    assert "step-0000006" in done.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["steps"] == full["steps"] == 12
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
+
+
+def test_finetune_from_a_masked_prediction_export(trained, tmp_path):
+    objective, out = trained
+    if objective != "best-rq":
+        pytest.skip("one objective is enough: the exports are the same stock class")
+    done = hfssl(
+        "finetune", "speech/keywords-tiny", "--model.name_or_path", out / "final", "--data.synthetic_examples",
+        "100", "--data.max_seconds", "1.0", "--training.num_train_epochs", "1", "--training.output_dir",
+        tmp_path / "kw",
+    )  # fmt: skip
+    assert "accuracy" in done.stdout
+    assert (tmp_path / "kw" / "final" / "model.safetensors").is_file()
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_head_scores_only_frames_inside_clips():
+    config = MaskedSpeechConfig(backbone_config=tiny_encoder().to_dict(), objective="best-rq", num_classes=10)
+    model = MaskedSpeechForPreTraining(config).eval()
+    audio = torch.randn(2, 16000)
+    attention = torch.ones(2, 16000, dtype=torch.long)
+    attention[1, 8000:] = 0
+    frames = int(frame_lengths(16000, config.backbone_config))
+    mask = torch.zeros(2, frames, dtype=torch.bool)
+    mask[:, 10:40] = True  # runs past the second clip's 24 frames
+    labels = torch.randint(0, 10, (2, frames))
+    labels[0, 12] = -100
+    out = model(audio, attention, mask, labels)
+    assert out.valid.sum(1).tolist() == [frames - 1, int(frame_lengths(8000, config.backbone_config))]
+    assert not (out.masked & ~out.valid).any() and out.masked[1].sum() == 24 - 10
+    assert (out.frame_losses[~out.valid] == 0).all() and (out.frame_losses[out.valid] > 0).all()
+    # Masked frames weigh 1, unmasked 0 by default: the loss is the masked frames' mean.
+    assert out.loss.item() == pytest.approx(out.frame_losses[out.masked].mean().item(), rel=1e-5)
+    config.unmasked_weight = 0.5
+    weighted = MaskedSpeechForPreTraining(config).eval()
+    weighted.load_state_dict(model.state_dict())
+    out = weighted(audio, attention, mask, labels)
+    unmasked = out.valid & ~out.masked
+    expected = out.frame_losses[out.masked].mean() + 0.5 * out.frame_losses[unmasked].mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_hubert_head_fits_a_fixed_batch():
+    torch.manual_seed(0)
+    encoder = tiny_encoder().to_dict()
+    config = MaskedSpeechConfig(backbone_config=encoder, objective="hubert", num_classes=8, label_dim=16)
+    model = MaskedSpeechForPreTraining(config)
+    audio = torch.randn(2, 16000)
+    frames = int(frame_lengths(16000, config.backbone_config))
+    mask = torch.zeros(2, frames, dtype=torch.bool)
+    mask[:, ::3] = True
+    labels = torch.randint(0, 8, (2, frames))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        out = model(audio, mask_time_indices=mask, labels=labels)
+        first = first if first is not None else out.loss.item()
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert out.loss.item() < 0.5 * first
+    assert out.frame_correct[out.masked].float().mean() > 0.5
+
+
+def test_random_quantizer_is_frozen_by_its_seed():
+    a, b = random_quantizer(160, 64, 16, seed=3), random_quantizer(160, 64, 16, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[1], random_quantizer(160, 64, 16, seed=4)[1])
+    assert torch.allclose(a[1].norm(dim=-1), torch.ones(64))
+
+
+@pytest.mark.parametrize("samples", [400, 719, 720, 8000, 15999, 16000, 16321, 31234])
+def test_mel_targets_follow_the_encoder_frames(samples):
+    encoder = tiny_encoder()
+    rng = np.random.default_rng(samples)
+    clips = [rng.standard_normal(samples).astype(np.float32), rng.standard_normal(32000).astype(np.float32)]
+    frames = int(frame_lengths(32000, encoder))
+    mel = MelTargets(encoder, 16000, mel_bins=40)
+    features, valid = mel.features(clips, frames)
+    assert mel.stack == 2 and features.shape == (2, frames, 80)
+    assert valid[0].sum() == frame_lengths(samples, encoder) and valid[1].all()
+    assert (features[0, ~valid[0]] == 0).all()
+    inside = features[0, valid[0]]
+    if len(inside) > 2:
+        assert inside.mean().abs() < 1e-4  # normalised per clip and bin
+    codes = MelTargets(encoder, 16000, 40, random_quantizer(80, 32, 8, 0))(clips, frames)
+    assert codes.dtype == torch.long and (codes[0, ~valid[0]] == -100).all()
+    assert ((codes[valid] >= 0) & (codes[valid] < 32)).all()
+
+
+def test_mel_frames_are_those_of_the_encoder_frame():
+    """A burst that begins on encoder frame 20's first sample: the stacked mel frames of frame t start at sample
+    t * 320, like the encoder's receptive field."""
+    encoder = tiny_encoder()
+    clip = np.zeros(16000, dtype=np.float32)
+    clip[20 * 320 :] = np.random.default_rng(0).standard_normal(16000 - 20 * 320)
+    features, _ = MelTargets(encoder, 16000, 40).features([clip], int(frame_lengths(16000, encoder)))
+    # Frames 0-18 (mel windows ending by sample 6320) hear silence; frame 19's second window hears the burst.
+    assert torch.allclose(features[0, :19], features[0, :1].expand(19, -1), atol=1e-4)
+    assert ((features[0, 19:] - features[0, 0]).abs().mean(-1) > 0.5).all()
+
+
+def test_collator_crops_keep_frame_labels_aligned():
+    encoder = tiny_encoder()
+    extractor = feature_extractor(AudioDataArgs())
+    collator = AudioMaskCollator(extractor, encoder, 0.5, 4, 1, num_negatives=0, max_samples=8000, seed=0)
+    rng = np.random.default_rng(0)
+    lengths = [16000, 24000, 6000]
+    examples = [
+        {"input_values": rng.standard_normal(n).astype(np.float32), "labels": np.arange(frame_lengths(n, encoder))}
+        for n in lengths
+    ]
+    for _ in range(5):
+        batch = collator(examples)
+        for row, n in enumerate(lengths):
+            labels = batch["labels"][row]
+            kept = labels[labels >= 0]
+            assert len(kept) == frame_lengths(min(n, 8000), encoder)
+            # A contiguous run of the clip's frames, starting where the (frame-aligned) crop starts.
+            assert torch.equal(kept, torch.arange(kept[0], kept[0] + len(kept)))
+            assert kept[-1] < frame_lengths(n, encoder)
+        assert batch["labels"].shape == batch["mask_time_indices"].shape
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def one_line_error(done) -> str:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("hfssl: error")]
+    assert len(lines) == 1, done.stderr[-2000:]
+    return lines[0]
+
+
+def test_contrastive_on_an_encoder_without_quantizer_is_one_line(tmp_path):
+    done = hfssl(
+        "pretrain", "speech/wav2vec2-tiny", *TINY[:8], "--model.arch", "hubert", "--train.output_dir", tmp_path / "r",
+        check=False,
+    )  # fmt: skip
+    assert "model.arch" in one_line_error(done)
+    assert not (tmp_path / "r" / "final").exists()
+
+
+def test_log_mel_frames_that_do_not_fit_the_encoder_are_one_line(tmp_path):
+    # At 11025 Hz, 10 ms is 110 samples: 320-sample frames cannot be cut into 3 equal hops.
+    done = hfssl(
+        "pretrain", "speech/best-rq-tiny", *TINY, "--data.sampling_rate", "11025", "--train.output_dir",
+        tmp_path / "r", check=False,
+    )  # fmt: skip
+    assert "data.sampling_rate" in one_line_error(done)
+    assert not (tmp_path / "r" / "final").exists()
+
+
+def test_codebook_wider_than_the_features_is_one_line(tmp_path):
+    done = hfssl(
+        "pretrain", "speech/best-rq-tiny", *TINY, "--objective.mel_bins", "4", "--objective.codebook_dim", "16",
+        "--train.output_dir", tmp_path / "r", check=False,
+    )  # fmt: skip
+    assert "objective.codebook_dim" in one_line_error(done)
