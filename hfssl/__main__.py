@@ -102,6 +102,13 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def run_hubert_targets(args: argparse.Namespace) -> None:
+    cfg = config_lib.load(SpeechPretrainConfig, args.recipe, overrides(args, SpeechPretrainConfig))
+    from hfssl.hubert_targets import run_hubert_targets as build_targets
+
+    print(build_targets(cfg, overwrite=args.overwrite))
+
+
 def run_tokenizer_train(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
@@ -227,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_schema_arguments(p, PretrainConfig)
     add_schema_arguments(p, SpeechPretrainConfig, prefix="speech ")
     p.set_defaults(func=run_pretrain)
+
+    p = commands.add_parser(
+        "hubert-targets",
+        help="cluster speech features into HuBERT targets for a speech recipe",
+        description="Fit k-means on MFCCs (iteration 1) or on a layer of the previous model (targets.features "
+        "hidden), label every frame of the recipe's training and validation clips, and save the labels in "
+        "targets.dir (default: <train.output_dir>/targets), where `hfssl pretrain` finds them.",
+    )
+    p.add_argument("recipe", help="YAML speech recipe (a path, or a shipped recipe name)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild the targets when the directory exists")
+    add_schema_arguments(p, SpeechPretrainConfig)
+    p.set_defaults(func=run_hubert_targets)
 
     p = commands.add_parser("tokenizer", help="tokenizer tools")
     tok_commands = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
