@@ -37,6 +37,7 @@ SHORTER = {
     "hfssl pretrain recipes/speech": SPEECH,
     "hfssl finetune recipes/speech": KEYWORDS,
     "hfssl pretrain": SHORT,
+    "torchrun --standalone --nproc_per_node 2 -m hfssl pretrain": SHORT,
     "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1"],
     "hfssl probe": DOWNSTREAM,
     "hfssl label-efficiency": [*DOWNSTREAM, "--sweep.seeds", "[0]", "--sweep.min_steps", "4",
