@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,6 +19,8 @@ from accelerate.commands.config.config_args import ClusterConfig, load_config_fr
 from accelerate.commands.launch import launch_command_parser
 from accelerate.utils import ComputeEnvironment, DistributedType
 from transformers import get_scheduler
+
+from hfssl.pretrain import shards_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "text" / "mlm-tiny.yaml")
@@ -234,6 +237,21 @@ def test_accelerate_cpu_launch_warns_that_it_runs_one_process(tmp_path):
     warnings = [line for line in done.stderr.splitlines() if "started one" in line]
     assert len(warnings) == 1 and "WARNING hfssl" in warnings[0] and "torchrun --nproc_per_node" in warnings[0]
     assert json.loads((out / "metrics.json").read_text())["num_processes"] == 1
+
+
+def test_sharded_weights_are_refused():
+    """Under FSDP and ZeRO-3 one process's copy of the weights is a shard, which hfssl's evaluation, probes and export
+    cannot use yet; DDP and ZeRO-2 keep whole weights in every process."""
+
+    def accelerator(kind, zero_stage=None):
+        plugin = SimpleNamespace(zero_stage=zero_stage) if zero_stage else None
+        return SimpleNamespace(distributed_type=kind, state=SimpleNamespace(deepspeed_plugin=plugin))
+
+    assert shards_weights(accelerator(DistributedType.FSDP))
+    assert shards_weights(accelerator(DistributedType.DEEPSPEED, zero_stage=3))
+    assert not shards_weights(accelerator(DistributedType.DEEPSPEED, zero_stage=2))
+    assert not shards_weights(accelerator(DistributedType.MULTI_GPU))
+    assert not shards_weights(accelerator(DistributedType.MULTI_CPU))
 
 
 def test_accelerate_configs_found():
