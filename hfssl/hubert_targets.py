@@ -454,7 +454,8 @@ def _read_labels(folder: Path, rebuild: str) -> tuple[np.ndarray, np.ndarray]:
         column = datasets.load_from_disk(str(folder)).data.column("labels").combine_chunks()
     except Exception as err:  # missing or damaged files
         raise UsageError(f"targets.dir: could not read {folder} ({first_line(err)}){rebuild}") from None
-    return column.offsets.to_numpy(), column.values.to_numpy()
+    # a copy: Arrow's buffers are read-only, and torch warns when it wraps a read-only array
+    return column.offsets.to_numpy(), column.values.to_numpy().copy()
 
 
 def target_dir(cfg: SpeechPretrainConfig, run_dir: Path | None = None) -> Path:
