@@ -87,6 +87,13 @@ def run_pretrain(args: argparse.Namespace) -> None:
     from hfssl.hub import check_can_push, push_final
     from hfssl.pretrain import pretrain
 
+    if args.dry_run:
+        from hfssl.dry_run import format_report
+
+        result = pretrain(cfg, resume=args.resume, dry_run=True)
+        if first_process():
+            print(f"dry run of {args.recipe}:\n{format_report(result)}")
+        return
     check_can_push(cfg.hub)
     metrics = pretrain(cfg, resume=args.resume)
     if not first_process():
@@ -230,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report the data size, steps, time per step (a few timed steps), total time and disk footprint, "
+        "writing nothing to the output directory",
     )
     add_schema_arguments(p, PretrainConfig)
     add_schema_arguments(p, SpeechPretrainConfig, prefix="speech ")

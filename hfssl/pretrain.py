@@ -10,7 +10,9 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from tempfile import mkdtemp
 from typing import Any
 
 import torch
@@ -19,6 +21,8 @@ from accelerate.utils import (
     DataLoaderConfiguration,
     DistributedType,
     ProjectConfiguration,
+    broadcast_object_list,
+    gather_object,
     get_int_from_env,
     set_seed,
 )
@@ -37,7 +41,8 @@ from hfssl.config import (
     to_dict,
 )
 from hfssl.data.labelled import load_labelled
-from hfssl.data.text import load_corpus, pack, tokenize_corpus
+from hfssl.data.stream import stream_loader
+from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import TrainingStopped, UsageError
 from hfssl.export import export_model
 from hfssl.io import atomic_dir, write_json, write_text
@@ -47,8 +52,16 @@ from hfssl.tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
 
+DRY_RUN_WARMUP, DRY_RUN_TIMED = 3, 5
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 STATE_FILE = "trainer_state.json"
+
+
+def synced_clock(accelerator: Accelerator) -> float:
+    """The time once the device has finished the work queued so far."""
+    if accelerator.device.type == "cuda":
+        torch.cuda.synchronize(accelerator.device)
+    return time.perf_counter()
 
 
 def make_collator(masking: MaskingArgs, tokenizer, seed: int):
@@ -245,6 +258,8 @@ class Setup:
     """What `count` measures, for logs and metrics: "tokens" or "audio_seconds"."""
     count: Callable[[dict], torch.Tensor]
     probe: Callable[[torch.nn.Module], dict] | None = None
+    data_size: Callable[[], tuple[float | None, str]] | None = None
+    """For --dry-run: the training data's size in `unit`s (None: unknown) and how it was found."""
     streaming: bool = False
     prepare_train_loader: bool = True
     """False: the loader already yields this process's batches (a stream split by node); the loop moves them to
@@ -325,17 +340,21 @@ def text_setup(cfg: PretrainConfig, accelerator: Accelerator, run_dir: Path, res
     objective = MaskedLM(model)
     collator = make_collator(cfg.masking, tokenizer, seed=t.seed)
     eval_collator = make_collator(cfg.masking, tokenizer, seed=t.seed + 1)
-    train_loader = DataLoader(
-        train_set,
-        batch_size=t.batch_size,
-        shuffle=not streaming,
-        collate_fn=collator,
-        num_workers=t.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        # Its own generator: starting an epoch's iterator must not draw from the global RNG, which a resumed run
-        # restores (dropout comes from it).
-        generator=torch.Generator().manual_seed(t.seed),
-    )
+    if streaming:
+        # Each process and worker packs its own part of the stream; batches carry their position for checkpoints.
+        train_loader = stream_loader(partial(train_set.batches, t.batch_size), collator, accelerator, t.num_workers)
+    else:
+        train_loader = DataLoader(
+            train_set,
+            batch_size=t.batch_size,
+            shuffle=True,
+            collate_fn=collator,
+            num_workers=t.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            # Its own generator: starting an epoch's iterator must not draw from the global RNG, which a resumed run
+            # restores (dropout comes from it).
+            generator=torch.Generator().manual_seed(t.seed),
+        )
     eval_size = t.eval_batch_size or t.batch_size
     eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
     probe_splits = load_probe_data(t) if t.probe_every else None
@@ -345,6 +364,11 @@ def text_setup(cfg: PretrainConfig, accelerator: Accelerator, run_dir: Path, res
 
     def export(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
         export_model(raw.model, tokenizer, out_dir, cfg, metrics)
+
+    def data_size() -> tuple[float | None, str]:
+        if streaming:
+            return estimate_tokens(train_corpus, tokenizer, cfg.data)
+        return train_set.num_tokens, f"counted in the {len(train_set):,} training sequences"
 
     return Setup(
         objective=objective,
@@ -358,15 +382,22 @@ def text_setup(cfg: PretrainConfig, accelerator: Accelerator, run_dir: Path, res
         unit="tokens",
         count=lambda batch: batch["attention_mask"].sum(),
         probe=run_probe if probe_splits is not None else None,
+        data_size=data_size,
         streaming=streaming,
+        prepare_train_loader=not streaming,
     )
 
 
-def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = None) -> dict:
+def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = None, dry_run: bool = False) -> dict:
     """Pretrain as `cfg` says (masked-LM for text, masked prediction for speech); returns the final metrics (also
-    written to metrics.json)."""
+    written to metrics.json).
+
+    With `dry_run`, nothing is written to the output directory: the setup works in a scratch directory, a few
+    optimizer steps are timed, and the result is `hfssl.dry_run.report`'s estimate of the whole run instead."""
     started = time.time()
     run_dir = Path(cfg.train.output_dir)
+    if dry_run and resume:
+        raise UsageError("--dry-run estimates a run from its start; leave out --resume")
     checkpoint = find_checkpoint(resume, run_dir) if resume else None
     if checkpoint is None and any((run_dir / "checkpoints").glob("step-*")):
         raise UsageError(
@@ -375,16 +406,22 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         )
     t = cfg.train
     accelerator = make_accelerator(t, run_dir)
+    # A dry run's tokenizer, targets and export go to a scratch directory that every process shares.
+    work_dir = run_dir
+    if dry_run:
+        work_dir = Path(
+            broadcast_object_list([mkdtemp(prefix="hfssl-dry-run-") if accelerator.is_main_process else ""])[0]
+        )
     set_seed(t.seed)
     if isinstance(cfg, SpeechPretrainConfig):
         from hfssl.speech import speech_setup
 
-        setup = speech_setup(cfg, accelerator, run_dir)
+        setup = speech_setup(cfg, accelerator, work_dir)
     else:
-        setup = text_setup(cfg, accelerator, run_dir, resuming=checkpoint is not None)
+        setup = text_setup(cfg, accelerator, work_dir, resuming=checkpoint is not None)
     if setup.streaming and t.max_steps is None:
         raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and not dry_run:
         write_text(run_dir / "config.yaml", dump(cfg))
         with atomic_dir(run_dir / "model_config") as tmp:
             setup.model.config.save_pretrained(tmp)
@@ -422,23 +459,27 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 f"{accelerator.num_processes}; resume with {state['num_processes']}"
             )
         accelerator.load_state(str(checkpoint))
+        if setup.streaming:  # where each of this process's parts of the stream stood, and its masking streams
+            train_loader.load_state_dict(state["streams"][accelerator.process_index])
         # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
         setup.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
     tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
-    accelerator.init_trackers(
-        "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
-    )
-    if checkpoint is None:
+    if not dry_run:
+        accelerator.init_trackers(
+            "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
+        )
+    if checkpoint is None and not dry_run:
         initial = evaluate(objective, setup, accelerator, t.eval_batches)
         state["evals"].append({"step": 0, **initial})
         accelerator.log({f"eval/{k}": v for k, v in initial.items()}, step=0)
         logger.info("step 0: eval loss %.4f", initial["loss"])
 
-    progress = tqdm(
-        total=total_steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain"
-    )
+    # A dry run times a few optimizer steps after a warm-up (the first steps pay for compilation and allocation).
+    warmup = min(DRY_RUN_WARMUP, total_steps - 1)
+    stop = min(total_steps, warmup + DRY_RUN_TIMED) if dry_run else total_steps
+    progress = tqdm(total=stop, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain")
     window: dict[str, torch.Tensor] = {}
     window_batches = 0
     window_units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
@@ -446,12 +487,13 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
     local_units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     window_start = time.time()
     train_loss = float("nan")
+    timed_from = synced_clock(accelerator)
     objective.train()
-    while state["step"] < total_steps:
+    while state["step"] < stop:
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(state["epoch"])
         loader = train_loader
-        if state["batch_in_epoch"]:
+        if state["batch_in_epoch"] and not setup.streaming:  # a stream resumes from its saved position instead
             loader = accelerator.skip_first_batches(train_loader, state["batch_in_epoch"])
         for batch in loader:
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
@@ -508,6 +550,13 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 window_units.zero_()
                 window_start = time.time()
 
+            if dry_run:  # only timing steps: no evaluation, probe or checkpoint
+                if step == warmup:
+                    timed_from = synced_clock(accelerator)
+                if step >= stop:
+                    break
+                continue
+
             if step % t.eval_every == 0 or step == total_steps:
                 metrics = evaluate(objective, setup, accelerator, t.eval_batches)
                 state["evals"].append({"step": step, **metrics})
@@ -524,6 +573,8 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
 
             if step % t.save_every == 0 or step == total_steps:
                 state[seen_key] = seen_before + accelerator.reduce(local_units, "sum").item()
+                if setup.streaming:
+                    state["streams"] = gather_object([train_loader.state_dict()])
                 save_checkpoint(accelerator, run_dir, state, t.keep_last)
             if step >= total_steps:
                 break
@@ -531,6 +582,23 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     progress.close()
+    if dry_run:
+        from hfssl.dry_run import report
+
+        timing = {
+            "warmup_steps": warmup,
+            "timed_steps": stop - warmup,
+            "step_seconds": (synced_clock(accelerator) - timed_from) / (stop - warmup),
+            "units_per_step": accelerator.reduce(local_units, "sum").item() / stop,
+        }
+        result = report(
+            cfg, setup, accelerator, objective, optimizer, scheduler, total_steps, steps_per_epoch, timing, work_dir
+        )
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        accelerator.end_training()
+        return result
 
     final_eval = state["evals"][-1]
     metrics = {

@@ -16,7 +16,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, PreTrai
 
 from hfssl.collators.audio import AudioMaskCollator, MelTargets, frame_lengths
 from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig, TargetArgs
-from hfssl.data.audio import DurationBatches, DurationBatchSampler, load_audio
+from hfssl.data.audio import DurationBatches, DurationBatchSampler, estimate_seconds, load_audio
+from hfssl.data.stream import stream_loader
 from hfssl.errors import UsageError, first_line
 from hfssl.export import FINETUNE_MASK_TIME_PROB, export_speech
 from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
@@ -420,6 +421,7 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
     min_samples = min_clip_samples(encoder, cfg.masking.mask_length)
     with accelerator.main_process_first():
         train_set, eval_set = load_audio(d, seed=t.seed, min_samples=min_samples)
+    train_clips = train_set
     if name == "hubert":
         from hfssl.hubert_targets import prepare_targets
 
@@ -452,15 +454,10 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
     train_collator, eval_collator = collator(t.seed), collator(t.seed + 1)
     streaming = isinstance(train_set, torch.utils.data.IterableDataset)
     if streaming:
-        # Each process reads its own part of the stream and batches it by duration itself: Accelerate's dispatching
-        # would join batches of different padded lengths.
-        part = train_set.split_by_node(accelerator.process_index, accelerator.num_processes)
-        train_loader = DataLoader(
-            DurationBatches(part, budget, max_samples=max_samples, seed=t.seed),
-            batch_size=None,
-            collate_fn=train_collator,
-            num_workers=t.num_workers,
-        )
+        # Each process and worker reads its own part of the stream and batches it by duration itself (Accelerate's
+        # dispatching would join batches of different padded lengths); batches carry their position for checkpoints.
+        batches = DurationBatches(train_set, budget, max_samples=max_samples, seed=t.seed).batches
+        train_loader = stream_loader(batches, train_collator, accelerator, t.num_workers)
     else:
         train_loader = DataLoader(
             train_set,
@@ -489,6 +486,15 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
     def export(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
         export_speech(raw.model, extractor, out_dir, cfg, metrics)
 
+    def data_size() -> tuple[float | None, str]:
+        if streaming:
+            return estimate_seconds(train_clips, d)
+        cropped = train_clips.lengths.sum() / d.sampling_rate / 3600
+        return (
+            float(train_clips.full_lengths.sum()) / d.sampling_rate,
+            f"scanned durations of {len(train_clips):,} clips; {cropped:,.2f} h within data.max_seconds crops",
+        )
+
     return Setup(
         objective=Contrastive(model, cfg.objective) if name == "contrastive" else MaskedPrediction(model),
         model=model,
@@ -501,6 +507,7 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
         unit="audio_seconds",
         count=lambda batch: batch["attention_mask"].sum() / d.sampling_rate,
         probe=run_probe if probe_splits is not None else None,
+        data_size=data_size,
         streaming=streaming,
         prepare_train_loader=not streaming,
     )

@@ -19,20 +19,27 @@ class SeededGenerator:
     def __init__(self, seed: int):
         self.seed = seed
         self.calls = 0
+        self.stream: list[int] | None = None
+        """Who draws, when a resumable stream says so (its rank, part and epoch), instead of the rank and worker."""
 
     def get(self) -> torch.Generator:
         # SeedSequence mixes the numbers so that nearby seeds, ranks, workers and counts give unrelated streams.
-        entropy = [self.seed % 2**64, *_rank_and_worker(), self.calls]
+        who = self.stream if self.stream is not None else _rank_and_worker()
+        entropy = [self.seed % 2**64, *who, self.calls]
         self.calls += 1
         seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
         return torch.Generator().manual_seed(seed)
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "calls": self.calls}
+        state = {"seed": self.seed, "calls": self.calls}
+        if self.stream is not None:
+            state["stream"] = list(self.stream)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.seed = int(state["seed"])
         self.calls = int(state["calls"])
+        self.stream = state.get("stream")
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:

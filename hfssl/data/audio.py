@@ -15,11 +15,13 @@ bad file never stops an epoch halfway. Streamed sources are checked the same way
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 import datasets
@@ -31,6 +33,7 @@ from datasets.distributed import split_dataset_by_node
 from datasets.fingerprint import Hasher
 
 from hfssl.config import AudioDataArgs
+from hfssl.data.stream import StreamPart
 from hfssl.data.text import _GLOB_CHARS, _first_line
 from hfssl.errors import UsageError
 
@@ -512,8 +515,10 @@ class StreamedClips(torch.utils.data.IterableDataset):
     header checked as it goes by. Unusable clips are skipped and counted in `skipped` (reason -> count, per
     process and DataLoader worker), with one warning for the first of each reason.
 
-    DataLoader workers: the datasets stream shards itself across workers, so each reads different shards.
-    Several processes: give each rank its part with `clips.split_by_node(rank, world_size)`.
+    Training reads it through `DurationBatches.batches`, one part per process and DataLoader worker (see
+    `hfssl.data.stream`); `part()` gives such a part, whose `stream.state_dict()` says where it stands. Iterated as it
+    is inside DataLoader workers, the datasets stream shards itself across them; `clips.split_by_node(rank,
+    world_size)` gives a rank its own part.
     """
 
     def __init__(
@@ -539,6 +544,11 @@ class StreamedClips(torch.utils.data.IterableDataset):
         stream has a multiple of `world_size` shards, else every `world_size`-th clip."""
         part = split_dataset_by_node(self.stream, rank=rank, world_size=world_size)
         return StreamedClips(part, self.sampling_rate, self.min_seconds, self.min_samples, self.columns, self.name)
+
+    def part(self, part: int, parts: int, state: dict | None = None) -> StreamedClips:
+        """Part `part` of `parts` of the stream (a `StreamPart`), from `state` on (None: its start)."""
+        stream = StreamPart(self.stream, part, parts, state)
+        return StreamedClips(stream, self.sampling_rate, self.min_seconds, self.min_samples, self.columns, self.name)
 
     def __iter__(self) -> Iterator[dict]:
         for example in self.stream:
@@ -611,6 +621,18 @@ def _validation(data: AudioDataArgs, seed: int, min_samples: int) -> datasets.Da
     return None
 
 
+def _clip_key(audio: dict | None) -> str:
+    """A clip's identity: its bytes' digest when it has bytes (they win when decoding), else its path."""
+    audio = audio or {}
+    if audio.get("bytes"):
+        return hashlib.sha1(audio["bytes"]).hexdigest()
+    return f"path:{audio.get('path')}"
+
+
+def _not_held_out(audio: dict, held_out: set[str]) -> bool:
+    return _clip_key(audio) not in held_out
+
+
 def _clips(dataset: datasets.Dataset, data: AudioDataArgs) -> AudioClips:
     return AudioClips(dataset, data.sampling_rate, max_seconds=data.max_seconds)
 
@@ -626,7 +648,10 @@ def _load_streaming(data: AudioDataArgs, seed: int, min_samples: int) -> tuple[S
         corpus = datasets.Dataset.from_list(head).cast_column("audio", datasets.Audio(decode=False))
         paths = [a["path"] for a in corpus["audio"] if not a["bytes"] and a["path"]]
         validation = _scan(corpus, paths, data.train, "data.train", data, min_samples)
-        stream = stream.skip(data.validation_clips)
+        # Filtered out by content, not skipped by count: a stream split by shards across processes and DataLoader
+        # workers would skip a share of the count in every part, training on held-out clips and dropping others.
+        held_out = {_clip_key(example["audio"]) for example in head}
+        stream = stream.filter(_not_held_out, input_columns=["audio"], fn_kwargs={"held_out": held_out})
         if next(iter(stream), None) is None:
             raise UsageError(
                 f"data.validation_clips: the streamed audio {data.train} has only {len(head)} clips, all held out "
@@ -634,6 +659,36 @@ def _load_streaming(data: AudioDataArgs, seed: int, min_samples: int) -> tuple[S
             )
     train = StreamedClips(stream, data.sampling_rate, _min_seconds(data, min_samples), min_samples)
     return train, _clips(validation, data)
+
+
+def estimate_seconds(clips: StreamedClips, data: AudioDataArgs, sample: int = 200) -> tuple[float | None, str]:
+    """An estimate of a streamed training source's audio from its first `sample` clips' headers: seconds per usable
+    clip times the clips the source holds.
+
+    Returns:
+        `(seconds or None when the source does not say how many clips it holds, how the number was found)`.
+    """
+    durations = []
+    for example in islice(clips.stream, sample):
+        problem, _, frames, rate = _probe(example["audio"], clips.min_seconds, clips.min_samples, clips.sampling_rate)
+        if not problem:
+            durations.append(frames / rate)
+    per_clip = sum(durations) / max(1, len(durations))
+    seen = f"{per_clip:,.2f} s per usable clip in the first {sample:,}"
+    count = None
+    if data.train == "synthetic":
+        count = data.synthetic_utterances
+    else:
+        resolved = _resolve(data.train, "data.train")
+        if resolved is not None and resolved[0] in ("files", "folder"):
+            count = len(resolved[1] if resolved[0] == "files" else resolved[1][1])
+        else:
+            split = (clips.stream.info.splits or {}).get(data.hub_split)
+            count = split.num_examples if split is not None else None
+    if not count:
+        return None, f"unknown: the stream does not say how many clips it holds ({seen})"
+    count -= 0 if data.validation else data.validation_clips
+    return per_clip * count, f"estimate: {seen} x {count:,} clips"
 
 
 # --------------------------------------------------------------------------- batching by duration
@@ -807,3 +862,23 @@ class DurationBatches(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[list[dict]]:
         return duration_batches(self.items, self.max_samples_per_batch, self.buffer_size, self.max_samples, self.seed)
+
+    def batches(self, part: int, parts: int, state: dict | None = None) -> Iterator[tuple[list[dict], dict]]:
+        """Part `part` of `parts` of a `StreamedClips` in batches, each with the state after it: where the clips stood
+        when its buffer began, the batch-order generator's state then, and the batches of the buffer already made.
+        Given that state, the buffer is read again and the next batch follows."""
+        clips = self.items.part(part, parts, state["clips"] if state else None)
+        rng = np.random.default_rng([self.seed, part]) if self.seed is not None else None
+        if state and rng is not None:
+            rng.bit_generator.state = state["rng"]
+        done = state["taken"] if state else 0
+        items = iter(clips)
+        while True:
+            where, order = clips.stream.state_dict(), rng.bit_generator.state if rng is not None else None
+            buffer = list(islice(items, self.buffer_size))
+            if not buffer:
+                return
+            made = list(_buffer_batches(buffer, self.max_samples_per_batch, self.max_samples, rng))
+            for taken in range(done + 1, len(made) + 1):
+                yield made[taken - 1], {"clips": where, "rng": order, "taken": taken}
+            done = 0

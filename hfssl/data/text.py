@@ -21,6 +21,7 @@ from datasets.distributed import split_dataset_by_node
 from datasets.exceptions import DatasetGenerationError
 
 from hfssl.config import DataArgs
+from hfssl.data.stream import StreamPart
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.errors import UsageError, first_line
 
@@ -48,7 +49,8 @@ def load_corpus(data: DataArgs, seed: int = 0) -> tuple[Corpus, datasets.Dataset
         `(train, validation)`, each with the single column "text" and no blank documents. `train` is an
         `IterableDataset` when `data.streaming`; `validation` is always a map-style `Dataset`. Without
         `data.validation` (or a Hub validation split) it is held out of the training corpus: a seeded
-        `data.validation_fraction` of the documents, or the first `data.validation_documents` of a stream. A Hub
+        `data.validation_fraction` of the documents, or the first `data.validation_documents` of a stream (which its
+        training part then leaves out by their text, repeats of them included). A Hub
         name given as `data.validation` is read from `data.hub_validation_split`, else its "validation" split.
 
     Raises:
@@ -77,7 +79,10 @@ def load_corpus(data: DataArgs, seed: int = 0) -> tuple[Corpus, datasets.Dataset
 
 def _hold_out_head(train: datasets.IterableDataset, data: DataArgs) -> tuple[Corpus, datasets.Dataset]:
     validation = datasets.Dataset.from_list(list(train.take(data.validation_documents)), features=train.features)
-    train = train.skip(data.validation_documents)
+    # Filtered out by their text, not skipped by count: a stream split by shards across processes and DataLoader
+    # workers would skip a share of the count in every part, training on held-out documents and dropping others.
+    held_out = set(validation["text"])
+    train = train.filter(_not_held_out, batched=True, fn_kwargs={"held_out": held_out})
     if next(iter(train), None) is None:
         raise UsageError(
             f"data.validation_documents: the streamed corpus {data.train} has only {len(validation)} documents, all "
@@ -92,7 +97,8 @@ def _load(
     """One corpus with a single non-blank "text" column; `key` names the setting in error messages."""
     if source == "synthetic":
         corpus = datasets.Dataset.from_dict({"text": [d["text"] for d in synthetic_documents(synthetic_count, seed)]})
-        return corpus.to_iterable_dataset() if streaming else corpus
+        # 64 shards: processes and DataLoader workers (any count dividing 64) then read whole shards of their own
+        return corpus.to_iterable_dataset(num_shards=min(len(corpus), 64)) if streaming else corpus
     local = _local_files(source, key)
     if local is None:
         try:
@@ -156,6 +162,10 @@ def _text_only(
     if len(corpus) == 0:
         raise UsageError(f"{key}: {source} holds only {blank}")
     return corpus
+
+
+def _not_held_out(batch: dict[str, list], held_out: set[str]) -> list[bool]:
+    return [text not in held_out for text in batch["text"]]
 
 
 def _has_text(batch: dict[str, list]) -> list[bool]:
@@ -225,6 +235,33 @@ def _num_proc(data: DataArgs, documents: int) -> int:
     if documents < _SMALL_CORPUS:
         return 1
     return min(os.cpu_count() or 1, 8)
+
+
+def estimate_tokens(corpus: datasets.IterableDataset, tokenizer, data: DataArgs, sample: int = 1000):
+    """An estimate of a streamed training corpus's tokens (with a separator per document) from its first `sample`
+    documents: tokens per document times the documents it holds, or tokens per byte times its files' bytes.
+
+    Returns:
+        `(tokens or None when the source does not say how large it is, how the number was found)`.
+    """
+    texts = [example["text"] for example in corpus.take(sample)]
+    tokens = sum(len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"])
+    per_document = tokens / len(texts)
+    seen = f"in the first {len(texts):,} documents"
+    held_out = 0 if data.validation else data.validation_documents
+    if data.train == "synthetic":
+        documents = data.synthetic_documents - held_out
+        return per_document * documents, f"estimate: {per_document:,.1f} tokens per document {seen} x {documents:,}"
+    local = _local_files(data.train, "data.train")
+    if local is not None:  # file bytes count markup too (JSON keys, quotes): an estimate on the high side
+        size = sum(os.path.getsize(f) for f in local[1])
+        per_byte = tokens / sum(len(text.encode()) + 1 for text in texts)
+        return per_byte * size, f"estimate: {per_byte:.3f} tokens per byte {seen} x {size:,} bytes of files"
+    split = (corpus.info.splits or {}).get(data.hub_split)
+    if split is not None and split.num_examples:
+        documents = split.num_examples - held_out
+        return per_document * documents, f"estimate: {per_document:,.1f} tokens per document {seen} x {documents:,}"
+    return None, f"unknown: the stream does not say its size ({per_document:,.1f} tokens per document {seen})"
 
 
 # --------------------------------------------------------------------------- tokenizing
@@ -365,6 +402,11 @@ class PackedBlocks(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return -(-self.stream_length // self.body)
 
+    @property
+    def num_tokens(self) -> int:
+        """Tokens in all blocks: the stream's and each block's prefix."""
+        return self.stream_length + len(self) * (self.cls is not None)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = _check_index(index, len(self))
         start = index * self.body
@@ -396,6 +438,11 @@ class DocumentChunks(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.first_item[-1])
 
+    @property
+    def num_tokens(self) -> int:
+        """Tokens in all items: the documents' and each item's prefix and separator."""
+        return self.tokens.num_tokens + len(self) * (1 + (self.cls is not None))
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = _check_index(index, len(self))
         doc = int(np.searchsorted(self.first_item, index, side="right")) - 1
@@ -418,10 +465,10 @@ class StreamedBlocks(torch.utils.data.IterableDataset):
     """A streamed tokenized corpus packed (or split into document chunks) as it is read, with the same items, in
     the same order, as `PackedBlocks` (or `DocumentChunks`) would give for the same documents.
 
-    DataLoader workers: the datasets stream shards itself across workers when iterated inside one, so each worker
-    packs different files (shards) and no document is read twice; workers beyond `tokenized.num_shards` stay idle.
-    Several processes: either keep Accelerate's default for iterable datasets (the main process reads and
-    dispatches batches), or give each rank its own part with `blocks.split_by_node(rank, world_size)`.
+    Training reads it through `batches` (see `hfssl.data.stream`): each process and DataLoader worker packs its own
+    part of the documents, and every batch says where its part stands, so that a run resumes at the next block.
+    Iterated as it is, inside DataLoader workers, the datasets stream shards itself across them (workers beyond
+    `tokenized.num_shards` stay idle); `blocks.split_by_node(rank, world_size)` gives a rank its own part.
     """
 
     def __init__(self, tokenized: datasets.IterableDataset, seq_len: int, cls: int | None, sep: int, packing: bool):
@@ -435,30 +482,62 @@ class StreamedBlocks(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         documents = (example["input_ids"] for example in self.tokenized)
-        make = _pack_stream if self.packing else _chunk_stream
-        for block in make(documents, self.seq_len, self.cls, self.sep):
+        for block in _Cutter(self.seq_len, self.cls, self.sep, self.packing).blocks(documents):
             yield {"input_ids": torch.tensor(block, dtype=torch.long)}
+
+    def batches(self, batch_size: int, part: int, parts: int, state: dict | None = None) -> Iterator[tuple[list, dict]]:
+        """Part `part` of `parts` of the stream in batches of `batch_size` items (the last may be shorter), each with
+        the state after it: where the documents stand, and the tokens read but not yet cut into blocks. Given that
+        state, it goes on with the next block."""
+        documents = StreamPart(self.tokenized, part, parts, state["documents"] if state else None)
+        cutter = _Cutter(self.seq_len, self.cls, self.sep, self.packing, state["pending"] if state else ())
+        batch = []
+        for block in cutter.blocks(example["input_ids"] for example in documents):
+            batch.append({"input_ids": torch.tensor(block, dtype=torch.long)})
+            if len(batch) == batch_size:
+                yield batch, {"documents": documents.state_dict(), "pending": cutter.pending()}
+                batch = []
+        if batch:
+            yield batch, {"documents": documents.state_dict(), "pending": cutter.pending()}
+
+
+class _Cutter:
+    """Cuts documents into the blocks `PackedBlocks` (packing) or `DocumentChunks` would give, as they are read;
+    `pending()` is always what has been read but not yet cut, so cutting can stop after any block and resume."""
+
+    def __init__(self, seq_len: int, cls: int | None, sep: int, packing: bool, pending: Iterable[int] = ()):
+        self.prefix = [] if cls is None else [cls]
+        self.sep, self.packing = sep, packing
+        self.body = seq_len - len(self.prefix) - (0 if packing else 1)
+        self.buffer, self.start = list(pending), 0
+
+    def pending(self) -> list[int]:
+        return self.buffer[self.start :]
+
+    def _ready(self) -> bool:
+        left = len(self.buffer) - self.start
+        return left >= self.body if self.packing else left > 0
+
+    def blocks(self, documents: Iterable[list[int]]) -> Iterator[list[int]]:
+        documents = iter(documents)
+        while True:
+            while self._ready():
+                piece = self.buffer[self.start : self.start + self.body]
+                self.start += len(piece)
+                yield self.prefix + piece if self.packing else self.prefix + piece + [self.sep]
+            ids = next(documents, None)
+            if ids is None:
+                break
+            del self.buffer[: self.start]  # the remainder carries over to the next document
+            self.start = 0
+            self.buffer.extend(ids)
+            if self.packing:
+                self.buffer.append(self.sep)
+        if self.packing and self.pending():
+            last = self.prefix + self.pending()
+            self.buffer, self.start = [], 0
+            yield last
 
 
 def _pack_stream(documents: Iterable[list[int]], seq_len: int, cls: int | None, sep: int) -> Iterator[list[int]]:
-    prefix = [] if cls is None else [cls]
-    body = seq_len - len(prefix)
-    buffer: list[int] = []
-    for ids in documents:
-        buffer.extend(ids)
-        buffer.append(sep)
-        start = 0
-        while len(buffer) - start >= body:
-            yield prefix + buffer[start : start + body]
-            start += body
-        del buffer[:start]  # the remainder carries over to the next document
-    if buffer:
-        yield prefix + buffer
-
-
-def _chunk_stream(documents: Iterable[list[int]], seq_len: int, cls: int | None, sep: int) -> Iterator[list[int]]:
-    prefix = [] if cls is None else [cls]
-    body = seq_len - 1 - len(prefix)
-    for ids in documents:
-        for start in range(0, len(ids), body):
-            yield prefix + ids[start : start + body] + [sep]
+    return _Cutter(seq_len, cls, sep, packing=True).blocks(documents)

@@ -1,0 +1,191 @@
+"""`hfssl pretrain RECIPE --dry-run`: what a run will read, how long it will take and what it will write, from the
+real setup and a few timed optimizer steps (`pretrain(cfg, dry_run=True)` calls `report` after them)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hfssl.config import SpeechPretrainConfig
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of the distinct tensors among `tensors` (tied weights once, as safetensors stores them)."""
+    sizes = {t.data_ptr(): t.numel() * t.element_size() for t in tensors if torch.is_tensor(t)}
+    return sum(sizes.values())
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def times(total_steps: int, every: int | None) -> int:
+    """How many times an action due every `every` steps and at the last step happens in `total_steps`."""
+    if not every:
+        return 0
+    return total_steps // every + (total_steps % every != 0)
+
+
+def report(
+    cfg, setup, accelerator, objective, optimizer, scheduler, total_steps, steps_per_epoch, timing, work_dir: Path
+) -> dict:
+    """The dry run's estimate of the whole run, after its timed steps.
+
+    Args:
+        cfg, setup: the run's config and `Setup`.
+        accelerator, objective, optimizer, scheduler: as prepared by the loop, after the timed steps.
+        total_steps: the optimizer steps the run will take.
+        steps_per_epoch: optimizer steps per pass over the data (None for a stream).
+        timing: from the loop: `warmup_steps`, `timed_steps`, `step_seconds` (mean over the timed steps) and
+            `units_per_step` (tokens or audio seconds an optimizer step trained on, over all processes).
+        work_dir: the scratch directory the setup wrote to; the export is measured there.
+
+    Returns:
+        The report `format_report` prints; seconds, bytes and counts, plus how the data size was found.
+    """
+    from hfssl.pretrain import evaluate
+
+    t = cfg.train
+    amount, how = setup.data_size()
+    if steps_per_epoch is not None:
+        epochs = total_steps / steps_per_epoch
+    else:
+        epochs = total_steps * timing["units_per_step"] / amount if amount else None
+
+    # One evaluation batch, timed the second time (the first pays for allocating evaluation shapes).
+    evaluate(objective, setup, accelerator, 1)
+    start = time.perf_counter()
+    evaluate(objective, setup, accelerator, 1)
+    eval_batch_seconds = time.perf_counter() - start
+    per_eval = len(setup.eval_batches) if t.eval_batches is None else min(t.eval_batches, len(setup.eval_batches))
+    eval_batches = math.ceil(per_eval / accelerator.num_processes)  # each process evaluates its share
+    evals = 1 + times(total_steps, t.eval_every)
+    probes = times(total_steps, t.probe_every) if setup.probe is not None else 0
+    probe_seconds = 0.0
+    raw = accelerator.unwrap_model(objective)
+    if probes and accelerator.is_main_process:
+        start = time.perf_counter()
+        setup.probe(raw)
+        probe_seconds = time.perf_counter() - start
+
+    model = tensor_bytes(raw.state_dict().values())
+    moments = tensor_bytes(v for state in optimizer.state_dict()["state"].values() for v in state.values())
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    other = len(pickle.dumps(scheduler.state_dict())) + accelerator.num_processes * len(pickle.dumps(rng))
+    checkpoint = model + moments + other
+    kept = min(t.keep_last, times(total_steps, t.save_every))
+    export_bytes = setup_bytes = 0
+    if accelerator.is_main_process:
+        setup_bytes = folder_bytes(work_dir)  # the tokenizer, or HuBERT's targets when they are built in the run
+        setup.export(raw, work_dir / "final", {"steps": total_steps, "num_processes": accelerator.num_processes})
+        export_bytes = folder_bytes(work_dir / "final")
+
+    train_seconds = total_steps * timing["step_seconds"]
+    eval_seconds = evals * eval_batches * eval_batch_seconds
+    return {
+        "unit": setup.unit,
+        "data": amount,
+        "data_how": how,
+        "steps": total_steps,
+        "epochs": epochs,
+        "per_step": per_step(cfg, accelerator.num_processes),
+        "units_per_step": timing["units_per_step"],
+        "warmup_steps": timing["warmup_steps"],
+        "timed_steps": timing["timed_steps"],
+        "step_seconds": timing["step_seconds"],
+        "device": str(accelerator.device),
+        "num_processes": accelerator.num_processes,
+        "eval_batch_seconds": eval_batch_seconds,
+        "eval_batches": eval_batches,
+        "evals": evals,
+        "probe_seconds": probe_seconds,
+        "probes": probes,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "total_seconds": train_seconds + eval_seconds + probes * probe_seconds,
+        "model_bytes": model,
+        "optimizer_bytes": moments,
+        "other_bytes": other,
+        "checkpoint_bytes": checkpoint,
+        "checkpoints_kept": kept,
+        "export_bytes": export_bytes,
+        "setup_bytes": setup_bytes,
+        "disk_bytes": kept * checkpoint + export_bytes + setup_bytes,
+        "output_dir": t.output_dir,
+    }
+
+
+def per_step(cfg, processes: int) -> str:
+    """What one optimizer step trains on, as the config says it."""
+    t = cfg.train
+    if isinstance(cfg, SpeechPretrainConfig):
+        each = f"{cfg.data.batch_seconds:g} s of audio (padding included)"
+        return f"{each} x {t.grad_accum} accumulated x {processes} processes"
+    each = f"{t.batch_size} sequences of {cfg.data.seq_len} tokens"
+    return f"{each} x {t.grad_accum} accumulated x {processes} processes"
+
+
+def amount(value: float, unit: str) -> str:
+    if unit == "audio_seconds":
+        return f"{value / 3600:,.2f} hours of audio"
+    return f"{value:,.0f} {unit}"
+
+
+def size(n: float) -> str:
+    for name, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {name}"
+    return f"{n:,.0f} B"
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:,.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds:,.1f} s"
+
+
+def format_report(r: dict) -> str:
+    """The report as the lines `hfssl pretrain --dry-run` prints, one field per line."""
+    data = "unknown" if r["data"] is None else amount(r["data"], r["unit"])
+    epochs = "an unknown share of the data" if r["epochs"] is None else f"{r['epochs']:,.3g} epochs"
+    probes = f" + probes {duration(r['probes'] * r['probe_seconds'])}" if r["probes"] else ""
+    rows = [
+        ("data", f"{data} ({r['data_how']})"),
+        ("steps", f"{r['steps']:,} optimizer steps of {r['per_step']}"),
+        ("covering", f"{epochs}: {amount(r['units_per_step'], r['unit'])} per step, measured"),
+        (
+            "time per step",
+            f"{r['step_seconds']:.3f} s (mean of {r['timed_steps']} steps after {r['warmup_steps']} warm-up, "
+            f"{r['num_processes']} x {r['device']})",
+        ),
+        (
+            "evaluation",
+            f"{r['eval_batch_seconds']:.3f} s per batch x {r['eval_batches']} batches x {r['evals']} evaluations "
+            f"= {duration(r['eval_seconds'])}",
+        ),
+        ("probes", f"{r['probe_seconds']:.1f} s x {r['probes']}" if r["probes"] else "none"),
+        (
+            "total time",
+            f"about {duration(r['total_seconds'])} (training {duration(r['train_seconds'])} + evaluation "
+            f"{duration(r['eval_seconds'])}{probes}; setup not included)",
+        ),
+        (
+            "checkpoint",
+            f"{size(r['checkpoint_bytes'])} each (model {size(r['model_bytes'])} + optimizer "
+            f"{size(r['optimizer_bytes'])} + scheduler and RNG {size(r['other_bytes'])}) x {r['checkpoints_kept']} "
+            "kept (train.keep_last)",
+        ),
+        ("export", size(r["export_bytes"])),
+        ("disk", f"about {size(r['disk_bytes'])} in {r['output_dir']} (nothing written by this dry run)"),
+    ]
+    return "\n".join(f"{name:<14} {text}" for name, text in rows)
