@@ -167,7 +167,9 @@ class TrainArgs:
     save_every: int = arg(500, "checkpoint every N steps")
     keep_last: int = arg(2, "checkpoints kept; older ones are deleted")
     log_every: int = arg(10, "log training metrics every N steps")
-    num_workers: int = arg(0, "DataLoader workers (resume is exact only with 0)")
+    num_workers: int = arg(
+        0, "DataLoader workers; a streamed corpus resumes exactly with any number, a loaded one only with 0"
+    )
     compile: bool = arg(False, "torch.compile the model")
 
     def __post_init__(self):
