@@ -135,7 +135,7 @@ def per_step(cfg, processes: int) -> str:
 
 def amount(value: float, unit: str) -> str:
     if unit == "audio_seconds":
-        return f"{value / 3600:,.2f} hours of audio"
+        return f"{value / 3600:,.2f} hours of audio ({value:,.0f} s)"
     return f"{value:,.0f} {unit}"
 
 
@@ -165,8 +165,8 @@ def format_report(r: dict) -> str:
         ("covering", f"{epochs}: {amount(r['units_per_step'], r['unit'])} per step, measured"),
         (
             "time per step",
-            f"{r['step_seconds']:.3f} s (mean of {r['timed_steps']} steps after {r['warmup_steps']} warm-up, "
-            f"{r['num_processes']} x {r['device']})",
+            f"{r['step_seconds']:.3f} s (mean of {r['timed_steps']} steps after {r['warmup_steps']} warm-up; "
+            f"{r['num_processes']} process{'es' if r['num_processes'] > 1 else ''} on {r['device']})",
         ),
         (
             "evaluation",

@@ -461,6 +461,12 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         accelerator.load_state(str(checkpoint))
         if setup.streaming:  # where each of this process's parts of the stream stood, and its masking streams
             train_loader.load_state_dict(state["streams"][accelerator.process_index])
+        elif t.num_workers:
+            logger.warning(
+                "train.num_workers %d: the run resumes at the right batch, but DataLoader workers mask it anew, so it "
+                "will not match an uninterrupted run exactly (it does with train.num_workers 0)",
+                t.num_workers,
+            )
         # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
         setup.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])

@@ -1,7 +1,10 @@
 """The real CLI for a few steps on tiny models, asserting what a user would check."""
 
 import json
+import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +14,11 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
+from transformers import AutoTokenizer
+
+from hfssl import config as config_lib
+from hfssl.config import PretrainConfig
+from hfssl.data.text import load_corpus, pack, tokenize_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -178,4 +186,87 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
     assert resumed["steps"] == full["steps"] == 24
     assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["tokens_seen"] == full["tokens_seen"]
+
+
+DRY_RUN_FIELDS = [
+    "data", "steps", "covering", "time per step", "evaluation", "probes", "total time", "checkpoint", "export", "disk",
+]  # fmt: skip
+UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def dry_run_report(stdout: str) -> dict[str, str]:
+    """The fields `hfssl pretrain --dry-run` prints, one per line after its first."""
+    lines = stdout.split("dry run of ", 1)[1].splitlines()[1:]
+    return {line[:14].strip(): line[15:] for line in lines}
+
+
+def size_in(text: str) -> float:
+    """The first size ("1.6 MB") in a line of the report, in bytes."""
+    number, unit = re.search(r"([\d,.]+) (B|kB|MB|GB)\b", text).groups()
+    return float(number.replace(",", "")) * UNITS[unit]
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def snapshot(path: Path) -> dict:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in [path, *path.rglob("*")]}
+
+
+def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
+    """A dry run of the fixture's run: the packed set's tokens, its steps, a time per step, and a disk footprint
+    within 2x of what the real run wrote; the output directory is left as it was."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    before = snapshot(out)
+    args = [*TINY, "--train.max_steps", "40", "--train.eval_every", "20", "--train.save_every", "20"]
+    done = hfssl("pretrain", "text/mlm-tiny", *args, "--train.lr", "3e-3", "--train.output_dir", out, "--dry-run")
+    assert snapshot(out) == before
+    report = dry_run_report(done.stdout)
+    assert list(report) == DRY_RUN_FIELDS
+
+    overrides = {key.removeprefix("--"): value for key, value in zip(TINY[::2], TINY[1::2], strict=True)}
+    cfg = config_lib.load(PretrainConfig, ROOT / "recipes" / "text" / "mlm-tiny.yaml", overrides)
+    tokenizer = AutoTokenizer.from_pretrained(trained / "tokenizer")  # the dry run trains the same one
+    corpus, _ = load_corpus(cfg.data, seed=cfg.train.seed)
+    blocks = pack(tokenize_corpus(corpus, tokenizer, cfg.data), tokenizer, cfg.data)
+    tokens = sum(len(blocks[i]["input_ids"]) for i in range(len(blocks)))
+    assert report["data"].startswith(f"{tokens:,} tokens (counted in the {len(blocks):,} training sequences)")
+    assert report["steps"].startswith("40 optimizer steps of 16 sequences of 64 tokens x 1 accumulated x 1 processes")
+    epochs = float(report["covering"].split()[0])
+    assert epochs == pytest.approx(40 / math.ceil(len(blocks) / 16), rel=1e-2)
+    assert 0 < float(report["time per step"].split()[0]) < 60
+    assert "x 3 evaluations" in report["evaluation"] and "about" in report["total time"]
+
+    real_checkpoint = folder_size(trained / "checkpoints" / "step-0000040")
+    assert 0.5 < size_in(report["checkpoint"]) / real_checkpoint < 2
+    assert "x 2 kept" in report["checkpoint"]
+    assert 0.5 < size_in(report["export"]) / folder_size(trained / "final") < 2
+    assert 0.5 < size_in(report["disk"]) / folder_size(trained) < 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_run_resumes_exactly(tmp_path, workers):
+    """A streamed corpus, resumed at step 3 of 6, ends where the uninterrupted run did. With 2 DataLoader workers 3
+    batches in, the second worker's part is due first: the resumed loader's workers take over each other's parts."""
+    args = [
+        *TINY, "--data.streaming", "true", "--data.validation_documents", "100", "--train.num_workers", str(workers),
+        "--train.max_steps", "6", "--train.eval_every", "3", "--train.save_every", "3", "--train.log_every", "3",
+        "--train.keep_last", "5", "--train.probe_every", "null",
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", run)
+    full = json.loads((run / "metrics.json").read_text())
+    shutil.rmtree(run / "checkpoints" / "step-0000006")
+    shutil.rmtree(run / "final")
+    (run / "metrics.json").unlink()
+    done = hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", run, "--resume")
+    assert "resumed from" in done.stderr and "step-0000003" in done.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["steps"] == full["steps"] == 6
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
     assert resumed["tokens_seen"] == full["tokens_seen"]
