@@ -418,3 +418,51 @@ def test_every_architecture_trains_a_step(arch):
     assert model.config.model_type == arch
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert sum(g is not None and bool(g.abs().sum() > 0) for g in grads) > len(grads) // 2
+
+
+def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
+    """A dry run of the fixture's run: the scanned training audio, its steps and a footprint within 2x of the real
+    run's; nothing is written."""
+    from test_pretrain import dry_run_report, folder_size, size_in
+
+    from hfssl import config as config_lib
+    from hfssl.config import SpeechPretrainConfig
+    from hfssl.data.audio import load_audio
+
+    out = tmp_path / "run"
+    args = [*TINY, "--train.max_steps", "40", "--train.eval_every", "20", "--train.save_every", "20"]
+    done = hfssl("pretrain", "speech/wav2vec2-tiny", *args, "--train.output_dir", out, "--dry-run")
+    assert not out.exists()
+    report = dry_run_report(done.stdout)
+    overrides = {key.removeprefix("--"): value for key, value in zip(TINY[::2], TINY[1::2], strict=True)}
+    cfg = config_lib.load(SpeechPretrainConfig, ROOT / "recipes" / "speech" / "wav2vec2-tiny.yaml", overrides)
+    encoder = scratch_config(cfg.model, cfg.objective, cfg.masking.mask_prob)
+    clips, _ = load_audio(cfg.data, seed=cfg.train.seed, min_samples=min_clip_samples(encoder, cfg.masking.mask_length))
+    seconds = clips.full_lengths.sum() / cfg.data.sampling_rate
+    assert f"hours of audio ({seconds:,.0f} s) (scanned durations of {len(clips):,} clips" in report["data"]
+    assert report["steps"].startswith("40 optimizer steps of 8 s of audio (padding included) x 1 accumulated")
+    assert 0 < float(report["time per step"].split()[0]) < 60
+    assert 0.5 < size_in(report["checkpoint"]) / folder_size(trained / "checkpoints" / "step-0000040") < 2
+    assert 0.5 < size_in(report["export"]) / folder_size(trained / "final") < 2
+
+
+def test_streamed_run_resumes_exactly(tmp_path):
+    """Streamed audio read by 2 DataLoader workers, resumed at step 3 of 6 (the second worker's batch due first),
+    ends where the uninterrupted run did."""
+    args = [
+        *TINY, "--data.streaming", "true", "--data.validation_clips", "8", "--train.num_workers", "2",
+        "--train.max_steps", "6", "--train.eval_every", "3", "--train.save_every", "3", "--train.log_every", "3",
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    hfssl("pretrain", "speech/wav2vec2-tiny", *args, "--train.keep_last", "5", "--train.output_dir", run)
+    full = json.loads((run / "metrics.json").read_text())
+    shutil.rmtree(run / "checkpoints" / "step-0000006")
+    shutil.rmtree(run / "final")
+    (run / "metrics.json").unlink()
+    done = hfssl("pretrain", "speech/wav2vec2-tiny", *args, "--train.output_dir", run, "--resume")
+    assert "resumed from" in done.stderr and "step-0000003" in done.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["steps"] == full["steps"] == 6
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
+    assert resumed["audio_seconds_seen"] == pytest.approx(full["audio_seconds_seen"])

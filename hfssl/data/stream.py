@@ -95,7 +95,14 @@ class StreamLoader:
     def __init__(self, stream: ResumableStream, num_workers: int, pin_memory: bool = False):
         self.stream, self.roles = stream, stream.roles
         self.loader = DataLoader(
-            stream, batch_size=None, collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory
+            stream,
+            batch_size=None,
+            collate_fn=_as_is,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            # Its own generator: starting an iterator must not draw from the global RNG, which a resumed run restores
+            # (dropout and Gumbel noise come from it); nothing in the workers draws from the seed it gives them.
+            generator=torch.Generator().manual_seed(0),
         )
         self.position = start_position(num_workers)
 
