@@ -227,6 +227,31 @@ def test_processes_share_out_each_epoch(tmp_path):
     assert orders[0] != orders[1], "the second epoch did not reshuffle"
 
 
+def test_streamed_corpus_in_two_processes_resumes_exactly(tmp_path):
+    """A streamed corpus in 2 processes with 2 DataLoader workers each (4 parts of the stream), resumed at step 3 of
+    6: every process goes on from its own saved position, and the run ends where the uninterrupted one did."""
+    streamed = [
+        *OPTIONS, "--data.streaming", "true", "--data.validation_documents", "100", "--train.num_workers", "2",
+        "--train.grad_accum", "1", "--train.max_steps", "6", "--train.save_every", "3", "--train.eval_every", "3",
+    ]  # fmt: skip
+    run = tmp_path / "mlm"
+    torchrun("-m", "hfssl", "pretrain", RECIPE, *streamed, "--train.output_dir", run)
+    full = json.loads((run / "metrics.json").read_text())
+    state = json.loads((run / "checkpoints" / "step-0000003" / "trainer_state.json").read_text())
+    assert [len(position["roles"]) for position in state["streams"]] == [2, 2]
+    assert [position["next"] for position in state["streams"]] == [1, 1], "3 batches in, each second worker is due"
+    shutil.rmtree(run / "checkpoints" / "step-0000006")
+    shutil.rmtree(run / "final")
+    (run / "metrics.json").unlink()
+    done = torchrun("-m", "hfssl", "pretrain", RECIPE, *streamed, "--train.output_dir", run, "--resume")
+    assert "resumed from" in done.stderr and "step-0000003" in done.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["num_processes"] == 2 and resumed["steps"] == full["steps"] == 6
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
+    assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
+    assert resumed["tokens_seen"] == full["tokens_seen"]
+
+
 def test_accelerate_cpu_launch_warns_that_it_runs_one_process(tmp_path):
     """`accelerate launch --cpu --num_processes 2` starts one process; hfssl says so in one line."""
     out = tmp_path / "mlm"
