@@ -301,3 +301,28 @@ def test_codebook_wider_than_the_features_is_one_line(tmp_path):
         "--train.output_dir", tmp_path / "r", check=False,
     )  # fmt: skip
     assert "objective.codebook_dim" in one_line_error(done)
+
+
+@pytest.mark.parametrize("arch", ["hubert", "wavlm", "data2vec-audio", "wav2vec2", "wav2vec2-conformer"])
+def test_every_backbone_trains_a_step_and_exports_its_stock_class(arch, tmp_path):
+    from transformers import AutoModel
+
+    from hfssl.config import ObjectiveArgs, SpeechModelArgs
+    from hfssl.speech import build_model
+
+    objective = ObjectiveArgs(name="best-rq", codebook_size=16, codebook_dim=8, mel_bins=20)
+    model = build_model(SpeechModelArgs(arch=arch, hidden_size=32, conv_dim=16, num_layers=1), objective, 0.5)
+    assert isinstance(model, MaskedSpeechForPreTraining)
+    encoder = model.config.backbone_config
+    clips = [np.random.default_rng(i).standard_normal(n).astype(np.float32) for i, n in enumerate((16000, 12000))]
+    collator = AudioMaskCollator(
+        feature_extractor(AudioDataArgs()), encoder, 0.5, 4, 1, num_negatives=0, seed=0,
+        targets=MelTargets(encoder, 16000, 20, random_quantizer(40, 16, 8, 0)),
+    )  # fmt: skip
+    batch = collator([{"input_values": clip} for clip in clips])
+    out = model(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.head.weight.grad.abs().sum() > 0
+    model.backbone.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert type(loaded) is type(model.backbone)
