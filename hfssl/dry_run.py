@@ -128,9 +128,9 @@ def per_step(cfg, processes: int) -> str:
     t = cfg.train
     if isinstance(cfg, SpeechPretrainConfig):
         each = f"{cfg.data.batch_seconds:g} s of audio (padding included)"
-        return f"{each} x {t.grad_accum} accumulated x {processes} processes"
-    each = f"{t.batch_size} sequences of {cfg.data.seq_len} tokens"
-    return f"{each} x {t.grad_accum} accumulated x {processes} processes"
+    else:
+        each = f"{t.batch_size} sequences of {cfg.data.seq_len} tokens"
+    return f"{each} x {t.grad_accum} accumulated x {processes} process{'es' if processes > 1 else ''}"
 
 
 def amount(value: float, unit: str) -> str:

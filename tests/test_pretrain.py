@@ -235,7 +235,7 @@ def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
     blocks = pack(tokenize_corpus(corpus, tokenizer, cfg.data), tokenizer, cfg.data)
     tokens = sum(len(blocks[i]["input_ids"]) for i in range(len(blocks)))
     assert report["data"].startswith(f"{tokens:,} tokens (counted in the {len(blocks):,} training sequences)")
-    assert report["steps"].startswith("40 optimizer steps of 16 sequences of 64 tokens x 1 accumulated x 1 processes")
+    assert report["steps"].startswith("40 optimizer steps of 16 sequences of 64 tokens x 1 accumulated x 1 process")
     epochs = float(report["covering"].split()[0])
     assert epochs == pytest.approx(40 / math.ceil(len(blocks) / 16), rel=1e-2)
     assert 0 < float(report["time per step"].split()[0]) < 60

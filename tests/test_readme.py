@@ -106,7 +106,9 @@ def test_every_readme_command_runs(tmp_path):
         else:
             done = run(f"{bin_dir}/{command}", tmp_path)
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
-        if "hfssl pretrain" in command and "--resume" not in command:
+        if "--dry-run" in command:
+            assert "dry run of" in done.stdout and "nothing written" in done.stdout
+        elif "hfssl pretrain" in command and "--resume" not in command:
             out_dir = re.search(r"--train.output_dir (\S+)", command)
             recipe = re.search(r"recipes/\w+/([\w-]+)\.yaml", command)
             default = f"runs/{recipe.group(1)}" if recipe else "runs/mlm-tiny"
