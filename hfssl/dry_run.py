@@ -52,11 +52,11 @@ def report(
     from hfssl.pretrain import evaluate
 
     t = cfg.train
-    amount, how = setup.data_size()
+    data, how = setup.data_size()
     if steps_per_epoch is not None:
         epochs = total_steps / steps_per_epoch
     else:
-        epochs = total_steps * timing["units_per_step"] / amount if amount else None
+        epochs = total_steps * timing["units_per_step"] / data if data else None
 
     # One evaluation batch, timed the second time (the first pays for allocating evaluation shapes).
     evaluate(objective, setup, accelerator, 1)
@@ -92,7 +92,7 @@ def report(
     eval_seconds = evals * eval_batches * eval_batch_seconds
     return {
         "unit": setup.unit,
-        "data": amount,
+        "data": data,
         "data_how": how,
         "steps": total_steps,
         "epochs": epochs,
