@@ -21,6 +21,7 @@ from hfssl.data.audio import (
     StreamedClips,
     decode_audio,
     duration_batches,
+    estimate_seconds,
     load_audio,
     scan_audio,
 )
@@ -640,3 +641,13 @@ def test_duration_batches_of_a_stream():
         DurationBatches(items, 6000, buffer_size=64, max_samples=2000), batch_size=None, collate_fn=len
     )
     assert list(loader) == [len(b) for b in batches]
+
+
+def test_streamed_audio_is_estimated_from_its_first_clips(tmp_path):
+    """`--dry-run` on a stream: seconds per clip in the first clips' headers times the clips the source holds."""
+    root = folder(tmp_path, 6)
+    data = args(tmp_path, root, streaming=True, validation_clips=2)
+    train, _ = load_audio(data)
+    seconds, how = estimate_seconds(train, data, sample=100)
+    assert seconds == pytest.approx(sum(len(item["input_values"]) for item in train) / SR)
+    assert how.startswith("estimate: ") and how.endswith("x 4 clips")
