@@ -120,6 +120,7 @@ def report(
         "setup_bytes": setup_bytes,
         "disk_bytes": kept * checkpoint + export_bytes + setup_bytes,
         "output_dir": t.output_dir,
+        "earlier_run": any((Path(t.output_dir) / "checkpoints").glob("step-*")),
     }
 
 
@@ -188,4 +189,6 @@ def format_report(r: dict) -> str:
         ("export", size(r["export_bytes"])),
         ("disk", f"about {size(r['disk_bytes'])} in {r['output_dir']} (nothing written by this dry run)"),
     ]
+    if r["earlier_run"]:
+        rows.append(("note", f"{r['output_dir']} holds checkpoints of an earlier run: add --resume, or choose another"))
     return "\n".join(f"{name:<14} {text}" for name, text in rows)

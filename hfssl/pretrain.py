@@ -399,7 +399,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
     if dry_run and resume:
         raise UsageError("--dry-run estimates a run from its start; leave out --resume")
     checkpoint = find_checkpoint(resume, run_dir) if resume else None
-    if checkpoint is None and any((run_dir / "checkpoints").glob("step-*")):
+    if checkpoint is None and not dry_run and any((run_dir / "checkpoints").glob("step-*")):
         raise UsageError(
             f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
             "or choose another output directory"
