@@ -429,12 +429,10 @@ def speech_setup(cfg: SpeechPretrainConfig, accelerator, run_dir: Path):
         train_set, eval_set = FrameLabelled(train_set, train_labels), FrameLabelled(eval_set, eval_labels)
     targets = None
     if name in ("best-rq", "reconstruction"):
-        mel = MelTargets(encoder, d.sampling_rate, cfg.objective.mel_bins)
-        quantizer = None
+        targets = MelTargets(encoder, d.sampling_rate, cfg.objective.mel_bins)
         if name == "best-rq":
             o = cfg.objective
-            quantizer = random_quantizer(mel.dim, o.codebook_size, o.codebook_dim, o.codebook_seed)
-        targets = MelTargets(encoder, d.sampling_rate, cfg.objective.mel_bins, quantizer)
+            targets.quantizer = random_quantizer(targets.dim, o.codebook_size, o.codebook_dim, o.codebook_seed)
     max_samples = round(d.max_seconds * d.sampling_rate)
     budget = round(d.batch_seconds * d.sampling_rate)
 

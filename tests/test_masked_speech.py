@@ -5,9 +5,7 @@ cannot work fail with one line."""
 
 import json
 import shutil
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,8 @@ from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_q
 from hfssl.speech import feature_extractor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_pretrain import env, hfssl  # noqa: E402
+from test_pretrain import hfssl  # noqa: E402
+from test_speech import assert_loads_as_audio_classifier  # noqa: E402
 
 RECIPES = {"hubert": "speech/hubert-tiny", "best-rq": "speech/best-rq-tiny", "reconstruction": "speech/recon-tiny"}
 BACKBONE = {"hubert": "HubertModel", "best-rq": "HubertModel", "reconstruction": "HubertModel"}
@@ -93,25 +92,7 @@ def test_export_loads_into_audio_classification_without_hfssl(trained):
     card = ModelCard.load(final / "README.md")
     assert {"hfssl", "audio", "hubert"} <= set(card.data.tags)
     assert {"hubert": "HuBERT", "best-rq": "BEST-RQ", "reconstruction": "reconstruction"}[objective] in card.text
-    code = textwrap.dedent(
-        f"""
-        import sys
-        import numpy as np
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-        path = {str(final)!r}
-        model, info = AutoModelForAudioClassification.from_pretrained(path, num_labels=3, output_loading_info=True)
-        assert {{k.split(".")[0] for k in info["missing_keys"]}} <= {{"projector", "classifier"}}, info
-        assert not info["unexpected_keys"] and not info["mismatched_keys"], info
-        extractor = AutoFeatureExtractor.from_pretrained(path)
-        inputs = extractor([np.zeros(16000, dtype=np.float32)], sampling_rate=16000, return_tensors="pt")
-        assert model(**inputs).logits.shape == (1, 3)
-        assert "hfssl" not in sys.modules
-        print("ok")
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "ok"
+    assert_loads_as_audio_classifier(final)
 
 
 def test_export_command_reproduces_final(trained, tmp_path):

@@ -142,14 +142,15 @@ def test_export_is_a_stock_wav2vec2_model(trained):
     assert "hours of audio seen" in card.text
 
 
-def test_export_loads_into_audio_classification_without_hfssl(trained):
+def assert_loads_as_audio_classifier(path: Path) -> None:
+    """`path` loads into AutoModelForAudioClassification in a process without hfssl, every encoder weight used."""
     code = textwrap.dedent(
         f"""
         import sys
         import numpy as np
         import torch
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-        path = {str(trained / "final")!r}
+        path = {str(path)!r}
         model, info = AutoModelForAudioClassification.from_pretrained(path, num_labels=3, output_loading_info=True)
         new = {{k.split(".")[0] for k in info["missing_keys"]}}
         assert new <= {{"projector", "classifier"}}, info["missing_keys"]
@@ -165,6 +166,10 @@ def test_export_loads_into_audio_classification_without_hfssl(trained):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
+
+
+def test_export_loads_into_audio_classification_without_hfssl(trained):
+    assert_loads_as_audio_classifier(trained / "final")
 
 
 def test_export_command_reproduces_final(trained, tmp_path):
