@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list
 
 from hfssl.config import SpeechPretrainConfig
 
@@ -33,13 +34,24 @@ def times(total_steps: int, every: int | None) -> int:
 
 
 def report(
-    cfg, setup, accelerator, objective, optimizer, scheduler, total_steps, steps_per_epoch, timing, work_dir: Path
+    cfg,
+    setup,
+    accelerator,
+    objective,
+    whole_weights,
+    optimizer,
+    scheduler,
+    total_steps,
+    steps_per_epoch,
+    timing,
+    work_dir: Path,
 ) -> dict:
     """The dry run's estimate of the whole run, after its timed steps.
 
     Args:
         cfg, setup: the run's config and `Setup`.
         accelerator, objective, optimizer, scheduler: as prepared by the loop, after the timed steps.
+        whole_weights: the loop's `WholeWeights`: the objective with all its weights, on the main process.
         total_steps: the optimizer steps the run will take.
         steps_per_epoch: optimizer steps per pass over the data (None for a stream).
         timing: from the loop: `warmup_steps`, `timed_steps`, `step_seconds` (mean over the timed steps) and
@@ -49,7 +61,7 @@ def report(
     Returns:
         The report `format_report` prints; seconds, bytes and counts, plus how the data size was found.
     """
-    from hfssl.pretrain import evaluate
+    from hfssl.pretrain import evaluate, shards_weights
 
     t = cfg.train
     data, how = setup.data_size()
@@ -68,14 +80,16 @@ def report(
     evals = 1 + times(total_steps, t.eval_every)
     probes = times(total_steps, t.probe_every) if setup.probe is not None else 0
     probe_seconds = 0.0
-    raw = accelerator.unwrap_model(objective)
+    whole = whole_weights()  # every process joins, in case the weights are sharded
     if probes and accelerator.is_main_process:
         start = time.perf_counter()
-        setup.probe(raw)
+        setup.probe(whole)
         probe_seconds = time.perf_counter() - start
 
-    model = tensor_bytes(raw.state_dict().values())
+    model = broadcast_object_list([tensor_bytes(whole.state_dict().values()) if whole is not None else 0])[0]
     moments = tensor_bytes(v for state in optimizer.state_dict()["state"].values() for v in state.values())
+    if shards_weights(accelerator):  # each process holds, and saves, its shard of the optimizer's moments
+        moments = int(accelerator.reduce(torch.tensor(moments, device=accelerator.device), "sum").item())
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -85,7 +99,7 @@ def report(
     export_bytes = setup_bytes = 0
     if accelerator.is_main_process:
         setup_bytes = folder_bytes(work_dir)  # the tokenizer, or HuBERT's targets when they are built in the run
-        setup.export(raw, work_dir / "final", {"steps": total_steps, "num_processes": accelerator.num_processes})
+        setup.export(whole, work_dir / "final", {"steps": total_steps, "num_processes": accelerator.num_processes})
         export_bytes = folder_bytes(work_dir / "final")
 
     train_seconds = total_steps * timing["step_seconds"]

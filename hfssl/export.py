@@ -323,6 +323,54 @@ def export_model(model: PreTrainedModel, tokenizer, out_dir: Path, cfg: Pretrain
     return out_dir
 
 
+def build_objective(cfg: PretrainConfig | SpeechPretrainConfig, config) -> tuple[torch.nn.Module, PreTrainedModel]:
+    """The run's objective and model, freshly initialised from the model's transformers config."""
+    if isinstance(cfg, SpeechPretrainConfig):
+        from hfssl.speech import Contrastive, MaskedPrediction
+
+        model = AutoModelForPreTraining.from_config(config)
+        contrastive = cfg.objective.name == "contrastive"
+        return (Contrastive(model, cfg.objective) if contrastive else MaskedPrediction(model)), model
+    from hfssl.model import MaskedLM
+
+    model = AutoModelForMaskedLM.from_config(config)
+    return MaskedLM(model), model
+
+
+def load_weights(objective: torch.nn.Module, model: PreTrainedModel, weights: dict, source: str) -> None:
+    """Load a state dict of `objective` into it; tied copies may be absent, anything else missing is an error."""
+    missing, unexpected = objective.load_state_dict(weights, strict=False)
+    tied = {f"model.{k}" for k in getattr(model, "_tied_weights_keys", None) or {}}
+    if unexpected or set(missing) - tied:
+        raise UsageError(f"{source}: weights do not match the run's model (missing {missing}, unexpected {unexpected})")
+    model.tie_weights()
+
+
+def checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The objective's full state dict from an `accelerator.save_state` directory: one safetensors file (one
+    process, DDP, ZeRO-1/2), FSDP's whole-model file, or FSDP's sharded checkpoint, merged here by accelerate."""
+    if (checkpoint / "model.safetensors").is_file():
+        return load_file(str(checkpoint / "model.safetensors"))
+    if (checkpoint / "pytorch_model_fsdp_0").is_dir():  # fsdp_state_dict_type SHARDED_STATE_DICT
+        from tempfile import TemporaryDirectory
+
+        from accelerate.utils import merge_fsdp_weights
+
+        with TemporaryDirectory(prefix="hfssl-merge-") as tmp:
+            merge_fsdp_weights(str(checkpoint / "pytorch_model_fsdp_0"), tmp, safe_serialization=True)
+            return load_file(str(Path(tmp) / "model.safetensors"))
+    whole = sorted(checkpoint.glob("pytorch_model_fsdp*.bin"))  # fsdp_state_dict_type FULL_STATE_DICT
+    if whole:
+        return torch.load(whole[0], map_location="cpu", weights_only=True)
+    if (checkpoint / "pytorch_model").is_dir():
+        raise UsageError(
+            f"{checkpoint}: a DeepSpeed checkpoint, which hfssl does not read; turn it into {checkpoint}/"
+            "model.safetensors with the zero_to_fp32.py script DeepSpeed saved beside it (--safe_serialization), "
+            "or use the run's final/ export"
+        )
+    raise UsageError(f"{checkpoint}: holds no model weights (model.safetensors or an FSDP checkpoint)")
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """`hfssl export`: turn a training checkpoint (or a run directory's latest) into a loadable model."""
     from hfssl.pretrain import STATE_FILE, find_checkpoint
@@ -337,34 +385,18 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     )
     import hfssl.heads  # noqa: F401  (registers the masked-prediction heads' config with AutoConfig)
 
-    config = AutoConfig.from_pretrained(run_dir / "model_config")
     speech = isinstance(cfg, SpeechPretrainConfig)
-    if speech:
-        from hfssl.speech import Contrastive, MaskedPrediction, feature_extractor
-
-        model = AutoModelForPreTraining.from_config(config)
-        contrastive = cfg.objective.name == "contrastive"
-        objective = Contrastive(model, cfg.objective) if contrastive else MaskedPrediction(model)
-    else:
-        from hfssl.model import MaskedLM
-
-        if not (run_dir / "tokenizer").exists():
-            raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks tokenizer; is this an hfssl checkpoint?")
-        model = AutoModelForMaskedLM.from_config(config)
-        objective = MaskedLM(model)
-    weights = load_file(str(checkpoint / "model.safetensors"))
-    missing, unexpected = objective.load_state_dict(weights, strict=False)
-    tied = {f"model.{k}" for k in getattr(model, "_tied_weights_keys", None) or {}}
-    if unexpected or set(missing) - tied:
-        raise UsageError(
-            f"{checkpoint}: weights do not match the run's model (missing {missing}, unexpected {unexpected})"
-        )
-    model.tie_weights()
+    if not speech and not (run_dir / "tokenizer").exists():
+        raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks tokenizer; is this an hfssl checkpoint?")
+    objective, model = build_objective(cfg, AutoConfig.from_pretrained(run_dir / "model_config"))
+    load_weights(objective, model, checkpoint_weights(checkpoint), str(checkpoint))
     state = json.loads((checkpoint / STATE_FILE).read_text())
     final = state["evals"][-1] if state.get("evals") else {}
     metrics = {"steps": state["step"], **{f"eval_{k}": v for k, v in final.items() if k != "step"}}
     if speech:
         metrics["audio_seconds_seen"] = state.get("audio_seconds_seen", 0.0)
+        from hfssl.speech import feature_extractor
+
         return export_speech(model, feature_extractor(cfg.data), Path(out_dir), cfg, metrics)
     metrics["tokens_seen"] = state.get("tokens_seen", 0)
     return export_model(model, AutoTokenizer.from_pretrained(run_dir / "tokenizer"), Path(out_dir), cfg, metrics)

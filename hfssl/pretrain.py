@@ -44,7 +44,7 @@ from hfssl.data.labelled import load_labelled
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import TrainingStopped, UsageError
-from hfssl.export import export_model
+from hfssl.export import build_objective, export_model, load_weights
 from hfssl.io import atomic_dir, write_json, write_text
 from hfssl.model import MaskedLM, build_model, check_positions
 from hfssl.probe import probe
@@ -126,6 +126,37 @@ def shards_weights(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin.zero_stage == 3
 
 
+def transformer_layers(model: torch.nn.Module) -> list[str]:
+    """Class names of the model's transformer layers: the elements of module lists whose members hold attention."""
+    names = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module):
+            if any("attn" in name or "attention" in name for name, _ in module[0].named_children()):
+                names.add(type(module[0]).__name__)
+    return sorted(names)
+
+
+def check_fsdp_units(accelerator: Accelerator, objective: torch.nn.Module) -> None:
+    """FSDP shards each transformer layer as its own unit. The layer classes an accelerate config names must be
+    the model's; where it names none, hfssl names the model's own, so one config serves every architecture."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return
+    plugin = accelerator.state.fsdp_plugin
+    if getattr(plugin.auto_wrap_policy, "__name__", None) != "transformer_auto_wrap_policy":
+        return
+    layers = transformer_layers(objective)
+    if not plugin.transformer_cls_names_to_wrap:
+        plugin.transformer_cls_names_to_wrap = layers
+        return
+    present = {type(m).__name__ for m in objective.modules()}
+    absent = [name for name in plugin.transformer_cls_names_to_wrap if name not in present]
+    if absent:
+        raise UsageError(
+            f"fsdp_transformer_layer_cls_to_wrap: {', '.join(absent)} is not a module of this model, whose "
+            f"transformer layers are {', '.join(layers)}; leave the option out and hfssl names them"
+        )
+
+
 def make_accelerator(t: TrainArgs, run_dir: Path) -> Accelerator:
     """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs."""
     launched = launched_processes()
@@ -145,12 +176,6 @@ def make_accelerator(t: TrainArgs, run_dir: Path) -> Accelerator:
     warning = single_process_warning(accelerator.num_processes, launched)
     if warning is not None:
         logger.warning(warning)
-    if shards_weights(accelerator):
-        raise UsageError(
-            "FSDP and DeepSpeed ZeRO-3 leave each process a shard of the weights, and hfssl evaluates, probes and "
-            "exports from one process's copy; use DDP (recipes/accelerate/multi-gpu.yml) or DeepSpeed ZeRO-2 "
-            "(recipes/accelerate/deepspeed-zero2.yml)"
-        )
     return accelerator
 
 
@@ -266,42 +291,63 @@ class Setup:
     the device itself."""
 
 
-class ShardedBatches:
-    """Every `world`-th batch from `rank` on: each process evaluates different batches and none twice."""
-
-    def __init__(self, batches: list[list[int]], rank: int, world: int):
-        self.batches = batches[rank::world]
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 @torch.no_grad()
 def evaluate(objective, setup: Setup, accelerator: Accelerator, max_batches: int | None) -> dict:
     """The objective's evaluation metrics from per-example sums, added up across processes.
 
-    The evaluation collator is reseeded first, so every evaluation masks the same positions. The unwrapped model
-    runs here, so processes with fewer batches than others never wait on a collective inside forward."""
+    The evaluation collator is reseeded first, so every evaluation masks the same positions. Where every process
+    holds all the weights, the unwrapped model runs, so a process with fewer batches than others never waits on a
+    collective inside forward. Where each holds a shard (FSDP, ZeRO-3), forward gathers the weights, a collective
+    all must join: each process runs the wrapped model equally often, repeating a batch whose sums it drops."""
     raw = accelerator.unwrap_model(objective)
-    raw.eval()
+    sharded = shards_weights(accelerator)
+    model = objective if sharded else raw
+    model.eval()
     setup.eval_collator.reset()
     batches = setup.eval_batches[:max_batches] if max_batches is not None else setup.eval_batches
-    loader = DataLoader(
-        setup.eval_set,
-        batch_sampler=ShardedBatches(batches, accelerator.process_index, accelerator.num_processes),
-        collate_fn=setup.eval_collator,
-    )
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    rounds = -(-len(batches) // accelerator.num_processes) if sharded else len(mine)
+    padded = mine + [batches[0]] * (rounds - len(mine))
+    loader = DataLoader(setup.eval_set, batch_sampler=padded, collate_fn=setup.eval_collator)
     totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
-    for batch in loader:
-        out = raw(**{k: v.to(accelerator.device) for k, v in batch.items()})
-        totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
+    for i, batch in enumerate(loader):
+        out = model(**{k: v.to(accelerator.device) for k, v in batch.items()})
+        if i < len(mine):
+            totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
     # Every process joins the reduction, including one that had no batch to evaluate.
     totals = accelerator.reduce(totals, "sum")
-    raw.train()
+    model.train()
     return raw.summarise(dict(zip(raw.stat_names, totals.tolist(), strict=True)))
+
+
+class WholeWeights:
+    """The trained objective with every weight in place, on the main process (None on the others), for the probe
+    and the export.
+
+    Under DDP or ZeRO-1/2 every process holds all the weights, and this is the trained module itself. Under FSDP or
+    ZeRO-3 each holds a shard: every process must call this, as it gathers the full state dict (a collective),
+    which the main process loads into a copy built once from the model's config, on its device."""
+
+    def __init__(self, accelerator: Accelerator, objective: torch.nn.Module, cfg, model_config):
+        self.accelerator = accelerator
+        self.objective = objective
+        self.cfg = cfg
+        self.model_config = model_config
+        self.copy: tuple[torch.nn.Module, PreTrainedModel] | None = None
+
+    def __call__(self) -> torch.nn.Module | None:
+        accelerator = self.accelerator
+        if not shards_weights(accelerator):
+            return accelerator.unwrap_model(self.objective) if accelerator.is_main_process else None
+        weights = accelerator.get_state_dict(self.objective)
+        if not accelerator.is_main_process:
+            return None
+        if self.copy is None:
+            with torch.random.fork_rng(devices=[]):  # its random init must not move the run's random stream
+                objective, model = build_objective(self.cfg, self.model_config)
+            self.copy = objective.to(accelerator.device), model
+        load_weights(*self.copy, weights, "the weights gathered from the processes' shards")
+        return self.copy[0]
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
@@ -434,6 +480,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         eps=t.adam_eps,
         fused=torch.cuda.is_available() or None,
     )
+    check_fsdp_units(accelerator, objective)
     if setup.prepare_train_loader:
         # In one call with the model: DeepSpeed takes its micro-batch size from the loader.
         objective, optimizer, train_loader = accelerator.prepare(objective, optimizer, setup.train_loader)
@@ -441,6 +488,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         objective, optimizer = accelerator.prepare(objective, optimizer)
         train_loader = setup.train_loader
     raw = accelerator.unwrap_model(objective)
+    whole_weights = WholeWeights(accelerator, objective, cfg, setup.model.config)
     steps_per_epoch = None if setup.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
@@ -570,8 +618,9 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 logger.info("step %d: eval %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
             if setup.probe is not None and (step % t.probe_every == 0 or step == total_steps):
+                whole = whole_weights()
                 if accelerator.is_main_process:
-                    scores = setup.probe(raw)
+                    scores = setup.probe(whole)
                     state.setdefault("probes", []).append({"step": step, "accuracy": scores["accuracy"]})
                     accelerator.log({"probe/accuracy": scores["accuracy"], "probe/f1": scores["f1"]}, step=step)
                     logger.info("step %d: probe accuracy %.3f", step, scores["accuracy"])
@@ -598,7 +647,17 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
             "units_per_step": accelerator.reduce(local_units, "sum").item() / stop,
         }
         result = report(
-            cfg, setup, accelerator, objective, optimizer, scheduler, total_steps, steps_per_epoch, timing, work_dir
+            cfg,
+            setup,
+            accelerator,
+            objective,
+            whole_weights,
+            optimizer,
+            scheduler,
+            total_steps,
+            steps_per_epoch,
+            timing,
+            work_dir,
         )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -619,8 +678,9 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }
+    whole = whole_weights()
     if accelerator.is_main_process:
-        setup.export(raw, run_dir / "final", metrics)
+        setup.export(whole, run_dir / "final", metrics)
         write_json(run_dir / "metrics.json", metrics)
     # Last: ending the run also ends the process group, which the barrier before it still needs.
     accelerator.wait_for_everyone()

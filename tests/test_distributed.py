@@ -41,6 +41,7 @@ TINY = {
     "train.keep_last": "5",
     "train.eval_batches": "4",
     "train.probe_every": "null",
+    "model.dropout": "0.1",  # so that a run's random stream matters to its result
 }
 OPTIONS = [item for key, value in TINY.items() for item in (f"--{key}", value)]
 ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yml"))
@@ -264,9 +265,8 @@ def test_accelerate_cpu_launch_warns_that_it_runs_one_process(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["num_processes"] == 1
 
 
-def test_sharded_weights_are_refused():
-    """Under FSDP and ZeRO-3 one process's copy of the weights is a shard, which hfssl's evaluation, probes and export
-    cannot use yet; DDP and ZeRO-2 keep whole weights in every process."""
+def test_which_configurations_shard_weights():
+    """FSDP and ZeRO-3 leave each process a shard of the weights; DDP and ZeRO-2 keep them whole in every process."""
 
     def accelerator(kind, zero_stage=None):
         plugin = SimpleNamespace(zero_stage=zero_stage) if zero_stage else None
@@ -277,6 +277,93 @@ def test_sharded_weights_are_refused():
     assert not shards_weights(accelerator(DistributedType.DEEPSPEED, zero_stage=2))
     assert not shards_weights(accelerator(DistributedType.MULTI_GPU))
     assert not shards_weights(accelerator(DistributedType.MULTI_CPU))
+
+
+# --------------------------------------------------------------------------- FSDP (FSDP2 on CPU processes)
+
+FSDP = ROOT / "recipes" / "accelerate" / "fsdp.yml"
+FSDP_ON_CPU = ROOT / "tests" / "fsdp_cpu.py"
+
+
+def fsdp_launch(out: Path, *extra, check: bool = True) -> subprocess.CompletedProcess:
+    """The tiny text recipe under recipes/accelerate/fsdp.yml in 2 CPU processes, probing every 4 steps."""
+    return accelerate_launch(
+        "--config_file", FSDP, "--num_processes", "2", "--main_process_port", "0", FSDP_ON_CPU,
+        "pretrain", RECIPE, *OPTIONS, "--train.probe_every", "4", "--train.output_dir", out, *extra, check=check,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fsdp") / "mlm"
+    fsdp_launch(out)
+    return out
+
+
+def weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= atol, f"weights differ by up to {worst}"
+
+
+def test_fsdp_trains_as_ddp_does(fsdp_run, two_process_run):
+    """Sharded, the run evaluates in lockstep, probes and exports from the gathered weights, and ends with the
+    weights DDP ends with (its probes do not move the random stream that dropout draws from)."""
+    ddp, _ = two_process_run
+    sharded = json.loads((fsdp_run / "metrics.json").read_text())
+    whole = json.loads((ddp / "metrics.json").read_text())
+    assert sharded["num_processes"] == 2
+    checkpoint = fsdp_run / "checkpoints" / "step-0000008"
+    assert (checkpoint / "pytorch_model_fsdp_0").is_dir() and not (checkpoint / "model.safetensors").exists()
+    assert [p["step"] for p in sharded["probes"]] == [4, 8] and whole["probes"] == []
+    assert all(0.0 < p["accuracy"] <= 1.0 for p in sharded["probes"])
+    for a, b in zip(sharded["evals"], whole["evals"], strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+    assert_same_weights(weights(fsdp_run / "final"), weights(ddp / "final"), atol=1e-5)
+
+
+def test_fsdp_checkpoint_exports_and_resumes(fsdp_run, tmp_path):
+    """`hfssl export` merges a sharded checkpoint into the weights the run exported; a run resumed from the step-4
+    checkpoint ends with them too."""
+    exported = tmp_path / "export"
+    run([sys.executable, "-m", "hfssl", "export", fsdp_run / "checkpoints" / "step-0000008", exported])
+    final = weights(fsdp_run / "final")
+    assert_same_weights(weights(exported), final, atol=0.0)
+
+    stopped = tmp_path / "mlm"
+    shutil.copytree(fsdp_run, stopped)
+    shutil.rmtree(stopped / "checkpoints" / "step-0000008")
+    shutil.rmtree(stopped / "final")
+    done = fsdp_launch(stopped, "--resume")
+    assert "step-0000004" in done.stderr
+    assert_same_weights(weights(stopped / "final"), final, atol=0.0)
+
+
+def test_fsdp_layer_class_not_in_the_model():
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    from hfssl.errors import UsageError
+    from hfssl.model import MaskedLM
+    from hfssl.pretrain import check_fsdp_units
+
+    def accelerator(names):
+        plugin = SimpleNamespace(auto_wrap_policy=transformer_auto_wrap_policy, transformer_cls_names_to_wrap=names)
+        return SimpleNamespace(distributed_type=DistributedType.FSDP, state=SimpleNamespace(fsdp_plugin=plugin))
+
+    objective = MaskedLM(text_model("modernbert"))
+    with pytest.raises(UsageError) as err:
+        check_fsdp_units(accelerator(["ModernBertEncoderLayer", "BertLayer"]), objective)
+    assert str(err.value).startswith("fsdp_transformer_layer_cls_to_wrap: BertLayer is not a module of this model")
+    assert "transformer layers are ModernBertEncoderLayer" in str(err.value)
+    named = accelerator(None)  # none named: hfssl names the model's own
+    check_fsdp_units(named, objective)
+    assert named.state.fsdp_plugin.transformer_cls_names_to_wrap == ["ModernBertEncoderLayer"]
 
 
 def test_accelerate_configs_found():
@@ -307,11 +394,10 @@ def test_accelerate_config_loads(path):
         assert config.main_process_ip and config.main_process_port and config.machine_rank == 0
     if kind == DistributedType.FSDP:
         fsdp = config.fsdp_config
-        assert fsdp["fsdp_sharding_strategy"] == "FULL_SHARD"
+        assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_reshard_after_forward"] is True  # FULL_SHARD
         assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
         assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
-        assert fsdp["fsdp_use_orig_params"] is True
-        assert fsdp["fsdp_transformer_layer_cls_to_wrap"] in layer_classes(first.split()[-1])
+        assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp, "left out, hfssl names the model's layer class"
     if kind == DistributedType.DEEPSPEED:
         ds = config.deepspeed_config
         assert ds["zero_stage"] in (2, 3)
@@ -321,24 +407,48 @@ def test_accelerate_config_loads(path):
             assert ds["zero3_save_16bit_model"] is True
 
 
-def layer_classes(recipe: str) -> set[str]:
-    """The module classes of the model a recipe builds."""
+def text_model(arch: str):
     from hfssl import config as config_lib
     from hfssl.config import PretrainConfig
     from hfssl.model import build_model
 
-    small = {
-        "model.num_layers": "1",
-        "model.hidden_size": "64",
-        "model.num_heads": "2",
-        "model.intermediate_size": "64",
-    }
-    cfg = config_lib.load(PretrainConfig, ROOT / recipe, small)  # the classes are the same at any size
+    small = {"model.arch": arch, "model.num_layers": "2", "model.hidden_size": "32", "model.num_heads": "2"}
+    cfg = config_lib.load(PretrainConfig, RECIPE, small)
 
     class Tokenizer:  # what build_model reads from a tokenizer
         pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = 0, 2, 3, 2, 3
 
         def __len__(self):
-            return cfg.tokenizer.vocab_size
+            return 100
 
-    return {type(m).__name__ for m in build_model(cfg.model, Tokenizer()).modules()}
+    return build_model(cfg.model, Tokenizer())
+
+
+def speech_model(arch: str, **fields):
+    from transformers import AutoConfig, AutoModelForPreTraining
+
+    config = AutoConfig.for_model(
+        arch, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32, 32), conv_stride=(5, 2), conv_kernel=(10, 3), codevector_dim=16, proj_codevector_dim=16,
+        num_codevectors_per_group=8, **fields,
+    )  # fmt: skip
+    return AutoModelForPreTraining.from_config(config)
+
+
+@pytest.mark.parametrize(
+    "build, layer",
+    [
+        (lambda: text_model("modernbert"), "ModernBertEncoderLayer"),
+        (lambda: text_model("bert"), "BertLayer"),
+        (lambda: text_model("roberta"), "RobertaLayer"),
+        (lambda: speech_model("wav2vec2", do_stable_layer_norm=True), "Wav2Vec2EncoderLayerStableLayerNorm"),
+        (lambda: speech_model("wav2vec2", do_stable_layer_norm=False), "Wav2Vec2EncoderLayer"),
+        (lambda: speech_model("wav2vec2-conformer"), "Wav2Vec2ConformerEncoderLayer"),
+    ],
+    ids=["modernbert", "bert", "roberta", "wav2vec2-stable", "wav2vec2", "conformer"],
+)
+def test_fsdp_units_are_the_transformer_layers(build, layer):
+    """hfssl names the layer class FSDP shards as a unit: the transformer layer, not a conv block or the model."""
+    from hfssl.pretrain import transformer_layers
+
+    assert transformer_layers(build()) == [layer]

@@ -141,6 +141,26 @@ def test_export_command_reproduces_final(trained, tmp_path):
     assert (tmp_path / "exported" / "README.md").is_file()
 
 
+def test_export_of_a_checkpoint_without_readable_weights(trained, tmp_path):
+    """A DeepSpeed checkpoint (its weights in pytorch_model/) or one with no weights: one line, nothing written."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("final", "logs"))
+    checkpoint = run / "checkpoints" / "step-0000040"
+    (checkpoint / "model.safetensors").unlink()
+    done = hfssl("export", checkpoint, tmp_path / "none", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("holds no model weights (model.safetensors or an FSDP checkpoint)")
+    )
+    (checkpoint / "pytorch_model").mkdir()
+    done = hfssl("export", checkpoint, tmp_path / "deepspeed", check=False)
+    assert done.returncode == 2 and "a DeepSpeed checkpoint" in done.stderr.strip().splitlines()[-1]
+    assert "zero_to_fp32.py" in done.stderr
+    assert not (tmp_path / "none").exists() and not (tmp_path / "deepspeed").exists()
+
+
 def wait_for_checkpoint(process: subprocess.Popen, checkpoints: Path, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
