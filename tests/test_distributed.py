@@ -330,7 +330,7 @@ def test_fsdp_trains_as_ddp_does(fsdp_run, two_process_run):
 
 def test_fsdp_checkpoint_exports_and_resumes(fsdp_run, tmp_path):
     """`hfssl export` merges a sharded checkpoint into the weights the run exported; a run resumed from the step-4
-    checkpoint ends with them too."""
+    checkpoint ends with them too, also when its processes have unequal shares of the evaluation batches."""
     exported = tmp_path / "export"
     run([sys.executable, "-m", "hfssl", "export", fsdp_run / "checkpoints" / "step-0000008", exported])
     final = weights(fsdp_run / "final")
@@ -340,8 +340,11 @@ def test_fsdp_checkpoint_exports_and_resumes(fsdp_run, tmp_path):
     shutil.copytree(fsdp_run, stopped)
     shutil.rmtree(stopped / "checkpoints" / "step-0000008")
     shutil.rmtree(stopped / "final")
-    done = fsdp_launch(stopped, "--resume")
+    # 3 evaluation batches: one process has a batch fewer, and evaluates one twice to keep step with the other.
+    done = fsdp_launch(stopped, "--resume", "--train.eval_batches", "3")
     assert "step-0000004" in done.stderr
+    evals = json.loads((stopped / "metrics.json").read_text())["evals"]
+    assert [e["step"] for e in evals] == [0, 4, 8] and math.isfinite(evals[-1]["loss"])
     assert_same_weights(weights(stopped / "final"), final, atol=0.0)
 
 
