@@ -307,7 +307,7 @@ def evaluate(objective, setup: Setup, accelerator: Accelerator, max_batches: int
     batches = setup.eval_batches[:max_batches] if max_batches is not None else setup.eval_batches
     mine = batches[accelerator.process_index :: accelerator.num_processes]
     rounds = -(-len(batches) // accelerator.num_processes) if sharded else len(mine)
-    padded = mine + [batches[0]] * (rounds - len(mine))
+    padded = mine + batches[:1] * (rounds - len(mine))
     loader = DataLoader(setup.eval_set, batch_sampler=padded, collate_fn=setup.eval_collator)
     totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
     for i, batch in enumerate(loader):
