@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.utils import broadcast_object_list
 
 from hfssl.config import SpeechPretrainConfig
 
@@ -86,7 +85,7 @@ def report(
         setup.probe(whole)
         probe_seconds = time.perf_counter() - start
 
-    model = broadcast_object_list([tensor_bytes(whole.state_dict().values()) if whole is not None else 0])[0]
+    model = tensor_bytes(whole.state_dict().values()) if whole is not None else 0  # main process, as export_bytes
     moments = tensor_bytes(v for state in optimizer.state_dict()["state"].values() for v in state.values())
     if shards_weights(accelerator):  # each process holds, and saves, its shard of the optimizer's moments
         moments = int(accelerator.reduce(torch.tensor(moments, device=accelerator.device), "sum").item())

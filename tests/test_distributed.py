@@ -18,6 +18,7 @@ import yaml
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 from accelerate.commands.launch import launch_command_parser
 from accelerate.utils import ComputeEnvironment, DistributedType
+from conftest import stop_after
 from transformers import get_scheduler
 
 from hfssl.pretrain import shards_weights
@@ -146,9 +147,7 @@ def test_resume_in_two_processes_continues_exactly(two_process_run, tmp_path):
     out, _ = two_process_run
     stopped = tmp_path / "mlm"
     shutil.copytree(out, stopped)
-    shutil.rmtree(stopped / "checkpoints" / "step-0000008")
-    shutil.rmtree(stopped / "final")
-    (stopped / "metrics.json").unlink()
+    stop_after(stopped, 4)
 
     done = accelerate_launch(
         "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
@@ -237,13 +236,10 @@ def test_streamed_corpus_in_two_processes_resumes_exactly(tmp_path):
     ]  # fmt: skip
     run = tmp_path / "mlm"
     torchrun("-m", "hfssl", "pretrain", RECIPE, *streamed, "--train.output_dir", run)
-    full = json.loads((run / "metrics.json").read_text())
     state = json.loads((run / "checkpoints" / "step-0000003" / "trainer_state.json").read_text())
     assert [len(position["roles"]) for position in state["streams"]] == [2, 2]
     assert [position["next"] for position in state["streams"]] == [1, 1], "3 batches in, each second worker is due"
-    shutil.rmtree(run / "checkpoints" / "step-0000006")
-    shutil.rmtree(run / "final")
-    (run / "metrics.json").unlink()
+    full = stop_after(run, 3)
     done = torchrun("-m", "hfssl", "pretrain", RECIPE, *streamed, "--train.output_dir", run, "--resume")
     assert "resumed from" in done.stderr and "step-0000003" in done.stderr
     resumed = json.loads((run / "metrics.json").read_text())
@@ -338,8 +334,7 @@ def test_fsdp_checkpoint_exports_and_resumes(fsdp_run, tmp_path):
 
     stopped = tmp_path / "mlm"
     shutil.copytree(fsdp_run, stopped)
-    shutil.rmtree(stopped / "checkpoints" / "step-0000008")
-    shutil.rmtree(stopped / "final")
+    stop_after(stopped, 4)
     # 3 evaluation batches: one process has a batch fewer, and evaluates one twice to keep step with the other.
     done = fsdp_launch(stopped, "--resume", "--train.eval_batches", "3")
     assert "step-0000004" in done.stderr
