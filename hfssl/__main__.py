@@ -77,20 +77,28 @@ def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
+    from hfssl.objectives import objective_name, pretrain_schema
+
     given = {**overrides(args, PretrainConfig), **overrides(args, SpeechPretrainConfig)}
-    schema = config_lib.pretrain_schema(config_lib.read_recipe(args.recipe), given)
+    values = config_lib.read_recipe(args.recipe)
+    schema = pretrain_schema(values, given)
     unknown = sorted(set(given) - set(overrides(args, schema)))
     if unknown:
         kind = "speech" if schema is SpeechPretrainConfig else "text"
-        raise UsageError(f"--{unknown[0]} is not a setting of {kind} pretraining (the recipe's model.arch decides)")
+        raise UsageError(
+            f"--{unknown[0]} is not a setting of {kind} pretraining, which objective "
+            f"{objective_name(values, given)} is (objective.name, or else model.arch, decides)"
+        )
     cfg = config_lib.load(schema, args.recipe, given)
+    if args.dry_run and args.resume:
+        raise UsageError("--dry-run estimates a run from its start; leave out --resume")
     from hfssl.hub import check_can_push, push_final
     from hfssl.pretrain import pretrain
 
     if args.dry_run:
-        from hfssl.dry_run import format_report
+        from hfssl.dry_run import dry_run, format_report
 
-        result = pretrain(cfg, resume=args.resume, dry_run=True)
+        result = dry_run(cfg)
         if first_process():
             print(f"dry run of {args.recipe}:\n{format_report(result)}")
         return
@@ -120,8 +128,7 @@ def run_tokenizer_train(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
     from hfssl.io import atomic_dir
-    from hfssl.pretrain import CorpusTexts
-    from hfssl.tokenizer import train_tokenizer
+    from hfssl.tokenizer import CorpusTexts, train_tokenizer
 
     corpus, _ = load_corpus(cfg.data)
     tokenizer = train_tokenizer(
@@ -219,6 +226,23 @@ def run_push(args: argparse.Namespace) -> None:
     print(f"pushed {args.folder} to {args.repo_id}: {url}")
 
 
+COMMANDS = {
+    "pretrain": run_pretrain,
+    "hubert-targets": run_hubert_targets,
+    "tokenizer train": run_tokenizer_train,
+    "finetune": run_finetune,
+    "probe": run_probe,
+    "label-efficiency": run_label_efficiency,
+    "export": run_export,
+    "push": run_push,
+}
+
+
+def command(args: argparse.Namespace) -> str:
+    """The `COMMANDS` key of the parsed command line: the subcommand, and the tokenizer's action after it."""
+    return " ".join(part for part in (args.command, getattr(args, "tokenizer_command", None)) if part)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -226,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "pretrain",
         help="pretrain a text or speech encoder from a recipe",
-        description="Pretrain a text encoder (masked LM) or a speech encoder (masked prediction); a speech "
-        "model.arch in the recipe selects speech. Speech-only settings are listed as 'speech ...' groups.",
+        description="Pretrain a text encoder (masked LM) or a speech encoder (masked prediction); the recipe's "
+        "objective.name selects the objective, or else a speech model.arch selects speech. Speech-only settings are "
+        "listed as 'speech ...' groups.",
     )
     p.add_argument("recipe", help="YAML recipe (a path, or a shipped recipe name such as text/mlm-tiny)")
     p.add_argument(
@@ -246,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_schema_arguments(p, PretrainConfig)
     add_schema_arguments(p, SpeechPretrainConfig, prefix="speech ")
-    p.set_defaults(func=run_pretrain)
 
     p = commands.add_parser(
         "hubert-targets",
@@ -258,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="YAML speech recipe (a path, or a shipped recipe name)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the targets when the directory exists")
     add_schema_arguments(p, SpeechPretrainConfig)
-    p.set_defaults(func=run_hubert_targets)
 
     p = commands.add_parser("tokenizer", help="tokenizer tools")
     tok_commands = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
@@ -266,27 +289,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("recipe", nargs="?", default=None, help="optional YAML recipe with data: and tokenizer: sections")
     t.add_argument("--out", required=True, help="directory to save the tokenizer to")
     add_schema_arguments(t, TokenizerTrainConfig)
-    t.set_defaults(func=run_tokenizer_train)
 
-    for name, schema, func, text in (
-        ("finetune", FinetuneConfig, run_finetune, "fine-tune a classifier with the Trainer API"),
-        ("probe", ProbeConfig, run_probe, "score frozen features with a linear probe"),
+    for name, schema, text in (
+        ("finetune", FinetuneConfig, "fine-tune a classifier with the Trainer API"),
+        ("probe", ProbeConfig, "score frozen features with a linear probe"),
         (
             "label-efficiency",
             LabelEfficiencyConfig,
-            run_label_efficiency,
             "pretrained vs from scratch at several label fractions: table, plot, model-card section",
         ),
     ):
         p = commands.add_parser(name, help=text)
         p.add_argument("recipe", nargs="?", default=None, help="YAML recipe (a path or a shipped recipe name)")
         add_schema_arguments(p, schema)
-        p.set_defaults(func=func)
 
     p = commands.add_parser("export", help="export a training checkpoint as a from_pretrained-loadable model")
     p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")
     p.add_argument("out", help="output directory")
-    p.set_defaults(func=run_export)
     p = commands.add_parser("push", help="upload an exported model to the Hugging Face Hub")
     p.add_argument("folder", help="an exported model directory (a run's final/, or `hfssl export` output)")
     p.add_argument("--repo-id", required=True, help="Hub repository, owner/name or name")
@@ -296,7 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--include-training-state", action="store_true", help="upload checkpoints and optimizer state as well"
     )
-    p.set_defaults(func=run_push)
     return parser
 
 
@@ -316,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
 
     disable_progress_bar()
     try:
-        args.func(args)
+        COMMANDS[command(args)](args)
     except UsageError as err:
         print(f"hfssl: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -155,7 +155,7 @@ class TrainArgs:
     eval_batches: int | None = arg(50, "validation batches per evaluation (empty: all)")
     eval_batch_size: int | None = arg(None, "sequences per device in evaluation (empty: batch_size)")
     probe_every: int | None = arg(
-        None, "every N steps, probe frozen features on labelled data and log its accuracy (empty: never)"
+        None, "every N steps, probe frozen features on labelled data and log its accuracy (empty or 0: never)"
     )
     probe_data: str = arg(
         "synthetic",
@@ -178,7 +178,7 @@ class TrainArgs:
         _check(self.max_steps is not None or self.epochs is not None, "train.max_steps", "set max_steps or epochs")
         for name in ("batch_size", "grad_accum", "eval_every", "save_every", "keep_last", "log_every"):
             _check(getattr(self, name) > 0, f"train.{name}", f"must be positive, got {getattr(self, name)}")
-        _check(self.probe_every is None or self.probe_every > 0, "train.probe_every", "must be positive")
+        _check(self.probe_every is None or self.probe_every >= 0, "train.probe_every", "must not be negative")
         _check(self.probe_examples >= 20, "train.probe_examples", "must be at least 20")
         _check(self.lr > 0, "train.lr", "must be positive")
         _check(self.weight_decay >= 0, "train.weight_decay", "must be non-negative")
@@ -223,8 +223,14 @@ class HubArgs:
 
 
 @dataclass
+class TextObjectiveArgs:
+    name: Literal["mlm"] = arg("mlm", "mlm: masked language modelling (predict the tokens the masking section hides)")
+
+
+@dataclass
 class PretrainConfig:
     model: ModelArgs = field(default_factory=ModelArgs)
+    objective: TextObjectiveArgs = field(default_factory=TextObjectiveArgs)
     tokenizer: TokenizerArgs = field(default_factory=TokenizerArgs)
     data: DataArgs = field(default_factory=DataArgs)
     masking: MaskingArgs = field(default_factory=MaskingArgs)
@@ -234,7 +240,6 @@ class PretrainConfig:
 
 
 SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio")
-SPEECH_OBJECTIVES = ("contrastive", "hubert", "best-rq", "reconstruction")
 
 
 @dataclass
@@ -353,8 +358,8 @@ class ObjectiveArgs:
     mel_bins: int = arg(80, "best-rq, reconstruction: log-mel bins per 10 ms frame (stacked to the encoder's rate)")
     feature_mask_prob: float = arg(
         0.0,
-        "reconstruction (any objective): chance of masking each encoder feature channel too (SpecAugment's "
-        "frequency masks, on the projected features)",
+        "any objective: chance of masking each encoder feature channel too (SpecAugment's frequency masks, on the "
+        "projected features)",
     )
 
     def __post_init__(self):
@@ -712,7 +717,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not valid YAML ({first_line(err)})") from None
     return values or {}
 
 
@@ -754,22 +759,6 @@ def load(schema: type, recipe: str | Path | None, overrides: dict[str, str] | No
     for dotted, raw in (overrides or {}).items():
         apply_override(values, schema, dotted, raw)
     return build(schema, values, source)
-
-
-def pretrain_schema(values: dict[str, Any], overrides: dict[str, str] | None = None) -> type:
-    """Text or speech pretraining, by the recipe's `model.arch` (a speech architecture, or an `objective:` section,
-    means speech)."""
-    arch = (overrides or {}).get("model.arch")
-    if arch is None and isinstance(values, dict) and isinstance(values.get("model"), dict):
-        arch = values["model"].get("arch")
-    if arch in SPEECH_ARCHS or (arch is None and isinstance(values, dict) and "objective" in values):
-        return SpeechPretrainConfig
-    return PretrainConfig
-
-
-def load_pretrain(recipe: str | Path, overrides: dict[str, str] | None = None) -> Any:
-    """A pretraining recipe -> `PretrainConfig` (text) or `SpeechPretrainConfig` (speech)."""
-    return load(pretrain_schema(read_recipe(recipe), overrides), recipe, overrides)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -1,18 +1,24 @@
 """`hfssl pretrain RECIPE --dry-run`: what a run will read, how long it will take and what it will write, from the
-real setup and a few timed optimizer steps (`pretrain(cfg, dry_run=True)` calls `report` after them)."""
+real setup and a few timed optimizer steps of the real loop."""
 
 from __future__ import annotations
 
 import math
 import pickle
 import random
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from hfssl.config import SpeechPretrainConfig
+from hfssl import pretrain
+from hfssl.checkpoint import has_checkpoints
+from hfssl.distributed import evaluate, shards_weights, synced_clock
+
+DRY_RUN_WARMUP, DRY_RUN_TIMED = 3, 5
 
 
 def tensor_bytes(tensors) -> int:
@@ -32,74 +38,86 @@ def times(total_steps: int, every: int | None) -> int:
     return total_steps // every + (total_steps % every != 0)
 
 
-def report(
-    cfg,
-    setup,
-    accelerator,
-    objective,
-    whole_weights,
-    optimizer,
-    scheduler,
-    total_steps,
-    steps_per_epoch,
-    timing,
-    work_dir: Path,
-) -> dict:
+def dry_run(cfg) -> dict:
+    """`hfssl pretrain --dry-run`: set the run up in a scratch directory, fit to the warm-up, start the clock, fit
+    the timed steps, and report (`report`); nothing is written to the output directory."""
+    run = pretrain.setup(cfg, scratch=True)
+    accelerator = run.accelerator
+    # The first steps pay for compilation and allocation: a few are timed after a warm-up.
+    warmup = min(DRY_RUN_WARMUP, run.total_steps - 1)
+    stop = min(run.total_steps, warmup + DRY_RUN_TIMED)
+    run.progress = tqdm(total=stop, disable=not accelerator.is_local_main_process, desc="pretrain")
+    pretrain.fit(run, warmup)
+    timed_from = synced_clock(accelerator)
+    pretrain.fit(run, stop)
+    timing = {
+        "warmup_steps": warmup,
+        "timed_steps": stop - warmup,
+        "step_seconds": (synced_clock(accelerator) - timed_from) / (stop - warmup),
+        "units_per_step": accelerator.reduce(run.local_units, "sum").item() / stop,
+    }
+    run.progress.close()
+    result = report(run, timing)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(run.work_dir, ignore_errors=True)
+    accelerator.end_training()
+    return result
+
+
+def report(run: pretrain.Run, timing: dict) -> dict:
     """The dry run's estimate of the whole run, after its timed steps.
 
     Args:
-        cfg, setup: the run's config and `Setup`.
-        accelerator, objective, optimizer, scheduler: as prepared by the loop, after the timed steps.
-        whole_weights: the loop's `WholeWeights`: the objective with all its weights, on the main process.
-        total_steps: the optimizer steps the run will take.
-        steps_per_epoch: optimizer steps per pass over the data (None for a stream).
-        timing: from the loop: `warmup_steps`, `timed_steps`, `step_seconds` (mean over the timed steps) and
-            `units_per_step` (tokens or audio seconds an optimizer step trained on, over all processes).
-        work_dir: the scratch directory the setup wrote to; the export is measured there.
+        run: the run, set up in its scratch directory (`run.work_dir`, where the export is measured).
+        timing: `warmup_steps`, `timed_steps`, `step_seconds` (mean over the timed steps) and `units_per_step`
+            (tokens or audio seconds an optimizer step trained on, over all processes).
 
     Returns:
         The report `format_report` prints; seconds, bytes and counts, plus how the data size was found.
     """
-    from hfssl.pretrain import evaluate, shards_weights
-
-    t = cfg.train
+    cfg, setup, accelerator = run.cfg, run.setup, run.accelerator
+    t, total_steps = cfg.train, run.total_steps
     data, how = setup.data_size()
-    if steps_per_epoch is not None:
-        epochs = total_steps / steps_per_epoch
+    if run.steps_per_epoch is not None:
+        epochs = total_steps / run.steps_per_epoch
     else:
         epochs = total_steps * timing["units_per_step"] / data if data else None
 
+    def evaluate_one() -> None:
+        evaluate(run.objective, accelerator, setup.eval_set, setup.eval_batches, setup.eval_collator, 1)
+
     # One evaluation batch, timed the second time (the first pays for allocating evaluation shapes).
-    evaluate(objective, setup, accelerator, 1)
+    evaluate_one()
     start = time.perf_counter()
-    evaluate(objective, setup, accelerator, 1)
+    evaluate_one()
     eval_batch_seconds = time.perf_counter() - start
     per_eval = len(setup.eval_batches) if t.eval_batches is None else min(t.eval_batches, len(setup.eval_batches))
     eval_batches = math.ceil(per_eval / accelerator.num_processes)  # each process evaluates its share
     evals = 1 + times(total_steps, t.eval_every)
     probes = times(total_steps, t.probe_every) if setup.probe is not None else 0
     probe_seconds = 0.0
-    whole = whole_weights()  # every process joins, in case the weights are sharded
+    whole = run.whole_weights()  # every process joins, in case the weights are sharded
     if probes and accelerator.is_main_process:
         start = time.perf_counter()
         setup.probe(whole)
         probe_seconds = time.perf_counter() - start
 
     model = tensor_bytes(whole.state_dict().values()) if whole is not None else 0  # main process, as export_bytes
-    moments = tensor_bytes(v for state in optimizer.state_dict()["state"].values() for v in state.values())
+    moments = tensor_bytes(v for state in run.optimizer.state_dict()["state"].values() for v in state.values())
     if shards_weights(accelerator):  # each process holds, and saves, its shard of the optimizer's moments
         moments = int(accelerator.reduce(torch.tensor(moments, device=accelerator.device), "sum").item())
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    other = len(pickle.dumps(scheduler.state_dict())) + accelerator.num_processes * len(pickle.dumps(rng))
+    other = len(pickle.dumps(run.scheduler.state_dict())) + accelerator.num_processes * len(pickle.dumps(rng))
     checkpoint = model + moments + other
     kept = min(t.keep_last, times(total_steps, t.save_every))
     export_bytes = setup_bytes = 0
     if accelerator.is_main_process:
-        setup_bytes = folder_bytes(work_dir)  # the tokenizer, or HuBERT's targets when they are built in the run
-        setup.export(whole, work_dir / "final", {"steps": total_steps, "num_processes": accelerator.num_processes})
-        export_bytes = folder_bytes(work_dir / "final")
+        setup_bytes = folder_bytes(run.work_dir)  # the tokenizer, or HuBERT's targets when they are built in the run
+        setup.export(whole, run.work_dir / "final", {"steps": total_steps, "num_processes": accelerator.num_processes})
+        export_bytes = folder_bytes(run.work_dir / "final")
 
     train_seconds = total_steps * timing["step_seconds"]
     eval_seconds = evals * eval_batches * eval_batch_seconds
@@ -109,7 +127,7 @@ def report(
         "data_how": how,
         "steps": total_steps,
         "epochs": epochs,
-        "per_step": per_step(cfg, accelerator.num_processes),
+        "per_step": per_step(setup.batch_description, t.grad_accum, accelerator.num_processes),
         "units_per_step": timing["units_per_step"],
         "warmup_steps": timing["warmup_steps"],
         "timed_steps": timing["timed_steps"],
@@ -133,18 +151,13 @@ def report(
         "setup_bytes": setup_bytes,
         "disk_bytes": kept * checkpoint + export_bytes + setup_bytes,
         "output_dir": t.output_dir,
-        "earlier_run": any((Path(t.output_dir) / "checkpoints").glob("step-*")),
+        "earlier_run": has_checkpoints(Path(t.output_dir)),
     }
 
 
-def per_step(cfg, processes: int) -> str:
-    """What one optimizer step trains on, as the config says it."""
-    t = cfg.train
-    if isinstance(cfg, SpeechPretrainConfig):
-        each = f"{cfg.data.batch_seconds:g} s of audio (padding included)"
-    else:
-        each = f"{t.batch_size} sequences of {cfg.data.seq_len} tokens"
-    return f"{each} x {t.grad_accum} accumulated x {processes} process{'es' if processes > 1 else ''}"
+def per_step(batch: str, grad_accum: int, processes: int) -> str:
+    """What one optimizer step trains on: `batch` (one micro-batch on one process) x accumulation x processes."""
+    return f"{batch} x {grad_accum} accumulated x {processes} process{'es' if processes > 1 else ''}"
 
 
 def amount(value: float, unit: str) -> str:

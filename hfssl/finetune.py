@@ -30,10 +30,10 @@ from transformers import (
     TrainingArguments,
 )
 
+from hfssl.cards import TEMPLATES, base_model, compute_rows, hub_dataset_ids, model_name
 from hfssl.config import ClassifierModelArgs, FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
-from hfssl.errors import UsageError
-from hfssl.export import base_model, compute_rows, hub_dataset_ids
+from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, write_json
 from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
 
@@ -62,7 +62,7 @@ def _load_preprocessor(cfg, auto, what: str):
         return auto.from_pretrained(name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError, TypeError) as err:
         raise UsageError(
-            f"model.name_or_path: {name} has no loadable {what} ({str(err).splitlines()[0]}); export it with its {what}"
+            f"model.name_or_path: {name} has no loadable {what} ({first_line(err)}); export it with its {what}"
         ) from None
 
 
@@ -106,7 +106,7 @@ def load_config(m: ClassifierModelArgs, **changes):
             m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code, **changes
         )
     except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({first_line(err)})") from None
 
 
 def load_backbone(m: ClassifierModelArgs, scratch: bool = False, seed: int = 0):
@@ -118,7 +118,7 @@ def load_backbone(m: ClassifierModelArgs, scratch: bool = False, seed: int = 0):
     try:
         return AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({str(err).splitlines()[0]})") from None
+        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({first_line(err)})") from None
 
 
 def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
@@ -257,7 +257,7 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         for name, value in metrics[split_name].items()
         if name in METRIC_NAMES
     ]
-    name = cfg.export.model_name or Path(cfg.training.output_dir).resolve().name
+    name = model_name(cfg.export, cfg.training.output_dir)
     card_data = ModelCardData(
         model_name=name,
         language=cfg.export.language or None,
@@ -291,10 +291,9 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         for split in ("validation", "test")
         if split in metrics
     )
-    template = Path(__file__).parent / "model_cards" / "classifier.md"
     return ModelCard.from_template(
         card_data,
-        template_path=str(template),
+        template_path=str(TEMPLATES / "classifier.md"),
         model_name=name,
         base=cfg.model.name_or_path if not cfg.model.from_scratch else "random initialisation (no pretraining)",
         arch=model.config.model_type,

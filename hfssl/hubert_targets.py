@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +31,11 @@ from tqdm.auto import tqdm
 
 from hfssl.collators.audio import frame_lengths
 from hfssl.config import SpeechPretrainConfig
-from hfssl.data.audio import AudioClips
+from hfssl.data.audio import AudioClips, load_audio
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, write_json
 from hfssl.kmeans import fit_kmeans
+from hfssl.models.speech import feature_extractor, load_config, min_clip_samples, samples_per_frame, scratch_config
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,6 @@ class HiddenFeatures:
         return out.hidden_states[self.layer][0].float().cpu()
 
 
-def samples_per_frame(config) -> int:
-    # hfssl.speech has the same one-liner; importing it here would be circular (speech prepares the targets)
-    return math.prod(config.conv_stride)
-
-
 def target_features(cfg: SpeechPretrainConfig, encoder_config, device: torch.device | str | None = None) -> Features:
     """The features `cfg.targets` asks for, checked against the encoder before any audio is read.
 
@@ -128,8 +123,6 @@ def target_features(cfg: SpeechPretrainConfig, encoder_config, device: torch.dev
         return MfccFeatures(rate, hop)
     _check_model_set(cfg)
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
-
-    from hfssl.speech import feature_extractor
 
     try:
         config = AutoConfig.from_pretrained(t.model, trust_remote_code=False)
@@ -489,16 +482,9 @@ def prepare_targets(
 
 def encoder_config(cfg: SpeechPretrainConfig):
     """The config of the encoder pretraining will build: `model.name_or_path`'s, or the preset's."""
-    from transformers import AutoConfig
-
-    from hfssl.speech import scratch_config
-
     if not cfg.model.name_or_path:
-        return scratch_config(cfg.model, cfg.objective, cfg.masking.mask_prob)
-    try:
-        config = AutoConfig.from_pretrained(cfg.model.name_or_path, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {cfg.model.name_or_path!r} ({first_line(err)})") from None
+        return scratch_config(cfg.model, cfg.masking.mask_prob)
+    config = load_config(cfg.model)
     # a pretraining checkpoint with a head keeps the encoder's config inside its own
     config = getattr(config, "backbone_config", None) or config
     if not hasattr(config, "conv_stride"):
@@ -514,9 +500,6 @@ def run_hubert_targets(cfg: SpeechPretrainConfig, overwrite: bool = False) -> st
     Returns:
         One summary line: clips, frames, clusters, inertia, seconds and where the cache is.
     """
-    from hfssl.data.audio import load_audio
-    from hfssl.speech import min_clip_samples
-
     if cfg.data.streaming:
         raise UsageError(_STREAMING)
     config = encoder_config(cfg)

@@ -1,257 +1,34 @@
-"""`hfssl pretrain`: the one Accelerate training loop. Setup, then the loop, then the export."""
+"""`hfssl pretrain`: the one Accelerate training loop, for every objective: `setup()`, then `fit()` between the steps
+that evaluate, probe or checkpoint, then `finish()` (the export). The loop never asks which objective it runs."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import (
-    DataLoaderConfiguration,
-    DistributedType,
-    ProjectConfiguration,
-    broadcast_object_list,
-    gather_object,
-    get_int_from_env,
-    set_seed,
-)
-from torch.utils.data import DataLoader
+from accelerate.utils import broadcast_object_list, gather_object, set_seed
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, PreTrainedModel, get_scheduler
+from transformers import get_scheduler
 
-from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
-from hfssl.config import (
-    LabelledDataArgs,
-    MaskingArgs,
-    PretrainConfig,
-    SpeechPretrainConfig,
-    TrainArgs,
-    dump,
-    to_dict,
-)
-from hfssl.data.labelled import load_labelled
-from hfssl.data.stream import stream_loader
-from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
+from hfssl import objectives
+from hfssl.checkpoint import find_checkpoint, has_checkpoints, read_state, save_checkpoint
+from hfssl.config import dump, to_dict
+from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
 from hfssl.errors import TrainingStopped, UsageError
-from hfssl.export import build_objective, export_model, load_weights
 from hfssl.io import atomic_dir, write_json, write_text
-from hfssl.model import MaskedLM, build_model, check_positions
-from hfssl.probe import probe
-from hfssl.tokenizer import train_tokenizer
+from hfssl.objectives.base import Setup
 
 logger = logging.getLogger(__name__)
 
-DRY_RUN_WARMUP, DRY_RUN_TIMED = 3, 5
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
-STATE_FILE = "trainer_state.json"
-
-
-def synced_clock(accelerator: Accelerator) -> float:
-    """The time once the device has finished the work queued so far."""
-    if accelerator.device.type == "cuda":
-        torch.cuda.synchronize(accelerator.device)
-    return time.perf_counter()
-
-
-def make_collator(masking: MaskingArgs, tokenizer, seed: int):
-    common = dict(
-        tokenizer=tokenizer,
-        mask_rate=masking.mask_rate,
-        replace_prob=masking.replace_prob,
-        random_prob=masking.random_prob,
-        seed=seed,
-    )
-    if masking.strategy == "whole_word":
-        return WholeWordMaskCollator(**common)
-    if masking.strategy == "span":
-        return SpanMaskCollator(**common, span_p=masking.span_p, max_span=masking.max_span)
-    return MLMCollator(**common)
-
-
-def resolve_mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
-def launched_processes() -> int:
-    """How many processes the launcher started: torchrun and `accelerate launch --multi_gpu` say so in WORLD_SIZE,
-    mpirun in its own variable."""
-    return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
-
-
-def on_cpus(launched: int) -> bool:
-    """Whether several launched processes must share the work on CPUs (gloo). Accelerate joins processes into one
-    run only over a GPU-like device or when told to use the CPU; without one it lets each process train alone."""
-    if launched < 2:
-        return False
-    return not torch.accelerator.is_available() or torch.accelerator.current_accelerator().type == "mps"
-
-
-def single_process_warning(num_processes: int, launched: int) -> str | None:
-    """One line when a launch meant for several processes trains in one. `accelerate launch --cpu --num_processes N`
-    (or `--num_processes N` without a GPU) starts a single process; it sets the rendezvous address meant for the
-    others, but no WORLD_SIZE."""
-    if num_processes > 1:
-        return None
-    if launched > 1:
-        return f"{launched} processes were launched but each trains alone; the run is not distributed"
-    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ:
-        return (
-            "accelerate launch was asked for several processes but started one, as it does with --cpu or without "
-            "several GPUs; on CPUs run torchrun --nproc_per_node N -m hfssl ... or accelerate launch --multi_gpu "
-            "--num_processes N -m hfssl ..."
-        )
-    return None
-
-
-def shards_weights(accelerator: Accelerator) -> bool:
-    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO-3)."""
-    if accelerator.distributed_type == DistributedType.FSDP:
-        return True
-    plugin = accelerator.state.deepspeed_plugin
-    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin.zero_stage == 3
-
-
-def transformer_layers(model: torch.nn.Module) -> list[str]:
-    """Class names of the model's transformer layers: the elements of module lists whose members hold attention."""
-    names = set()
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module):
-            if any("attn" in name or "attention" in name for name, _ in module[0].named_children()):
-                names.add(type(module[0]).__name__)
-    return sorted(names)
-
-
-def check_fsdp_units(accelerator: Accelerator, objective: torch.nn.Module) -> None:
-    """FSDP shards each transformer layer as its own unit. The layer classes an accelerate config names must be
-    the model's; where it names none, hfssl names the model's own, so one config serves every architecture."""
-    if accelerator.distributed_type != DistributedType.FSDP:
-        return
-    plugin = accelerator.state.fsdp_plugin
-    if getattr(plugin.auto_wrap_policy, "__name__", None) != "transformer_auto_wrap_policy":
-        return
-    layers = transformer_layers(objective)
-    if not plugin.transformer_cls_names_to_wrap:
-        plugin.transformer_cls_names_to_wrap = layers
-        return
-    present = {type(m).__name__ for m in objective.modules()}
-    absent = [name for name in plugin.transformer_cls_names_to_wrap if name not in present]
-    if absent:
-        raise UsageError(
-            f"fsdp_transformer_layer_cls_to_wrap: {', '.join(absent)} is not a module of this model, whose "
-            f"transformer layers are {', '.join(layers)}; leave the option out and hfssl names them"
-        )
-
-
-def make_accelerator(t: TrainArgs, run_dir: Path) -> Accelerator:
-    """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs."""
-    launched = launched_processes()
-    accelerator = Accelerator(
-        cpu=on_cpus(launched),
-        gradient_accumulation_steps=t.grad_accum,
-        mixed_precision=resolve_mixed_precision(t.mixed_precision),
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-        # Shuffles with seed + epoch, so a resumed run sees the same order, and every process the same permutation
-        # (each takes its share of it), whatever the global seed is when the loader is prepared.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
-        # The loop steps the schedule once per optimizer step, so warmup and length count optimizer steps for any
-        # number of processes (a prepared scheduler otherwise steps once per process on each call).
-        step_scheduler_with_optimizer=False,
-    )
-    warning = single_process_warning(accelerator.num_processes, launched)
-    if warning is not None:
-        logger.warning(warning)
-    return accelerator
-
-
-def find_checkpoint(resume: str, run_dir: Path) -> Path:
-    """The latest complete checkpoint in `resume` ('auto': the run directory), or UsageError."""
-    where = run_dir if resume == "auto" else Path(resume)
-    if (where / STATE_FILE).is_file():
-        return where
-    found = sorted((where / "checkpoints").glob("step-*/" + STATE_FILE)) + sorted(where.glob("step-*/" + STATE_FILE))
-    if not found:
-        raise UsageError(f"{where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
-    return max(found, key=lambda p: int(p.parent.name.split("-")[1])).parent
-
-
-def load_tokenizer(name_or_path: str, field: str):
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0]
-        raise UsageError(f"{field}: could not load a tokenizer from {name_or_path!r} ({reason})") from None
-
-
-def prepare_tokenizer(cfg: PretrainConfig, corpus, run_dir: Path, accelerator: Accelerator, resuming: bool):
-    """Load or train the tokenizer on the main process, save it into the run, and load that copy everywhere."""
-    saved = run_dir / "tokenizer"
-    if accelerator.is_main_process and not (resuming and saved.is_dir()):
-        if cfg.tokenizer.path:
-            tokenizer = load_tokenizer(cfg.tokenizer.path, "tokenizer.path")
-        elif cfg.model.name_or_path:
-            tokenizer = load_tokenizer(cfg.model.name_or_path, "model.name_or_path")
-        else:
-            tokenizer = train_tokenizer(
-                CorpusTexts(corpus, cfg.tokenizer.max_documents),
-                kind=cfg.tokenizer.kind,
-                vocab_size=cfg.tokenizer.vocab_size,
-                min_frequency=cfg.tokenizer.min_frequency,
-                lowercase=cfg.tokenizer.lowercase,
-                model_max_length=cfg.model.max_position_embeddings,
-            )
-        source = cfg.tokenizer.path or cfg.model.name_or_path or "the tokenizer"
-        if tokenizer.mask_token_id is None:
-            raise UsageError(f"{source}: the tokenizer has no mask token, which masked-LM pretraining needs")
-        if tokenizer.pad_token_id is None:
-            raise UsageError(f"{source}: the tokenizer has no padding token")
-        with atomic_dir(saved) as tmp:
-            tokenizer.save_pretrained(tmp)
-    accelerator.wait_for_everyone()
-    return AutoTokenizer.from_pretrained(saved)
-
-
-class CorpusTexts:
-    """The corpus' "text" column, at most `limit` documents, iterable more than once (tokenizer training reads
-    it twice)."""
-
-    def __init__(self, corpus, limit: int | None):
-        self.corpus, self.limit = corpus, limit
-
-    def __iter__(self):
-        for i, example in enumerate(self.corpus):
-            if self.limit is not None and i >= self.limit:
-                return
-            yield example["text"]
-
-
-def load_probe_data(t, task: str = "text", max_seconds: float = 10.0):
-    """Labelled data for `train.probe_every`: half of it fits the probe, half scores it."""
-    data = LabelledDataArgs(
-        task=task,
-        train=t.probe_data,
-        synthetic_examples=t.probe_examples,
-        validation_fraction=0.5,
-        test_fraction=0.0,
-        max_length=128,
-        max_seconds=max_seconds,
-    )
-    return load_labelled(data, seed=t.seed)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -262,217 +39,79 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 @dataclass
-class Setup:
-    """What an objective brings to the loop. The loop itself never asks which objective it is running: it calls
-    `objective(**batch)`, steps on `.loss`, logs `.logs`, and evaluates from `.stats` through `summarise`."""
+class Window:
+    """The training logs of the steps since the last log line, summed on this process."""
 
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    batches: int = 0
+    units: torch.Tensor | None = None
+    start: float = field(default_factory=time.time)
+
+
+@dataclass
+class Run:
+    """A run in progress: what `setup` made, and where training stands."""
+
+    cfg: Any
+    accelerator: Accelerator
+    setup: Setup
     objective: torch.nn.Module
-    """forward(**batch) -> output with .loss, .stats (per-example sums) and .logs; plus summarise(), set_step(),
-    health()."""
-    model: PreTrainedModel
-    train_loader: DataLoader
-    collator: Any
-    """The training collator; its stream position is restored on resume."""
-    eval_set: Any
-    eval_batches: list[list[int]]
-    """Validation batches (dataset indices), in order; each process evaluates every `num_processes`-th one."""
-    eval_collator: Any
-    export: Callable[[torch.nn.Module, Path, dict], None]
-    """Writes the final model from the unwrapped objective, given the run's metrics."""
-    unit: str
-    """What `count` measures, for logs and metrics: "tokens" or "audio_seconds"."""
-    count: Callable[[dict], torch.Tensor]
-    probe: Callable[[torch.nn.Module], dict] | None = None
-    data_size: Callable[[], tuple[float | None, str]] | None = None
-    """For --dry-run: the training data's size in `unit`s (None: unknown) and how it was found."""
-    streaming: bool = False
-    prepare_train_loader: bool = True
-    """False: the loader already yields this process's batches (a stream split by node); the loop moves them to
-    the device itself."""
+    """The prepared objective (wrapped for DDP or FSDP); `raw` is the module itself."""
+    raw: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    whole_weights: WholeWeights
+    state: dict
+    """Saved with every checkpoint: step, epoch, position in the epoch, micro-batches, data seen, evaluations."""
+    total_steps: int
+    steps_per_epoch: int | None
+    run_dir: Path
+    work_dir: Path
+    """Where the setup writes (a tokenizer, targets): the run directory, or a dry run's scratch directory."""
+    resumed: bool
+    started: float
+    local_units: torch.Tensor
+    """Tokens or audio seconds this process trained on in this session."""
+    seen_before: float
+    window: Window
+    batches: Iterator[dict] | None = None
+    progress: Any = None
+    train_loss: float = float("nan")
+
+    @property
+    def seen_key(self) -> str:
+        return f"{self.setup.unit}_seen"
 
 
-@torch.no_grad()
-def evaluate(objective, setup: Setup, accelerator: Accelerator, max_batches: int | None) -> dict:
-    """The objective's evaluation metrics from per-example sums, added up across processes.
+def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
+    """Everything a run needs, on every process: the accelerator, the objective's setup, the optimizer and schedule,
+    all prepared, and the state of a checkpoint to resume from.
 
-    The evaluation collator is reseeded first, so every evaluation masks the same positions. Where every process
-    holds all the weights, the unwrapped model runs, so a process with fewer batches than others never waits on a
-    collective inside forward. Where each holds a shard (FSDP, ZeRO-3), forward gathers the weights, a collective
-    all must join: each process runs the wrapped model equally often, repeating a batch whose sums it drops."""
-    raw = accelerator.unwrap_model(objective)
-    sharded = shards_weights(accelerator)
-    model = objective if sharded else raw
-    model.eval()
-    setup.eval_collator.reset()
-    batches = setup.eval_batches[:max_batches] if max_batches is not None else setup.eval_batches
-    mine = batches[accelerator.process_index :: accelerator.num_processes]
-    rounds = -(-len(batches) // accelerator.num_processes) if sharded else len(mine)
-    padded = mine + batches[:1] * (rounds - len(mine))
-    loader = DataLoader(setup.eval_set, batch_sampler=padded, collate_fn=setup.eval_collator)
-    totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
-    for i, batch in enumerate(loader):
-        out = model(**{k: v.to(accelerator.device) for k, v in batch.items()})
-        if i < len(mine):
-            totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
-    # Every process joins the reduction, including one that had no batch to evaluate.
-    totals = accelerator.reduce(totals, "sum")
-    model.train()
-    return raw.summarise(dict(zip(raw.stat_names, totals.tolist(), strict=True)))
-
-
-class WholeWeights:
-    """The trained objective with every weight in place, on the main process (None on the others), for the probe
-    and the export.
-
-    Under DDP or ZeRO-1/2 every process holds all the weights, and this is the trained module itself. Under FSDP or
-    ZeRO-3 each holds a shard: every process must call this, as it gathers the full state dict (a collective),
-    which the main process loads into a copy built once from the model's config, on its device."""
-
-    def __init__(self, accelerator: Accelerator, objective: torch.nn.Module, cfg, model_config):
-        self.accelerator = accelerator
-        self.objective = objective
-        self.cfg = cfg
-        self.model_config = model_config
-        self.copy: tuple[torch.nn.Module, PreTrainedModel] | None = None
-
-    def __call__(self) -> torch.nn.Module | None:
-        accelerator = self.accelerator
-        if not shards_weights(accelerator):
-            return accelerator.unwrap_model(self.objective) if accelerator.is_main_process else None
-        weights = accelerator.get_state_dict(self.objective)
-        if not accelerator.is_main_process:
-            return None
-        if self.copy is None:
-            with torch.random.fork_rng(devices=[]):  # its random init must not move the run's random stream
-                objective, model = build_objective(self.cfg, self.model_config)
-            self.copy = objective.to(accelerator.device), model
-        load_weights(*self.copy, weights, "the weights gathered from the processes' shards")
-        return self.copy[0]
-
-
-def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
-    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
-    final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
-    tmp = final.with_name(final.name + ".tmp")
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_json(tmp / STATE_FILE, state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        kept = sorted(p for p in final.parent.glob("step-*") if not p.name.endswith(".tmp"))
-        for old in kept[:-keep_last]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def text_setup(cfg: PretrainConfig, accelerator: Accelerator, run_dir: Path, resuming: bool) -> Setup:
-    """Masked-LM: the corpus, the tokenizer (trained on it unless given), packed blocks and the masking collators."""
-    check_positions(cfg.model, cfg.data.seq_len)
-    t = cfg.train
-    with accelerator.main_process_first():
-        train_corpus, eval_corpus = load_corpus(cfg.data, seed=t.seed)
-    tokenizer = prepare_tokenizer(cfg, train_corpus, run_dir, accelerator, resuming=resuming)
-    with accelerator.main_process_first():
-        train_set = pack(tokenize_corpus(train_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
-        eval_set = pack(tokenize_corpus(eval_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
-    streaming = isinstance(train_set, torch.utils.data.IterableDataset)
-    model = build_model(cfg.model, tokenizer)
-    objective = MaskedLM(model)
-    collator = make_collator(cfg.masking, tokenizer, seed=t.seed)
-    eval_collator = make_collator(cfg.masking, tokenizer, seed=t.seed + 1)
-    if streaming:
-        # Each process and worker packs its own part of the stream; batches carry their position for checkpoints.
-        train_loader = stream_loader(partial(train_set.batches, t.batch_size), collator, accelerator, t.num_workers)
-    else:
-        train_loader = DataLoader(
-            train_set,
-            batch_size=t.batch_size,
-            shuffle=True,
-            collate_fn=collator,
-            num_workers=t.num_workers,
-            pin_memory=torch.cuda.is_available(),
-            # Its own generator: starting an epoch's iterator must not draw from the global RNG, which a resumed run
-            # restores (dropout comes from it).
-            generator=torch.Generator().manual_seed(t.seed),
-        )
-    eval_size = t.eval_batch_size or t.batch_size
-    eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
-    probe_splits = load_probe_data(t) if t.probe_every else None
-
-    def run_probe(raw: torch.nn.Module) -> dict:
-        return probe(raw.model.base_model, tokenizer, probe_splits, batch_size=eval_size, device=accelerator.device)
-
-    def export(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
-        export_model(raw.model, tokenizer, out_dir, cfg, metrics)
-
-    def data_size() -> tuple[float | None, str]:
-        if streaming:
-            return estimate_tokens(train_corpus, tokenizer, cfg.data)
-        return train_set.num_tokens, f"counted in the {len(train_set):,} training sequences"
-
-    return Setup(
-        objective=objective,
-        model=model,
-        train_loader=train_loader,
-        collator=collator,
-        eval_set=eval_set,
-        eval_batches=eval_batches,
-        eval_collator=eval_collator,
-        export=export,
-        unit="tokens",
-        count=lambda batch: batch["attention_mask"].sum(),
-        probe=run_probe if probe_splits is not None else None,
-        data_size=data_size,
-        streaming=streaming,
-        prepare_train_loader=not streaming,
-    )
-
-
-def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = None, dry_run: bool = False) -> dict:
-    """Pretrain as `cfg` says (masked-LM for text, masked prediction for speech); returns the final metrics (also
-    written to metrics.json).
-
-    With `dry_run`, nothing is written to the output directory: the setup works in a scratch directory, a few
-    optimizer steps are timed, and the result is `hfssl.dry_run.report`'s estimate of the whole run instead."""
+    With `scratch`, the setup writes to a scratch directory that every process shares instead of the output
+    directory (a dry run), and an output directory that holds an earlier run's checkpoints is no error."""
     started = time.time()
     run_dir = Path(cfg.train.output_dir)
-    if dry_run and resume:
-        raise UsageError("--dry-run estimates a run from its start; leave out --resume")
     checkpoint = find_checkpoint(resume, run_dir) if resume else None
-    if checkpoint is None and not dry_run and any((run_dir / "checkpoints").glob("step-*")):
+    if checkpoint is None and not scratch and has_checkpoints(run_dir):
         raise UsageError(
             f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
             "or choose another output directory"
         )
     t = cfg.train
     accelerator = make_accelerator(t, run_dir)
-    # A dry run's tokenizer, targets and export go to a scratch directory that every process shares.
     work_dir = run_dir
-    if dry_run:
+    if scratch:
         work_dir = Path(
             broadcast_object_list([mkdtemp(prefix="hfssl-dry-run-") if accelerator.is_main_process else ""])[0]
         )
     set_seed(t.seed)
-    if isinstance(cfg, SpeechPretrainConfig):
-        from hfssl.speech import speech_setup
-
-        setup = speech_setup(cfg, accelerator, work_dir)
-    else:
-        setup = text_setup(cfg, accelerator, work_dir, resuming=checkpoint is not None)
-    if setup.streaming and t.max_steps is None:
+    module = objectives.module(cfg)
+    made = module.setup(cfg, accelerator, work_dir, resuming=checkpoint is not None)
+    if made.streaming and t.max_steps is None:
         raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
-    if accelerator.is_main_process and not dry_run:
-        write_text(run_dir / "config.yaml", dump(cfg))
-        with atomic_dir(run_dir / "model_config") as tmp:
-            setup.model.config.save_pretrained(tmp)
 
-    objective = torch.compile(setup.objective) if t.compile else setup.objective
+    objective = torch.compile(made.objective) if t.compile else made.objective
     optimizer = torch.optim.AdamW(
         param_groups(objective, t.weight_decay),
         lr=t.lr,
@@ -481,25 +120,25 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
         fused=torch.cuda.is_available() or None,
     )
     check_fsdp_units(accelerator, objective)
-    if setup.prepare_train_loader:
+    if made.prepare_train_loader:
         # In one call with the model: DeepSpeed takes its micro-batch size from the loader.
-        objective, optimizer, train_loader = accelerator.prepare(objective, optimizer, setup.train_loader)
+        objective, optimizer, train_loader = accelerator.prepare(objective, optimizer, made.train_loader)
     else:
         objective, optimizer = accelerator.prepare(objective, optimizer)
-        train_loader = setup.train_loader
-    raw = accelerator.unwrap_model(objective)
-    whole_weights = WholeWeights(accelerator, objective, cfg, setup.model.config)
-    steps_per_epoch = None if setup.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
+        train_loader = made.train_loader
+    model_config = made.model.config
+    whole_weights = WholeWeights(accelerator, objective, lambda: module.rebuild(cfg, model_config))
+    steps_per_epoch = None if made.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
     scheduler = get_scheduler(SCHEDULES[t.schedule], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     scheduler = accelerator.prepare(scheduler)
 
-    seen_key = f"{setup.unit}_seen"
+    seen_key = f"{made.unit}_seen"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
     state["num_processes"] = accelerator.num_processes
     if checkpoint is not None:
-        state = json.loads((checkpoint / STATE_FILE).read_text())
+        state = read_state(checkpoint)
         # The data position and the random states are per process: another count would repeat or skip data.
         if state.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
             raise UsageError(
@@ -507,7 +146,7 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 f"{accelerator.num_processes}; resume with {state['num_processes']}"
             )
         accelerator.load_state(str(checkpoint))
-        if setup.streaming:  # where each of this process's parts of the stream stood, and its masking streams
+        if made.streaming:  # where each of this process's parts of the stream stood, and its masking streams
             train_loader.load_state_dict(state["streams"][accelerator.process_index])
         elif t.num_workers:
             logger.warning(
@@ -516,173 +155,221 @@ def pretrain(cfg: PretrainConfig | SpeechPretrainConfig, resume: str | None = No
                 t.num_workers,
             )
         # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
-        setup.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
+        made.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
         logger.info("resumed from %s at step %d", checkpoint, state["step"])
 
-    tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
-    if not dry_run:
-        accelerator.init_trackers(
-            "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
-        )
-    if checkpoint is None and not dry_run:
-        initial = evaluate(objective, setup, accelerator, t.eval_batches)
-        state["evals"].append({"step": 0, **initial})
-        accelerator.log({f"eval/{k}": v for k, v in initial.items()}, step=0)
-        logger.info("step 0: eval loss %.4f", initial["loss"])
-
-    # A dry run times a few optimizer steps after a warm-up (the first steps pay for compilation and allocation).
-    warmup = min(DRY_RUN_WARMUP, total_steps - 1)
-    stop = min(total_steps, warmup + DRY_RUN_TIMED) if dry_run else total_steps
-    progress = tqdm(total=stop, initial=state["step"], disable=not accelerator.is_local_main_process, desc="pretrain")
-    window: dict[str, torch.Tensor] = {}
-    window_batches = 0
-    window_units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-    seen_before = state[seen_key]
-    local_units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-    window_start = time.time()
-    train_loss = float("nan")
-    timed_from = synced_clock(accelerator)
+    units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    run = Run(
+        cfg=cfg,
+        accelerator=accelerator,
+        setup=made,
+        objective=objective,
+        raw=accelerator.unwrap_model(objective),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        whole_weights=whole_weights,
+        state=state,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        run_dir=run_dir,
+        work_dir=work_dir,
+        resumed=checkpoint is not None,
+        started=started,
+        local_units=units,
+        seen_before=state[seen_key],
+        window=Window(units=torch.zeros_like(units)),
+    )
+    run.batches = batches(run)
     objective.train()
+    return run
+
+
+def batches(run: Run) -> Iterator[dict]:
+    """The training batches, epoch after epoch, from where the state says training stands; the state's epoch and
+    position follow."""
+    state, loader = run.state, run.train_loader
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(state["epoch"])
+        epoch = loader
+        if state["batch_in_epoch"] and not run.setup.streaming:  # a stream resumes from its saved position instead
+            epoch = run.accelerator.skip_first_batches(loader, state["batch_in_epoch"])
+        yield from epoch
+        state["epoch"] += 1
+        state["batch_in_epoch"] = 0
+
+
+def begin(run: Run) -> None:
+    """What a real run does before its first step: record its config, start the trackers and, unless it resumes,
+    evaluate the untrained model."""
+    accelerator, cfg = run.accelerator, run.cfg
+    if accelerator.is_main_process:
+        write_text(run.run_dir / "config.yaml", dump(cfg))
+        with atomic_dir(run.run_dir / "model_config") as tmp:
+            run.setup.model.config.save_pretrained(tmp)
+    tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
+    accelerator.init_trackers(
+        "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
+    )
+    if not run.resumed:
+        run_evaluation(run)
+
+
+def fit(run: Run, stop: int) -> None:
+    """Train until the optimizer has taken `stop` steps, logging every `train.log_every`."""
+    accelerator, objective, state, t = run.accelerator, run.objective, run.state, run.cfg.train
     while state["step"] < stop:
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(state["epoch"])
-        loader = train_loader
-        if state["batch_in_epoch"] and not setup.streaming:  # a stream resumes from its saved position instead
-            loader = accelerator.skip_first_batches(train_loader, state["batch_in_epoch"])
-        for batch in loader:
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-            raw.set_step(state["step"])
-            with accelerator.accumulate(objective):
-                out = objective(**batch)
-                accelerator.backward(out.loss)
-                grad_norm = None
-                if accelerator.sync_gradients and t.max_grad_norm is not None:
-                    grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            state["batch_in_epoch"] += 1
-            state["micro_batches"] += 1
-            for name, value in {"loss": out.loss, **out.logs}.items():
-                window[name] = window.get(name, 0.0) + value.detach().float()
-            window_batches += 1
-            units = setup.count(batch)
-            window_units += units
-            local_units += units
-            if not accelerator.sync_gradients:
-                continue
-            if not accelerator.optimizer_step_was_skipped:  # fp16 skips a step whose gradients overflowed
-                scheduler.step()
-            state["step"] += 1
-            progress.update(1)
-            step = state["step"]
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(run.batches).items()}
+        run.raw.before_forward(state["step"])
+        with accelerator.accumulate(objective):
+            out = objective(**batch)
+            accelerator.backward(out.loss)
+            grad_norm = None
+            if accelerator.sync_gradients and t.max_grad_norm is not None:
+                grad_norm = accelerator.clip_grad_norm_(objective.parameters(), t.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        state["batch_in_epoch"] += 1
+        state["micro_batches"] += 1
+        window = run.window
+        for name, value in {"loss": out.loss, **out.logs}.items():
+            window.sums[name] = window.sums.get(name, 0.0) + value.detach().float()
+        window.batches += 1
+        units = run.setup.count(batch)
+        window.units += units
+        run.local_units += units
+        if not accelerator.sync_gradients:
+            continue
+        if not accelerator.optimizer_step_was_skipped:  # fp16 skips a step whose gradients overflowed
+            run.scheduler.step()
+        state["step"] += 1
+        run.progress.update(1)
+        run.raw.after_optimizer_step(state["step"])
+        if state["step"] % t.log_every == 0 or state["step"] == run.total_steps:
+            log(run, grad_norm)
 
-            if step % t.log_every == 0 or step == total_steps:
-                names = sorted(window)
-                means = accelerator.reduce(torch.stack([window[n] for n in names]) / window_batches, "mean").tolist()
-                logs = dict(zip(names, means, strict=True))
-                train_loss = logs["loss"]
-                if not math.isfinite(train_loss):
-                    progress.close()  # so that the reason is the last line the user sees
-                    raise TrainingStopped(
-                        f"step {step}: the training loss is {train_loss}; lower train.lr, keep "
-                        f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
-                    )
-                per_s = accelerator.reduce(window_units, "sum").item() / max(time.time() - window_start, 1e-9)
-                lr = scheduler.get_last_lr()[0]
-                record = {f"train/{k}": v for k, v in logs.items()}
-                record.update({"train/lr": lr, f"train/{setup.unit}_per_s": per_s})
-                if grad_norm is not None:
-                    record["train/grad_norm"] = float(grad_norm)
-                accelerator.log(record, step=step)
-                progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", rate=f"{per_s:,.0f}")
-                problem = raw.health(logs, step)
-                if problem is not None:
-                    progress.close()
-                    raise TrainingStopped(problem)
-                window.clear()
-                window_batches = 0
-                window_units.zero_()
-                window_start = time.time()
 
-            if dry_run:  # only timing steps: no evaluation, probe or checkpoint
-                if step == warmup:
-                    timed_from = synced_clock(accelerator)
-                if step >= stop:
-                    break
-                continue
-
-            if step % t.eval_every == 0 or step == total_steps:
-                metrics = evaluate(objective, setup, accelerator, t.eval_batches)
-                state["evals"].append({"step": step, **metrics})
-                accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
-                logger.info("step %d: eval %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-
-            if setup.probe is not None and (step % t.probe_every == 0 or step == total_steps):
-                whole = whole_weights()
-                if accelerator.is_main_process:
-                    scores = setup.probe(whole)
-                    state.setdefault("probes", []).append({"step": step, "accuracy": scores["accuracy"]})
-                    accelerator.log({"probe/accuracy": scores["accuracy"], "probe/f1": scores["f1"]}, step=step)
-                    logger.info("step %d: probe accuracy %.3f", step, scores["accuracy"])
-                accelerator.wait_for_everyone()
-
-            if step % t.save_every == 0 or step == total_steps:
-                state[seen_key] = seen_before + accelerator.reduce(local_units, "sum").item()
-                if setup.streaming:
-                    state["streams"] = gather_object([train_loader.state_dict()])
-                save_checkpoint(accelerator, run_dir, state, t.keep_last)
-            if step >= total_steps:
-                break
-        else:
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
-    progress.close()
-    if dry_run:
-        from hfssl.dry_run import report
-
-        timing = {
-            "warmup_steps": warmup,
-            "timed_steps": stop - warmup,
-            "step_seconds": (synced_clock(accelerator) - timed_from) / (stop - warmup),
-            "units_per_step": accelerator.reduce(local_units, "sum").item() / stop,
-        }
-        result = report(
-            cfg,
-            setup,
-            accelerator,
-            objective,
-            whole_weights,
-            optimizer,
-            scheduler,
-            total_steps,
-            steps_per_epoch,
-            timing,
-            work_dir,
+def log(run: Run, grad_norm) -> None:
+    """The log window's means across processes, to the trackers and the progress bar; stops a run whose loss is
+    not finite or whose objective reports a failure."""
+    accelerator, window, step = run.accelerator, run.window, run.state["step"]
+    names = sorted(window.sums)
+    means = accelerator.reduce(torch.stack([window.sums[n] for n in names]) / window.batches, "mean").tolist()
+    logs = dict(zip(names, means, strict=True))
+    run.train_loss = logs["loss"]
+    if not math.isfinite(run.train_loss):
+        run.progress.close()  # so that the reason is the last line the user sees
+        raise TrainingStopped(
+            f"step {step}: the training loss is {run.train_loss}; lower train.lr, keep "
+            f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
         )
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            shutil.rmtree(work_dir, ignore_errors=True)
-        accelerator.end_training()
-        return result
+    per_s = accelerator.reduce(window.units, "sum").item() / max(time.time() - window.start, 1e-9)
+    lr = run.scheduler.get_last_lr()[0]
+    record = {f"train/{k}": v for k, v in logs.items()}
+    record.update({"train/lr": lr, f"train/{run.setup.unit}_per_s": per_s})
+    if grad_norm is not None:
+        record["train/grad_norm"] = float(grad_norm)
+    accelerator.log(record, step=step)
+    run.progress.set_postfix(loss=f"{run.train_loss:.3f}", lr=f"{lr:.2e}", rate=f"{per_s:,.0f}")
+    problem = run.raw.health(logs, step)
+    if problem is not None:
+        run.progress.close()
+        raise TrainingStopped(problem)
+    window.sums.clear()
+    window.batches = 0
+    window.units.zero_()
+    window.start = time.time()
 
+
+def run_evaluation(run: Run) -> None:
+    """Evaluate on the validation batches (at most `train.eval_batches`) and record it in the state."""
+    s, step = run.setup, run.state["step"]
+    metrics = evaluate(
+        run.objective, run.accelerator, s.eval_set, s.eval_batches, s.eval_collator, run.cfg.train.eval_batches
+    )
+    run.state["evals"].append({"step": step, **metrics})
+    run.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
+    logger.info("step %d: eval %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+def run_probe(run: Run) -> None:
+    """Probe the frozen features on labelled data and record the accuracy in the state."""
+    accelerator, step = run.accelerator, run.state["step"]
+    whole = run.whole_weights()
+    if accelerator.is_main_process:
+        scores = run.setup.probe(whole)
+        run.state.setdefault("probes", []).append({"step": step, "accuracy": scores["accuracy"]})
+        accelerator.log({"probe/accuracy": scores["accuracy"], "probe/f1": scores["f1"]}, step=step)
+        logger.info("step %d: probe accuracy %.3f", step, scores["accuracy"])
+    accelerator.wait_for_everyone()
+
+
+def save(run: Run) -> None:
+    """A checkpoint of the run as it stands: weights, optimizer, schedule, random states, data position."""
+    accelerator, state = run.accelerator, run.state
+    state[run.seen_key] = run.seen_before + accelerator.reduce(run.local_units, "sum").item()
+    if run.setup.streaming:
+        state["streams"] = gather_object([run.train_loader.state_dict()])
+    save_checkpoint(accelerator, run.run_dir, state, run.cfg.train.keep_last)
+
+
+def chores(run: Run) -> list[tuple[int | None, Any]]:
+    """What the loop does between training steps, each every so many steps and at the last one, in this order."""
+    t = run.cfg.train
+    every = [(t.eval_every, run_evaluation), (t.save_every, save)]
+    if run.setup.probe is not None:
+        every.insert(1, (t.probe_every, run_probe))
+    return every
+
+
+def next_stop(run: Run, due: list[tuple[int | None, Any]]) -> int:
+    """The next step at which a chore is due."""
+    step = run.state["step"]
+    return min([run.total_steps] + [(step // every + 1) * every for every, _ in due])
+
+
+def finish(run: Run) -> dict:
+    """The final metrics (also written to metrics.json) and the export of the trained model into final/."""
+    accelerator, state = run.accelerator, run.state
     final_eval = state["evals"][-1]
     metrics = {
         "steps": state["step"],
-        seen_key: state[seen_key],
-        "train_loss": train_loss,
+        run.seen_key: state[run.seen_key],
+        "train_loss": run.train_loss,
         **{f"eval_{k}": v for k, v in final_eval.items() if k != "step"},
         "initial_eval_loss": state["evals"][0]["loss"] if state["evals"][0]["step"] == 0 else None,
         "evals": state["evals"],
         "probes": state.get("probes", []),
-        "wall_time_s": time.time() - started,
+        "wall_time_s": time.time() - run.started,
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }
-    whole = whole_weights()
+    whole = run.whole_weights()
     if accelerator.is_main_process:
-        setup.export(whole, run_dir / "final", metrics)
-        write_json(run_dir / "metrics.json", metrics)
+        run.setup.export(whole, run.run_dir / "final", metrics)
+        write_json(run.run_dir / "metrics.json", metrics)
     # Last: ending the run also ends the process group, which the barrier before it still needs.
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
+
+
+def pretrain(cfg, resume: str | None = None) -> dict:
+    """Pretrain as `cfg` says, with the objective its `objective.name` names; returns the final metrics (also
+    written to metrics.json) after exporting the model to `train.output_dir`/final."""
+    run = setup(cfg, resume)
+    begin(run)
+    run.progress = tqdm(
+        total=run.total_steps, initial=run.state["step"], disable=not run.accelerator.is_local_main_process,
+        desc="pretrain",
+    )  # fmt: skip
+    due = chores(run)
+    while run.state["step"] < run.total_steps:
+        fit(run, next_stop(run, due))
+        step = run.state["step"]
+        for every, chore in due:
+            if step % every == 0 or step == run.total_steps:
+                chore(run)
+    run.progress.close()
+    return finish(run)

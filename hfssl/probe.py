@@ -13,12 +13,28 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorWithPadding
 
+from hfssl.config import LabelledDataArgs, TrainArgs
+from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError
 from hfssl.metrics import compute_classification_metrics
 
 logger = logging.getLogger(__name__)
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "input_features")
+
+
+def load_probe_data(t: TrainArgs, task: str = "text", max_seconds: float = 10.0) -> LabelledSplits:
+    """Labelled data for `train.probe_every`: half of it fits the probe, half scores it."""
+    data = LabelledDataArgs(
+        task=task,
+        train=t.probe_data,
+        synthetic_examples=t.probe_examples,
+        validation_fraction=0.5,
+        test_fraction=0.0,
+        max_length=128,
+        max_seconds=max_seconds,
+    )
+    return load_labelled(data, seed=t.seed)
 
 
 @torch.no_grad()

@@ -187,3 +187,17 @@ def _unigram(
         mask_token="[MASK]",
         model_max_length=model_max_length,
     )
+
+
+class CorpusTexts:
+    """The corpus' "text" column, at most `limit` documents, iterable more than once (tokenizer training reads
+    it twice)."""
+
+    def __init__(self, corpus, limit: int | None):
+        self.corpus, self.limit = corpus, limit
+
+    def __iter__(self):
+        for i, example in enumerate(self.corpus):
+            if self.limit is not None and i >= self.limit:
+                return
+            yield example["text"]

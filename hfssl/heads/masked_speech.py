@@ -2,13 +2,14 @@
 put on `HubertModel`, `Wav2Vec2Model`, `WavLMModel`, `Data2VecAudioModel` or `Wav2Vec2ConformerModel`.
 
 Every one of those encoders replaces the frames in `mask_time_indices` with its learned mask embedding; the head reads
-the encoder's last hidden states and scores them against per-frame targets the collator brings as `labels`:
+the encoder's last hidden states and scores them against per-frame targets the collator brings as `labels`. What the
+targets are (`MaskedSpeechConfig.target`) decides the head:
 
-- hubert: cluster ids (k-means over MFCCs, then over a previous model's hidden states); logits are cosine
-  similarities between the projected frame and one embedding per cluster, over a temperature (HuBERT's head).
-- best-rq: codes of a frozen random-projection quantizer over stacked log-mel frames (`random_quantizer`); a linear
-  softmax layer over the codebook.
-- reconstruction: the stacked, normalised log-mel frames themselves; a linear layer regresses them (L1).
+- clusters: class ids with no meaning of their own (HuBERT's k-means clusters); logits are cosine similarities
+  between the projected frame and one learned embedding per class, over a temperature (HuBERT's head).
+- codes: class ids (BEST-RQ's codes of a frozen random-projection quantizer, `random_quantizer`); a linear softmax
+  layer over the codebook.
+- features: real-valued frames (stacked, normalised log-mel frames); a linear layer regresses them (L1).
 
 The loss weighs masked frames 1 and unmasked frames `unmasked_weight` (HuBERT's alpha = 1, beta = 0 by default), each
 term a mean over its frames. Nothing but the backbone leaves the run: export saves `model.backbone` as its own class.
@@ -27,41 +28,42 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from hfssl.collators.audio import frame_lengths
+from hfssl.config import SPEECH_ARCHS
 
-BACKBONES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio")
-OBJECTIVES = ("hubert", "best-rq", "reconstruction")
+BACKBONES = SPEECH_ARCHS
+TARGETS = ("clusters", "codes", "features")
 
 
 @strict
 class MaskedSpeechConfig(PreTrainedConfig):
     r"""
     backbone_config (`dict` or `PreTrainedConfig`):
-        The encoder's config (model_type one of hubert, wav2vec2, wav2vec2-conformer, wavlm, data2vec-audio).
-    objective (`str`, defaults to `"hubert"`):
-        hubert, best-rq or reconstruction.
+        The encoder's config (model_type one of wav2vec2, wav2vec2-conformer, hubert, wavlm, data2vec-audio).
+    target (`str`, defaults to `"clusters"`):
+        What is predicted per frame: clusters, codes or features (see the module docstring).
     num_classes (`int`, defaults to 100):
-        Classes predicted per frame: k-means clusters (hubert) or codebook entries (best-rq).
+        clusters and codes: classes predicted per frame (k-means clusters, codebook entries).
     label_dim (`int`, defaults to 256):
-        hubert: size of the projected frames and of the cluster embeddings.
+        clusters: size of the projected frames and of the class embeddings.
     logits_temperature (`float`, defaults to 0.1):
-        hubert: temperature of the cosine-similarity logits.
+        clusters: temperature of the cosine-similarity logits.
     target_dim (`int`, defaults to 160):
-        reconstruction: values regressed per frame (log-mel bins times the 10 ms frames stacked per encoder frame).
+        features: values regressed per frame (log-mel bins times the 10 ms frames stacked per encoder frame).
     unmasked_weight (`float`, defaults to 0.0):
         Weight of the unmasked frames' loss; masked frames weigh 1.
     mel_bins (`int`, defaults to 80):
-        best-rq and reconstruction: log-mel bins of the targets (recorded so the targets can be rebuilt).
+        codes and features: log-mel bins of the targets (recorded so the targets can be rebuilt).
     codebook_dim (`int`, defaults to 16):
-        best-rq: size of the random projection and codebook entries (recorded with `codebook_seed`).
+        codes: size of the random projection and codebook entries (recorded with `codebook_seed`).
     codebook_seed (`int`, defaults to 0):
-        best-rq: seed of the frozen random quantizer (`random_quantizer` rebuilds it exactly).
+        codes: seed of the frozen random quantizer (`random_quantizer` rebuilds it exactly).
     """
 
     model_type = "hfssl_masked_speech"
-    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="hubert")}
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type=BACKBONES[0])}
 
     backbone_config: dict | PreTrainedConfig | None = None
-    objective: str = "hubert"
+    target: str = "clusters"
     num_classes: int = 100
     label_dim: int = 256
     logits_temperature: float = 0.1
@@ -73,8 +75,8 @@ class MaskedSpeechConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def validate_architecture(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         backbone = getattr(self.backbone_config, "model_type", None)
         if backbone is not None and backbone.replace("_", "-") not in BACKBONES:
             raise ValueError(f"backbone_config: {backbone} is not a supported encoder ({', '.join(BACKBONES)})")
@@ -107,10 +109,10 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         super().__init__(config)
         self.backbone = AutoModel.from_config(config.backbone_config)
         hidden = config.backbone_config.hidden_size
-        if config.objective == "hubert":
+        if config.target == "clusters":
             self.head = nn.Linear(hidden, config.label_dim)
             self.label_embeddings = nn.Parameter(torch.empty(config.num_classes, config.label_dim))
-        elif config.objective == "best-rq":
+        elif config.target == "codes":
             self.head = nn.Linear(hidden, config.num_classes)
         else:
             self.head = nn.Linear(hidden, config.target_dim)
@@ -148,8 +150,8 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         input_values: (B, samples) normalised audio.
         attention_mask: (B, samples), 1 on audio, 0 on padding.
         mask_time_indices: bool (B, T): frames the encoder replaces with its mask embedding.
-        labels: (B, T) class ids, -100 where there is none (hubert, best-rq); or (B, T, target_dim) values
-            (reconstruction), of which the frames inside each clip count.
+        labels: (B, T) class ids, -100 where there is none (clusters, codes); or (B, T, target_dim) values
+            (features), of which the frames inside each clip count.
         """
         out = self.backbone(
             input_values,
@@ -194,11 +196,11 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
 
     def _score(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-frame losses (fp32) and, for classification, whether the top class is the target."""
-        objective = self.config.objective
+        target = self.config.target
         predicted = self.head(hidden).float()
-        if objective == "reconstruction":
+        if target == "features":
             return (predicted - labels.float()).abs().mean(-1), None
-        if objective == "hubert":
+        if target == "clusters":
             embeddings = F.normalize(self.label_embeddings.float(), dim=-1)
             predicted = F.normalize(predicted, dim=-1) @ embeddings.T / self.config.logits_temperature
         losses = F.cross_entropy(predicted, labels, reduction="none")

@@ -1,0 +1,93 @@
+"""The run directory's checkpoint format: `checkpoints/step-N/` holds `accelerator.save_state`'s files and the loop's
+state (`trainer_state.json`); saved into a temporary directory and renamed into place once complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import merge_fsdp_weights
+from safetensors.torch import load_file
+
+from hfssl.errors import UsageError
+from hfssl.io import write_json
+
+STATE_FILE = "trainer_state.json"
+
+
+def find_checkpoint(resume: str, run_dir: Path) -> Path:
+    """The latest complete checkpoint in `resume` ('auto': the run directory), or UsageError."""
+    where = run_dir if resume == "auto" else Path(resume)
+    if (where / STATE_FILE).is_file():
+        return where
+    found = sorted((where / "checkpoints").glob("step-*/" + STATE_FILE)) + sorted(where.glob("step-*/" + STATE_FILE))
+    if not found:
+        raise UsageError(f"{where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
+    return max(found, key=lambda p: int(p.parent.name.split("-")[1])).parent
+
+
+def has_checkpoints(run_dir: Path) -> bool:
+    """Whether `run_dir` holds checkpoints of a run (complete or not)."""
+    return any((Path(run_dir) / "checkpoints").glob("step-*"))
+
+
+def read_state(checkpoint: Path) -> dict:
+    """The loop's state saved with a checkpoint: step, data position, evaluations, amount of data seen."""
+    return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
+    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
+    final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / STATE_FILE, state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        kept = sorted(p for p in final.parent.glob("step-*") if not p.name.endswith(".tmp"))
+        for old in kept[:-keep_last]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The objective's full state dict from an `accelerator.save_state` directory: one safetensors file (one
+    process, DDP, ZeRO-1/2), FSDP's whole-model file, or FSDP's sharded checkpoint, merged here by accelerate."""
+    if (checkpoint / "model.safetensors").is_file():
+        return load_file(str(checkpoint / "model.safetensors"))
+    if (checkpoint / "pytorch_model_fsdp_0").is_dir():  # fsdp_state_dict_type SHARDED_STATE_DICT
+        with TemporaryDirectory(prefix="hfssl-merge-") as tmp:
+            merge_fsdp_weights(str(checkpoint / "pytorch_model_fsdp_0"), tmp, safe_serialization=True)
+            return load_file(str(Path(tmp) / "model.safetensors"))
+    whole = sorted(checkpoint.glob("pytorch_model_fsdp*.bin"))  # fsdp_state_dict_type FULL_STATE_DICT
+    if whole:
+        return torch.load(whole[0], map_location="cpu", weights_only=True)
+    if (checkpoint / "pytorch_model").is_dir():
+        raise UsageError(
+            f"{checkpoint}: a DeepSpeed checkpoint, which hfssl does not read; turn it into {checkpoint}/"
+            "model.safetensors with the zero_to_fp32.py script DeepSpeed saved beside it (--safe_serialization), "
+            "or use the run's final/ export"
+        )
+    raise UsageError(f"{checkpoint}: holds no model weights (model.safetensors or an FSDP checkpoint)")
+
+
+def load_weights(objective: torch.nn.Module, weights: dict, source: str) -> None:
+    """Load a state dict of `objective` into it; tied copies may be absent, anything else missing is an error."""
+    model = objective.model
+    missing, unexpected = objective.load_state_dict(weights, strict=False)
+    tied = {f"model.{k}" for k in getattr(model, "_tied_weights_keys", None) or {}}
+    if unexpected or set(missing) - tied:
+        raise UsageError(f"{source}: weights do not match the run's model (missing {missing}, unexpected {unexpected})")
+    model.tie_weights()

@@ -1,0 +1,199 @@
+"""Accelerate and the processes of a run: the Accelerator, launch checks, FSDP units, weights gathered from shards,
+and evaluation summed across processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, get_int_from_env
+from torch.utils.data import DataLoader
+
+from hfssl.checkpoint import load_weights
+from hfssl.config import TrainArgs
+from hfssl.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+
+def synced_clock(accelerator: Accelerator) -> float:
+    """The time once the device has finished the work queued so far."""
+    if accelerator.device.type == "cuda":
+        torch.cuda.synchronize(accelerator.device)
+    return time.perf_counter()
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started: torchrun and `accelerate launch --multi_gpu` say so in WORLD_SIZE,
+    mpirun in its own variable."""
+    return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+
+
+def on_cpus(launched: int) -> bool:
+    """Whether several launched processes must share the work on CPUs (gloo). Accelerate joins processes into one
+    run only over a GPU-like device or when told to use the CPU; without one it lets each process train alone."""
+    if launched < 2:
+        return False
+    return not torch.accelerator.is_available() or torch.accelerator.current_accelerator().type == "mps"
+
+
+def single_process_warning(num_processes: int, launched: int) -> str | None:
+    """One line when a launch meant for several processes trains in one. `accelerate launch --cpu --num_processes N`
+    (or `--num_processes N` without a GPU) starts a single process; it sets the rendezvous address meant for the
+    others, but no WORLD_SIZE."""
+    if num_processes > 1:
+        return None
+    if launched > 1:
+        return f"{launched} processes were launched but each trains alone; the run is not distributed"
+    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ:
+        return (
+            "accelerate launch was asked for several processes but started one, as it does with --cpu or without "
+            "several GPUs; on CPUs run torchrun --nproc_per_node N -m hfssl ... or accelerate launch --multi_gpu "
+            "--num_processes N -m hfssl ..."
+        )
+    return None
+
+
+def make_accelerator(t: TrainArgs, run_dir: Path) -> Accelerator:
+    """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs."""
+    launched = launched_processes()
+    accelerator = Accelerator(
+        cpu=on_cpus(launched),
+        gradient_accumulation_steps=t.grad_accum,
+        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        # Shuffles with seed + epoch, so a resumed run sees the same order, and every process the same permutation
+        # (each takes its share of it), whatever the global seed is when the loader is prepared.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
+        # The loop steps the schedule once per optimizer step, so warmup and length count optimizer steps for any
+        # number of processes (a prepared scheduler otherwise steps once per process on each call).
+        step_scheduler_with_optimizer=False,
+    )
+    warning = single_process_warning(accelerator.num_processes, launched)
+    if warning is not None:
+        logger.warning(warning)
+    return accelerator
+
+
+def shards_weights(accelerator: Accelerator) -> bool:
+    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO-3)."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin.zero_stage == 3
+
+
+def transformer_layers(model: torch.nn.Module) -> list[str]:
+    """Class names of the model's transformer layers: the elements of module lists whose members hold attention."""
+    names = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module):
+            if any("attn" in name or "attention" in name for name, _ in module[0].named_children()):
+                names.add(type(module[0]).__name__)
+    return sorted(names)
+
+
+def check_fsdp_units(accelerator: Accelerator, objective: torch.nn.Module) -> None:
+    """FSDP shards each transformer layer as its own unit. The layer classes an accelerate config names must be
+    the model's; where it names none, hfssl names the model's own, so one config serves every architecture."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return
+    plugin = accelerator.state.fsdp_plugin
+    if getattr(plugin.auto_wrap_policy, "__name__", None) != "transformer_auto_wrap_policy":
+        return
+    layers = transformer_layers(objective)
+    if not plugin.transformer_cls_names_to_wrap:
+        plugin.transformer_cls_names_to_wrap = layers
+        return
+    present = {type(m).__name__ for m in objective.modules()}
+    absent = [name for name in plugin.transformer_cls_names_to_wrap if name not in present]
+    if absent:
+        raise UsageError(
+            f"fsdp_transformer_layer_cls_to_wrap: {', '.join(absent)} is not a module of this model, whose "
+            f"transformer layers are {', '.join(layers)}; leave the option out and hfssl names them"
+        )
+
+
+@torch.no_grad()
+def evaluate(
+    objective: torch.nn.Module,
+    accelerator: Accelerator,
+    dataset,
+    batches: list[list[int]],
+    collator,
+    max_batches: int | None,
+) -> dict:
+    """The objective's evaluation metrics from per-example sums, added up across processes.
+
+    Args:
+        objective: the prepared objective (its unwrapped module has `stat_names` and `summarise`).
+        dataset, batches, collator: the validation set, its batches (dataset indices, in order; each process
+            evaluates every `num_processes`-th one) and the evaluation collator.
+        max_batches: evaluate the first this many batches (None: all).
+
+    The evaluation collator is reseeded first, so every evaluation masks the same positions. Where every process
+    holds all the weights, the unwrapped model runs, so a process with fewer batches than others never waits on a
+    collective inside forward. Where each holds a shard (FSDP, ZeRO-3), forward gathers the weights, a collective
+    all must join: each process runs the wrapped model equally often, repeating a batch whose sums it drops."""
+    raw = accelerator.unwrap_model(objective)
+    sharded = shards_weights(accelerator)
+    model = objective if sharded else raw
+    model.eval()
+    collator.reset()
+    batches = batches[:max_batches] if max_batches is not None else batches
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    rounds = -(-len(batches) // accelerator.num_processes) if sharded else len(mine)
+    padded = mine + batches[:1] * (rounds - len(mine))
+    loader = DataLoader(dataset, batch_sampler=padded, collate_fn=collator)
+    totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
+    for i, batch in enumerate(loader):
+        out = model(**{k: v.to(accelerator.device) for k, v in batch.items()})
+        if i < len(mine):
+            totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
+    # Every process joins the reduction, including one that had no batch to evaluate.
+    totals = accelerator.reduce(totals, "sum")
+    model.train()
+    return raw.summarise(dict(zip(raw.stat_names, totals.tolist(), strict=True)))
+
+
+class WholeWeights:
+    """The trained objective with every weight in place, on the main process (None on the others), for the probe
+    and the export.
+
+    Under DDP or ZeRO-1/2 every process holds all the weights, and this is the trained module itself. Under FSDP or
+    ZeRO-3 each holds a shard: every process must call this, as it gathers the full state dict (a collective),
+    which the main process loads into a copy built once by `rebuild` (the objective, freshly initialised from the
+    model's config), on its device."""
+
+    def __init__(self, accelerator: Accelerator, objective: torch.nn.Module, rebuild: Callable[[], torch.nn.Module]):
+        self.accelerator = accelerator
+        self.objective = objective
+        self.rebuild = rebuild
+        self.copy: torch.nn.Module | None = None
+
+    def __call__(self) -> torch.nn.Module | None:
+        accelerator = self.accelerator
+        if not shards_weights(accelerator):
+            return accelerator.unwrap_model(self.objective) if accelerator.is_main_process else None
+        weights = accelerator.get_state_dict(self.objective)
+        if not accelerator.is_main_process:
+            return None
+        if self.copy is None:
+            with torch.random.fork_rng(devices=[]):  # its random init must not move the run's random stream
+                self.copy = self.rebuild().to(accelerator.device)
+        load_weights(self.copy, weights, "the weights gathered from the processes' shards")
+        return self.copy

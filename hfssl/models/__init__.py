@@ -1,0 +1,1 @@
+"""Model size presets and configs, apart from the objectives that train them."""

@@ -1,0 +1,109 @@
+"""Text models: size presets built from config, and checkpoints loaded for continued pretraining, through the
+`Auto*` class an objective asks for."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from hfssl.config import ModelArgs
+from hfssl.errors import UsageError, first_line
+
+# (layers, hidden, heads); feed-forward width follows the architecture's convention.
+SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "base": (12, 768, 12)}
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    ids = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id,
+    }
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
+    """A transformers config for `args.arch` at `args.size`, with the preset's fields overridden where set."""
+    layers, hidden, heads = SIZES[args.size]
+    layers = args.num_layers or layers
+    hidden = args.hidden_size or hidden
+    heads = args.num_heads or heads
+    if hidden % heads:
+        raise UsageError(f"model.hidden_size: {hidden} is not divisible by model.num_heads {heads}")
+    # Round the vocabulary up to a multiple of 64: the projection runs faster and the tokenizer still fits.
+    vocab = -(-len(tokenizer) // 64) * 64
+    specials = _special_ids(tokenizer)
+    if args.arch == "modernbert":
+        return AutoConfig.for_model(
+            "modernbert",
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            # GeGLU: the projection is doubled inside, so 1.5x hidden matches a 3x plain MLP in parameters.
+            intermediate_size=args.intermediate_size or hidden * 3 // 2,
+            max_position_embeddings=args.max_position_embeddings,
+            embedding_dropout=args.dropout,
+            mlp_dropout=args.dropout,
+            attention_dropout=args.dropout,
+            cls_token_id=specials.get("bos_token_id"),
+            sep_token_id=specials.get("eos_token_id"),
+            **specials,
+        )
+    positions = args.max_position_embeddings
+    if args.arch == "roberta":
+        # RoBERTa numbers positions from padding_idx + 1.
+        positions += (tokenizer.pad_token_id or 0) + 1
+    return AutoConfig.for_model(
+        args.arch,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=args.intermediate_size or hidden * 4,
+        max_position_embeddings=positions,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
+        type_vocab_size=1 if args.arch == "roberta" else 2,
+        **specials,
+    )
+
+
+def usable_positions(config) -> int:
+    """Longest sequence (specials included) the model's position embeddings can take."""
+    positions = config.max_position_embeddings
+    if config.model_type in ("roberta", "xlm-roberta"):
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
+
+
+def check_positions(args: ModelArgs, seq_len: int) -> None:
+    """Fail before any work when sequences are longer than the model can address."""
+    if args.name_or_path:
+        try:
+            config = AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"model.name_or_path: could not load {args.name_or_path!r} ({first_line(err)})") from None
+        limit = usable_positions(config)
+    else:
+        limit = args.max_position_embeddings
+    if seq_len > limit:
+        raise UsageError(f"data.seq_len: {seq_len} exceeds the model's {limit} positions (max_position_embeddings)")
+
+
+def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, auto_class) -> PreTrainedModel:
+    """An `auto_class` model (e.g. `AutoModelForMaskedLM`) from the preset (from scratch) or from `args.name_or_path`
+    (continued pretraining)."""
+    if not args.name_or_path:
+        return auto_class.from_config(scratch_config(args, tokenizer), attn_implementation="sdpa")
+    try:
+        model = auto_class.from_pretrained(
+            args.name_or_path, attn_implementation="sdpa", trust_remote_code=args.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {args.name_or_path!r} ({first_line(err)})") from None
+    if len(tokenizer) > model.config.vocab_size:
+        raise UsageError(
+            f"tokenizer: {len(tokenizer)} tokens do not fit the vocabulary of {args.name_or_path!r} "
+            f"({model.config.vocab_size}); pretrain from scratch or use the checkpoint's tokenizer"
+        )
+    return model

@@ -1,0 +1,184 @@
+"""Masked language modelling (`objective.name: mlm`): token, whole-word or span masking over any
+`AutoModelForMaskedLM`, with the vocabulary projection run only where a token is predicted."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from huggingface_hub import ModelCard
+from transformers import AutoModelForMaskedLM, PreTrainedModel
+
+from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
+from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
+from hfssl.config import MaskingArgs, PretrainConfig
+from hfssl.errors import UsageError
+from hfssl.models.text import build_model, check_positions
+from hfssl.objectives.base import ObjectiveOutput, Setup
+from hfssl.objectives.text import describe_data, load_text, run_tokenizer, text_setup, write_export
+
+SCHEMA = PretrainConfig
+UNIT = "tokens"
+
+# Where each architecture keeps the modules that turn hidden states into vocabulary logits. Architectures not listed
+# still train, through their own forward and full logits.
+MLM_HEADS = {
+    "bert": ("cls",),
+    "roberta": ("lm_head",),
+    "xlm-roberta": ("lm_head",),
+    "modernbert": ("head", "decoder"),
+}
+
+STRATEGIES = {
+    "token": "Masked language modelling: {rate:.0%} of tokens are chosen at random and predicted",
+    "whole_word": "Whole-word masked language modelling: words are chosen at random until {rate:.0%} of tokens are "
+    "covered, and every token of a chosen word is predicted",
+    "span": "Span masking as in SpanBERT: spans of whole words (geometric lengths, p={span_p}, at most {max_span} "
+    "words) cover {rate:.0%} of tokens, and every token of a span is predicted",
+}
+
+
+class MaskedLM(torch.nn.Module):
+    """Masked-LM objective over any `AutoModelForMaskedLM`.
+
+    Where the architecture's head is known, the encoder runs on the whole batch and the head only on the
+    predicted positions: at 15-30% masking that skips most of the vocabulary projection, which dominates the
+    compute of small models. The loss is computed in fp32.
+    """
+
+    stat_names = ("loss", "correct", "count")
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+        self.head = MLM_HEADS.get(model.config.model_type)
+
+    def forward(self, input_ids, attention_mask, labels, **kwargs) -> ObjectiveOutput:
+        predicted = labels != -100
+        if self.head is None:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[predicted]
+        else:
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+            logits = hidden[predicted]
+            for name in self.head:
+                logits = getattr(self.model, name)(logits)
+        targets = labels[predicted]
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+        loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
+        rows = predicted.nonzero()[:, 0]
+        sums = torch.zeros(3, labels.shape[0], dtype=torch.float64, device=labels.device)
+        sums[0].index_add_(0, rows, token_loss.detach().double())
+        sums[1].index_add_(0, rows, (logits.detach().argmax(-1) == targets).double())
+        sums[2].index_add_(0, rows, torch.ones_like(token_loss, dtype=torch.float64))
+        return ObjectiveOutput(loss=loss, stats={"loss": sums[0], "correct": sums[1], "count": sums[2]})
+
+    @staticmethod
+    def summarise(totals: dict[str, float]) -> dict[str, float]:
+        loss = totals["loss"] / max(totals["count"], 1.0)
+        return {
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 50.0)),
+            "accuracy": totals["correct"] / max(totals["count"], 1.0),
+        }
+
+    def before_forward(self, step: int) -> None:
+        """Nothing in masked-LM depends on the step."""
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Nothing in masked-LM changes between steps but the weights."""
+
+    def health(self, logs: dict[str, float], step: int) -> str | None:
+        """Masked-LM has no failure of its own to watch for beyond a non-finite loss, which the loop checks."""
+        return None
+
+
+def make_collator(masking: MaskingArgs, tokenizer, seed: int):
+    common = dict(
+        tokenizer=tokenizer,
+        mask_rate=masking.mask_rate,
+        replace_prob=masking.replace_prob,
+        random_prob=masking.random_prob,
+        seed=seed,
+    )
+    if masking.strategy == "whole_word":
+        return WholeWordMaskCollator(**common)
+    if masking.strategy == "span":
+        return SpanMaskCollator(**common, span_p=masking.span_p, max_span=masking.max_span)
+    return MLMCollator(**common)
+
+
+def _needs_mask_token(tokenizer, source: str) -> None:
+    if tokenizer.mask_token_id is None:
+        raise UsageError(f"{source}: the tokenizer has no mask token, which masked-LM pretraining needs")
+
+
+def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resuming: bool) -> Setup:
+    """The corpus, the tokenizer (trained on it unless given), packed blocks, the model and the masking collators."""
+    check_positions(cfg.model, cfg.data.seq_len)
+    data = load_text(cfg, accelerator, work_dir, resuming, check=_needs_mask_token)
+    objective = MaskedLM(build_model(cfg.model, data.tokenizer, AutoModelForMaskedLM))
+
+    def write(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
+        write_export(raw.model, data.tokenizer, render_card(raw.model, data.tokenizer, cfg, metrics), out_dir)
+
+    return text_setup(
+        cfg, accelerator, data, objective, lambda seed: make_collator(cfg.masking, data.tokenizer, seed), write
+    )
+
+
+def rebuild(cfg: PretrainConfig, model_config) -> MaskedLM:
+    return MaskedLM(AutoModelForMaskedLM.from_config(model_config))
+
+
+def export(cfg: PretrainConfig, objective: MaskedLM, run_dir: Path, out_dir: Path, metrics: dict) -> Path:
+    tokenizer = run_tokenizer(run_dir)
+    return write_export(objective.model, tokenizer, render_card(objective.model, tokenizer, cfg, metrics), out_dir)
+
+
+def describe(cfg: PretrainConfig) -> str:
+    m = cfg.masking
+    keep = 1.0 - m.replace_prob - m.random_prob
+    text = STRATEGIES[m.strategy].format(rate=m.mask_rate, span_p=m.span_p, max_span=m.max_span)
+    return (
+        f"{text}; of those, {m.replace_prob:.0%} are replaced by the mask token, {m.random_prob:.0%} by a random "
+        f"token and {keep:.0%} left as they are. The loss is cross-entropy over the predicted tokens only."
+    )
+
+
+def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict) -> ModelCard:
+    t = cfg.train
+    name = model_name(cfg.export, t.output_dir)
+    hyperparameters = {
+        "objective": cfg.masking.strategy,
+        "mask rate": cfg.masking.mask_rate,
+        "sequence length": cfg.data.seq_len,
+        "batch size (per device x accumulation x processes)": (
+            f"{t.batch_size} x {t.grad_accum} x {metrics.get('num_processes', 1)}"
+        ),
+        **training_rows(t, metrics),
+        "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
+    }
+    results = {
+        "loss": fmt(metrics.get("eval_loss")),
+        "perplexity": fmt(metrics.get("eval_perplexity")),
+        "masked-token accuracy": fmt(metrics.get("eval_accuracy")),
+    }
+    return ModelCard.from_template(
+        pretrain_card_data(cfg, "fill-mask", ["masked-language-modeling", model.config.model_type]),
+        template_path=str(TEMPLATES / "mlm.md"),
+        model_name=name,
+        arch=model.config.model_type,
+        parameters=count(model.num_parameters()),
+        layers=model.config.num_hidden_layers,
+        hidden=model.config.hidden_size,
+        load_path=name,
+        example=f"The weather today is {tokenizer.mask_token}.",
+        objective=describe(cfg),
+        data=describe_data(cfg, metrics),
+        hyperparameters=hyperparameters,
+        compute=compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}")),
+        results=results,
+    )

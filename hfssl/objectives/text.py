@@ -1,0 +1,197 @@
+"""What every text objective shares: the corpus, the tokenizer (trained on it unless given), packed blocks, the
+loaders, the frozen-feature probe, and the export folder with its card."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from huggingface_hub import ModelCard
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, PreTrainedModel
+
+from hfssl.config import PretrainConfig
+from hfssl.data.stream import stream_loader
+from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
+from hfssl.errors import UsageError, first_line
+from hfssl.io import atomic_dir
+from hfssl.objectives.base import Setup
+from hfssl.probe import load_probe_data, probe
+from hfssl.tokenizer import CorpusTexts, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_DIR = "tokenizer"
+"""Where a text run keeps its tokenizer, in the run directory."""
+
+
+def load_tokenizer(name_or_path: str, field: str):
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{field}: could not load a tokenizer from {name_or_path!r} ({first_line(err)})") from None
+
+
+def prepare_tokenizer(
+    cfg: PretrainConfig,
+    corpus,
+    run_dir: Path,
+    accelerator: Accelerator,
+    resuming: bool,
+    check: Callable[[Any, str], None] | None = None,
+):
+    """Load or train the tokenizer on the main process, save it into the run, and load that copy everywhere.
+
+    `check(tokenizer, source)` raises UsageError for a tokenizer the objective cannot use, before anything is saved.
+    """
+    saved = run_dir / TOKENIZER_DIR
+    if accelerator.is_main_process and not (resuming and saved.is_dir()):
+        if cfg.tokenizer.path:
+            tokenizer = load_tokenizer(cfg.tokenizer.path, "tokenizer.path")
+        elif cfg.model.name_or_path:
+            tokenizer = load_tokenizer(cfg.model.name_or_path, "model.name_or_path")
+        else:
+            tokenizer = train_tokenizer(
+                CorpusTexts(corpus, cfg.tokenizer.max_documents),
+                kind=cfg.tokenizer.kind,
+                vocab_size=cfg.tokenizer.vocab_size,
+                min_frequency=cfg.tokenizer.min_frequency,
+                lowercase=cfg.tokenizer.lowercase,
+                model_max_length=cfg.model.max_position_embeddings,
+            )
+        source = cfg.tokenizer.path or cfg.model.name_or_path or "the tokenizer"
+        if check is not None:
+            check(tokenizer, source)
+        if tokenizer.pad_token_id is None:
+            raise UsageError(f"{source}: the tokenizer has no padding token")
+        with atomic_dir(saved) as tmp:
+            tokenizer.save_pretrained(tmp)
+    accelerator.wait_for_everyone()
+    return AutoTokenizer.from_pretrained(saved)
+
+
+def run_tokenizer(run_dir: Path):
+    """The tokenizer a text run saved, for exporting one of its checkpoints."""
+    if not (run_dir / TOKENIZER_DIR).exists():
+        raise UsageError(f"{run_dir}: the run directory lacks {TOKENIZER_DIR}; is this an hfssl run?")
+    return AutoTokenizer.from_pretrained(run_dir / TOKENIZER_DIR)
+
+
+@dataclass
+class TextData:
+    tokenizer: Any
+    train_corpus: Any
+    train_set: Any
+    """Packed blocks (a map-style dataset), or a stream of them."""
+    eval_set: Any
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train_set, torch.utils.data.IterableDataset)
+
+
+def load_text(
+    cfg: PretrainConfig,
+    accelerator: Accelerator,
+    work_dir: Path,
+    resuming: bool,
+    check: Callable[[Any, str], None] | None = None,
+) -> TextData:
+    """The corpus, its tokenizer (see `prepare_tokenizer`) and the tokenized, packed training and validation sets."""
+    t = cfg.train
+    with accelerator.main_process_first():
+        train_corpus, eval_corpus = load_corpus(cfg.data, seed=t.seed)
+    tokenizer = prepare_tokenizer(cfg, train_corpus, work_dir, accelerator, resuming=resuming, check=check)
+    with accelerator.main_process_first():
+        train_set = pack(tokenize_corpus(train_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
+        eval_set = pack(tokenize_corpus(eval_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
+    return TextData(tokenizer, train_corpus, train_set, eval_set)
+
+
+def text_setup(
+    cfg: PretrainConfig,
+    accelerator: Accelerator,
+    data: TextData,
+    objective: torch.nn.Module,
+    make_collator: Callable[[int], Any],
+    export: Callable[[torch.nn.Module, Path, dict], None],
+) -> Setup:
+    """The loop's `Setup` for a text objective: loaders over `data` with the collators `make_collator(seed)` makes,
+    validation batches in order, the probe `train.probe_every` asks for, and the data's size for --dry-run."""
+    t = cfg.train
+    collator = make_collator(t.seed)
+    eval_collator = make_collator(t.seed + 1)
+    train_set, eval_set, streaming = data.train_set, data.eval_set, data.streaming
+    if streaming:
+        # Each process and worker packs its own part of the stream; batches carry their position for checkpoints.
+        train_loader = stream_loader(partial(train_set.batches, t.batch_size), collator, accelerator, t.num_workers)
+    else:
+        train_loader = DataLoader(
+            train_set,
+            batch_size=t.batch_size,
+            shuffle=True,
+            collate_fn=collator,
+            num_workers=t.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            # Its own generator: starting an epoch's iterator must not draw from the global RNG, which a resumed run
+            # restores (dropout comes from it).
+            generator=torch.Generator().manual_seed(t.seed),
+        )
+    eval_size = t.eval_batch_size or t.batch_size
+    eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
+    probe_splits = load_probe_data(t) if t.probe_every else None
+
+    def run_probe(raw: torch.nn.Module) -> dict:
+        return probe(
+            raw.model.base_model, data.tokenizer, probe_splits, batch_size=eval_size, device=accelerator.device
+        )
+
+    def data_size() -> tuple[float | None, str]:
+        if streaming:
+            return estimate_tokens(data.train_corpus, data.tokenizer, cfg.data)
+        return train_set.num_tokens, f"counted in the {len(train_set):,} training sequences"
+
+    return Setup(
+        objective=objective,
+        train_loader=train_loader,
+        collator=collator,
+        eval_set=eval_set,
+        eval_batches=eval_batches,
+        eval_collator=eval_collator,
+        export=export,
+        unit="tokens",
+        count=lambda batch: batch["attention_mask"].sum(),
+        batch_description=f"{t.batch_size} sequences of {cfg.data.seq_len} tokens",
+        probe=run_probe if probe_splits is not None else None,
+        data_size=data_size,
+        streaming=streaming,
+        prepare_train_loader=not streaming,
+    )
+
+
+def describe_data(cfg: PretrainConfig, metrics: dict) -> str:
+    """The model card's account of the training text."""
+    d = cfg.data
+    source = "the synthetic English-like corpus embedded in hfssl" if d.train == "synthetic" else f"`{d.train}`"
+    layout = "packed into blocks" if d.packing else "one line per sequence"
+    return (
+        f"Trained on {source}, {layout} of {d.seq_len} tokens; {int(metrics.get('tokens_seen', 0)):,} tokens seen "
+        f"over {metrics.get('steps', 0):,} optimizer steps."
+    )
+
+
+def write_export(model: PreTrainedModel, tokenizer, card: ModelCard, out_dir: Path) -> Path:
+    """Write `model` (safetensors), `tokenizer` and `card` to `out_dir`, replacing it atomically."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        card.save(tmp / "README.md")
+    logger.info("exported %s", out_dir)
+    return out_dir
