@@ -2,9 +2,10 @@
 
     python bench/same_weights.py OUT.json      # run it before and after a change; the digests must be equal
 
-Two 40-step masked-LM runs (ModernBERT, token masking; BERT, span masking) and a 10-step run of each speech objective, at the same seed, each checkpointed at its last
-step; the digest is a sha256 over every tensor of the checkpoint's objective state (names and bytes, sorted by name),
-so it does not depend on how a file lays the tensors out.
+Two 40-step masked-LM runs (ModernBERT, token masking; BERT, span masking) and a 10-step run of each speech
+objective (wav2vec 2.0 also on a conformer), at the same seed, each checkpointed at its last step. The digest is
+a sha256 over every tensor of the checkpoint's objective state (names and bytes, sorted by name), so it does not
+depend on how a file lays the tensors out.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ RUNS = {
 
 
 def digest(path: Path) -> str:
+    import torch
     from safetensors.torch import load_file
 
     weights = load_file(str(path))
     h = hashlib.sha256()
     for name in sorted(weights):
         h.update(name.encode())
-        h.update(weights[name].contiguous().view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes())
+        h.update(weights[name].contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -36,7 +36,7 @@ RECIPES = {
 
 
 def pretrain_one(recipe: str, steps: int, out: Path, threads: int) -> dict:
-    from hfssl.config import load_pretrain
+    from hfssl.objectives import load_pretrain
     from hfssl.pretrain import pretrain
 
     overrides = {
@@ -65,13 +65,14 @@ def pretrain_one(recipe: str, steps: int, out: Path, threads: int) -> dict:
 def random_probe(arch: str, threads: int) -> float:
     """The probe of a randomly initialised tiny encoder of `arch` (the floor every objective should clear)."""
     from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, TrainArgs
-    from hfssl.pretrain import load_probe_data
-    from hfssl.probe import probe
-    from hfssl.speech import build_model, feature_extractor
+    from hfssl.models.speech import feature_extractor
+    from hfssl.objectives import masked_speech, wav2vec2
+    from hfssl.probe import load_probe_data, probe
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     objective = ObjectiveArgs(name="contrastive" if arch == "wav2vec2" else "best-rq", codevectors_per_group=16)
+    build_model = wav2vec2.build_model if objective.name == "contrastive" else masked_speech.build_model
     model = build_model(SpeechModelArgs(arch=arch, size="tiny", dropout=0.0), objective, 0.5)
     data = AudioDataArgs(max_seconds=2.0, batch_seconds=8.0)
     splits = load_probe_data(TrainArgs(probe_every=1), task="audio", max_seconds=data.max_seconds)

@@ -67,7 +67,8 @@ from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCol
 from hfssl.config import PretrainConfig, load
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
-from hfssl.pretrain import pretrain, resolve_mixed_precision
+from hfssl.distributed import resolve_mixed_precision
+from hfssl.pretrain import pretrain
 
 logger = logging.getLogger("bench.text_mlm")
 

@@ -1,9 +1,6 @@
 """Every test runs offline, on data and models it builds itself."""
 
-import json
 import os
-import shutil
-from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -12,19 +9,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 import pytest  # noqa: E402
-
-
-def stop_after(run: Path, step: int) -> dict:
-    """Turn a finished run into one stopped after its step-`step` checkpoint (the later checkpoints, final/ and
-    metrics.json go), for `--resume` to continue; returns the finished run's metrics."""
-    metrics = json.loads((run / "metrics.json").read_text())
-    for checkpoint in (run / "checkpoints").glob("step-*"):
-        if int(checkpoint.name.split("-")[1]) > step:
-            shutil.rmtree(checkpoint)
-    shutil.rmtree(run / "final")
-    (run / "metrics.json").unlink()
-    return metrics
-
 
 TINY_PRETRAIN = {
     "model.num_layers": "2",

@@ -178,28 +178,30 @@ RUN = {"steps": 10, "tokens_seen": 5000, "audio_seconds_seen": 90.0, "wall_time_
 def test_hub_data_and_base_model_come_from_the_recipe(mlm_export, speech_export, tmp_path):
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer
 
-    from hfssl.export import render_card, render_speech_card
+    from hfssl.objectives import wav2vec2
+    from hfssl.objectives.audio import render_card as render_speech_card
+    from hfssl.objectives.mlm import render_card
 
     model, tokenizer = AutoModelForMaskedLM.from_pretrained(mlm_export), AutoTokenizer.from_pretrained(mlm_export)
     hub = {"data.train": "someone/corpus", "data.validation": "someone/corpus-dev", "model.name_or_path": "org/bert"}
     cfg = config_lib.load(PretrainConfig, "text/mlm-tiny", hub)
-    card = render_card(model, tokenizer, cfg, RUN, "mlm")
+    card = render_card(model, tokenizer, cfg, RUN)
     assert card.data.datasets == ["someone/corpus", "someone/corpus-dev"]
     assert card.data.base_model == "org/bert"
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("some text\n")
     local = {"data.train": str(corpus), "model.name_or_path": str(mlm_export)}
-    card = render_card(model, tokenizer, config_lib.load(PretrainConfig, "text/mlm-tiny", local), RUN, "mlm")
+    card = render_card(model, tokenizer, config_lib.load(PretrainConfig, "text/mlm-tiny", local), RUN)
     assert card.data.datasets is None and card.data.base_model is None
     given = local | {"export.datasets": "[someone/corpus]", "export.base_model": "org/mlm"}
-    card = render_card(model, tokenizer, config_lib.load(PretrainConfig, "text/mlm-tiny", given), RUN, "mlm")
+    card = render_card(model, tokenizer, config_lib.load(PretrainConfig, "text/mlm-tiny", given), RUN)
     assert card.data.datasets == ["someone/corpus"] and card.data.base_model == "org/mlm"
 
     encoder = AutoModelForPreTraining.from_config(AutoConfig.from_pretrained(speech_export))
     speech = {"data.train": "someone/speech", "data.hub_config": "clean"}
     cfg = config_lib.load(SpeechPretrainConfig, "speech/wav2vec2-tiny", speech)
-    card = render_speech_card(encoder, cfg, RUN, "w2v")
+    card = render_speech_card(encoder, cfg, RUN, wav2vec2.describe(cfg), {})
     assert card.data.datasets == ["someone/speech"] and card.data.base_model is None
 
 

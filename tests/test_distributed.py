@@ -18,10 +18,10 @@ import yaml
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 from accelerate.commands.launch import launch_command_parser
 from accelerate.utils import ComputeEnvironment, DistributedType
-from conftest import stop_after
+from helpers import stop_after
 from transformers import get_scheduler
 
-from hfssl.pretrain import shards_weights
+from hfssl.distributed import shards_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "text" / "mlm-tiny.yaml")
@@ -182,12 +182,13 @@ SHARDS = textwrap.dedent(
     import torch
     from hfssl import config as config_lib
     from hfssl.config import PretrainConfig
-    from hfssl.pretrain import make_accelerator, text_setup
+    from hfssl.distributed import make_accelerator
+    from hfssl.objectives import mlm
 
     out = Path(sys.argv[1])
     cfg = config_lib.load(PretrainConfig, sys.argv[2], {**json.loads(sys.argv[3]), "train.output_dir": str(out)})
     accelerator = make_accelerator(cfg.train, out)
-    setup = text_setup(cfg, accelerator, out, resuming=False)
+    setup = mlm.setup(cfg, accelerator, out, resuming=False)
     def name(row):  # a packed block, by its tokens before any masking
         return hash(tuple(torch.as_tensor(row["input_ids"]).tolist()))
 
@@ -346,9 +347,9 @@ def test_fsdp_checkpoint_exports_and_resumes(fsdp_run, tmp_path):
 def test_fsdp_layer_class_not_in_the_model():
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
+    from hfssl.distributed import check_fsdp_units
     from hfssl.errors import UsageError
-    from hfssl.model import MaskedLM
-    from hfssl.pretrain import check_fsdp_units
+    from hfssl.objectives.mlm import MaskedLM
 
     def accelerator(names):
         plugin = SimpleNamespace(auto_wrap_policy=transformer_auto_wrap_policy, transformer_cls_names_to_wrap=names)
@@ -406,9 +407,11 @@ def test_accelerate_config_loads(path):
 
 
 def text_model(arch: str):
+    from transformers import AutoModelForMaskedLM
+
     from hfssl import config as config_lib
     from hfssl.config import PretrainConfig
-    from hfssl.model import build_model
+    from hfssl.models.text import build_model
 
     small = {"model.arch": arch, "model.num_layers": "2", "model.hidden_size": "32", "model.num_heads": "2"}
     cfg = config_lib.load(PretrainConfig, RECIPE, small)
@@ -419,7 +422,7 @@ def text_model(arch: str):
         def __len__(self):
             return 100
 
-    return build_model(cfg.model, Tokenizer())
+    return build_model(cfg.model, Tokenizer(), AutoModelForMaskedLM)
 
 
 def speech_model(arch: str, **fields):
@@ -447,6 +450,6 @@ def speech_model(arch: str, **fields):
 )
 def test_fsdp_units_are_the_transformer_layers(build, layer):
     """hfssl names the layer class FSDP shards as a unit: the transformer layer, not a conv block or the model."""
-    from hfssl.pretrain import transformer_layers
+    from hfssl.distributed import transformer_layers
 
     assert transformer_layers(build()) == [layer]

@@ -34,7 +34,8 @@ from hfssl.hubert_targets import (
     prepare_targets,
 )
 from hfssl.kmeans import KMeans, fit_kmeans
-from hfssl.speech import feature_extractor, min_clip_samples, scratch_config
+from hfssl.models.speech import feature_extractor, min_clip_samples
+from hfssl.objectives import masked_speech
 
 RECIPE = {
     "model": {"arch": "hubert", "size": "tiny", "hidden_size": 32, "conv_dim": 32, "num_heads": 2, "num_layers": 2},
@@ -169,7 +170,9 @@ def test_fit_plan_samples_whole_clips_then_frames():
 
 
 def test_mfcc_frames_are_the_encoders_frames():
-    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32), ObjectiveArgs(name="hubert"), 0.5)
+    config = masked_speech.encoder_config(
+        SpeechModelArgs(hidden_size=32, conv_dim=32), ObjectiveArgs(name="hubert"), 0.5
+    )
     features = MfccFeatures(16000, 320)
     rng = np.random.default_rng(0)
     lengths = [400, 401, 719, 720, 1039, 1040, 16000, 16001, 32319, 32320, *rng.integers(400, 48000, 40)]
@@ -187,7 +190,7 @@ def test_fit_length_repeats_the_last_frame():
 
 
 def test_hidden_features_skip_later_layers_exactly():
-    config = scratch_config(
+    config = masked_speech.encoder_config(
         SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=3), ObjectiveArgs(name="hubert"), 0.5
     )
     torch.manual_seed(0)
@@ -344,7 +347,9 @@ def previous_model(workdir) -> Path:
     """A tiny encoder saved as an hfssl export looks: a stock HubertModel and its feature extractor."""
 
     def export(name: str, **changes) -> Path:
-        config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32), ObjectiveArgs(name="hubert"), 0.5)
+        config = masked_speech.encoder_config(
+            SpeechModelArgs(hidden_size=32, conv_dim=32), ObjectiveArgs(name="hubert"), 0.5
+        )
         for key, value in changes.items():
             setattr(config, key, value)
         torch.manual_seed(0)

@@ -2,8 +2,6 @@
 
 import json
 import math
-import os
-import re
 import shutil
 import signal
 import subprocess
@@ -13,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stop_after
+from helpers import DRY_RUN_FIELDS, ROOT, dry_run_report, env, folder_size, hfssl, size_in, snapshot, stop_after
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer
 
@@ -21,7 +19,6 @@ from hfssl import config as config_lib
 from hfssl.config import PretrainConfig
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--model.num_layers",
     "2",
@@ -42,19 +39,6 @@ TINY = [
     "--train.eval_batches",
     "8",
 ]
-
-
-def env() -> dict:
-    return dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-
-
-def hfssl(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "hfssl", *map(str, args)], capture_output=True, text=True, env=env(), cwd=cwd
-    )
-    if check:
-        assert done.returncode == 0, done.stderr[-4000:]
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -208,32 +192,6 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
     assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
     assert resumed["tokens_seen"] == full["tokens_seen"]
-
-
-DRY_RUN_FIELDS = [
-    "data", "steps", "covering", "time per step", "evaluation", "probes", "total time", "checkpoint", "export", "disk",
-]  # fmt: skip
-UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
-
-
-def dry_run_report(stdout: str) -> dict[str, str]:
-    """The fields `hfssl pretrain --dry-run` prints, one per line after its first."""
-    lines = stdout.split("dry run of ", 1)[1].splitlines()[1:]
-    return {line[:14].strip(): line[15:] for line in lines}
-
-
-def size_in(text: str) -> float:
-    """The first size ("1.6 MB") in a line of the report, in bytes."""
-    number, unit = re.search(r"([\d,.]+) (B|kB|MB|GB)\b", text).groups()
-    return float(number.replace(",", "")) * UNITS[unit]
-
-
-def folder_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def snapshot(path: Path) -> dict:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in [path, *path.rglob("*")]}
 
 
 def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):

@@ -4,24 +4,20 @@ falls, the pretraining checkpoint reloads through the Auto classes, the export i
 cannot work fail with one line."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import assert_loads_as_audio_classifier, hfssl, one_line_error, stop_after
 from huggingface_hub import ModelCard
 from transformers import AutoConfig, AutoModelForPreTraining
 
 from hfssl.collators.audio import AudioMaskCollator, MelTargets, frame_lengths
 from hfssl.config import AudioDataArgs
 from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
-from hfssl.speech import feature_extractor
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import stop_after  # noqa: E402
-from test_pretrain import hfssl  # noqa: E402
-from test_speech import assert_loads_as_audio_classifier  # noqa: E402
+from hfssl.models.speech import feature_extractor
+from hfssl.objectives.masked_speech import KINDS
 
 RECIPES = {"hubert": "speech/hubert-tiny", "best-rq": "speech/best-rq-tiny", "reconstruction": "speech/recon-tiny"}
 BACKBONE = {"hubert": "HubertModel", "best-rq": "HubertModel", "reconstruction": "HubertModel"}
@@ -76,7 +72,7 @@ def test_loss_falls_and_accuracies_are_logged(trained):
 def test_checkpoint_reloads_through_auto_classes(trained):
     objective, out = trained
     config = AutoConfig.from_pretrained(out / "model_config")
-    assert isinstance(config, MaskedSpeechConfig) and config.objective == objective
+    assert isinstance(config, MaskedSpeechConfig) and config.target == KINDS[objective].target
     model = AutoModelForPreTraining.from_config(config)
     assert isinstance(model, MaskedSpeechForPreTraining)
     model.save_pretrained(out / "head")
@@ -136,7 +132,7 @@ def test_finetune_from_a_masked_prediction_export(trained, tmp_path):
 
 
 def test_head_scores_only_frames_inside_clips():
-    config = MaskedSpeechConfig(backbone_config=tiny_encoder().to_dict(), objective="best-rq", num_classes=10)
+    config = MaskedSpeechConfig(backbone_config=tiny_encoder().to_dict(), target="codes", num_classes=10)
     model = MaskedSpeechForPreTraining(config).eval()
     audio = torch.randn(2, 16000)
     attention = torch.ones(2, 16000, dtype=torch.long)
@@ -164,7 +160,7 @@ def test_head_scores_only_frames_inside_clips():
 def test_hubert_head_fits_a_fixed_batch():
     torch.manual_seed(0)
     encoder = tiny_encoder().to_dict()
-    config = MaskedSpeechConfig(backbone_config=encoder, objective="hubert", num_classes=8, label_dim=16)
+    config = MaskedSpeechConfig(backbone_config=encoder, target="clusters", num_classes=8, label_dim=16)
     model = MaskedSpeechForPreTraining(config)
     audio = torch.randn(2, 16000)
     frames = int(frame_lengths(16000, config.backbone_config))
@@ -246,14 +242,6 @@ def test_collator_crops_keep_frame_labels_aligned():
 # --------------------------------------------------------------------------- bad input
 
 
-def one_line_error(done) -> str:
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("hfssl: error")]
-    assert len(lines) == 1, done.stderr[-2000:]
-    return lines[0]
-
-
 def test_contrastive_on_an_encoder_without_quantizer_is_one_line(tmp_path):
     done = hfssl(
         "pretrain", "speech/wav2vec2-tiny", *TINY[:8], "--model.arch", "hubert", "--train.output_dir", tmp_path / "r",
@@ -286,7 +274,7 @@ def test_every_backbone_trains_a_step_and_exports_its_stock_class(arch, tmp_path
     from transformers import AutoModel
 
     from hfssl.config import ObjectiveArgs, SpeechModelArgs
-    from hfssl.speech import build_model
+    from hfssl.objectives.masked_speech import build_model
 
     objective = ObjectiveArgs(name="best-rq", codebook_size=16, codebook_dim=8, mel_bins=20)
     model = build_model(SpeechModelArgs(arch=arch, hidden_size=32, conv_dim=16, num_layers=1), objective, 0.5)

@@ -13,18 +13,24 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import (
+    ROOT,
+    assert_loads_as_audio_classifier,
+    dry_run_report,
+    env,
+    folder_size,
+    hfssl,
+    size_in,
+    stop_after,
+)
 from huggingface_hub import ModelCard
 from transformers import Wav2Vec2ForPreTraining, Wav2Vec2Model
 
 from hfssl.__main__ import main
 from hfssl.collators.audio import sample_negatives, span_mask
 from hfssl.config import ObjectiveArgs, SpeechModelArgs
-from hfssl.speech import Contrastive, min_clip_samples, scratch_config
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import stop_after  # noqa: E402
-from test_pretrain import env, hfssl  # noqa: E402
+from hfssl.models.speech import min_clip_samples
+from hfssl.objectives.wav2vec2 import Contrastive, model_config
 
 # Small and fast: for what does not need the model to learn (resume, export, bad input, the guards).
 TINY = [
@@ -142,32 +148,6 @@ def test_export_is_a_stock_wav2vec2_model(trained):
     assert "hours of audio seen" in card.text
 
 
-def assert_loads_as_audio_classifier(path: Path) -> None:
-    """`path` loads into AutoModelForAudioClassification in a process without hfssl, every encoder weight used."""
-    code = textwrap.dedent(
-        f"""
-        import sys
-        import numpy as np
-        import torch
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-        path = {str(path)!r}
-        model, info = AutoModelForAudioClassification.from_pretrained(path, num_labels=3, output_loading_info=True)
-        new = {{k.split(".")[0] for k in info["missing_keys"]}}
-        assert new <= {{"projector", "classifier"}}, info["missing_keys"]
-        assert not info["unexpected_keys"], info["unexpected_keys"]
-        assert not info["mismatched_keys"], info["mismatched_keys"]
-        extractor = AutoFeatureExtractor.from_pretrained(path)
-        inputs = extractor([np.zeros(16000, dtype=np.float32)], sampling_rate=16000, return_tensors="pt")
-        assert model(**inputs).logits.shape == (1, 3)
-        assert "hfssl" not in sys.modules
-        print("ok")
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "ok"
-
-
 def test_export_loads_into_audio_classification_without_hfssl(trained):
     assert_loads_as_audio_classifier(trained / "final")
 
@@ -268,7 +248,7 @@ def test_nonfinite_loss_stops_with_one_line(tmp_path):
 
 def test_collapse_warns_then_stops(caplog):
     objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8, collapse_patience=2)
-    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    config = model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     watch = Contrastive(Wav2Vec2ForPreTraining(config), objective)
     healthy = {"contrastive_loss": 1.5, "codevector_perplexity": 9.0}
     collapsed = {"contrastive_loss": 0.01, "codevector_perplexity": 2.05}
@@ -283,12 +263,12 @@ def test_collapse_warns_then_stops(caplog):
 
 def test_gumbel_temperature_schedule():
     objective = ObjectiveArgs(gumbel_max=2.0, gumbel_min=0.5, gumbel_decay=0.99)
-    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    config = model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     watch = Contrastive(Wav2Vec2ForPreTraining(config), objective)
     assert watch.gumbel_temperature(0) == 2.0
     assert watch.gumbel_temperature(50) == pytest.approx(2.0 * 0.99**50)
     assert watch.gumbel_temperature(10_000) == 0.5
-    watch.set_step(50)
+    watch.before_forward(50)
     assert watch.model.quantizer.temperature == pytest.approx(2.0 * 0.99**50)
 
 
@@ -297,12 +277,12 @@ def test_objective_fits_a_fixed_batch():
     fixed batch the contrastive loss leaves ln(K + 1) within a few dozen steps."""
     from hfssl.collators.audio import AudioMaskCollator
     from hfssl.config import AudioDataArgs
-    from hfssl.speech import feature_extractor
+    from hfssl.models.speech import feature_extractor
 
     torch.manual_seed(0)
     objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=16)
     model = Wav2Vec2ForPreTraining(
-        scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=2), objective, 0.65)
+        model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=2), objective, 0.65)
     )
     collate = AudioMaskCollator(
         feature_extractor(AudioDataArgs()), model.config, mask_length=4, num_negatives=10, seed=0
@@ -329,7 +309,7 @@ def test_objective_fits_a_fixed_batch():
 def test_loss_matches_transformers_contrastive_loss():
     """hfssl's fp32 masked-frame loss is transformers' summed loss divided by the masked frames."""
     objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8)
-    config = scratch_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
+    config = model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     torch.manual_seed(0)
     model = Wav2Vec2ForPreTraining(config).eval()
     inputs = torch.randn(2, 16000)
@@ -346,7 +326,7 @@ def test_loss_matches_transformers_contrastive_loss():
 
 
 def test_min_clip_samples_fits_a_span():
-    config = scratch_config(SpeechModelArgs(), ObjectiveArgs(), 0.65)
+    config = model_config(SpeechModelArgs(), ObjectiveArgs(), 0.65)
     lengths = Wav2Vec2Model(config)._get_feat_extract_output_lengths
     samples = min_clip_samples(config, 10)
     assert lengths(samples) == 11
@@ -406,7 +386,8 @@ def test_text_option_on_a_speech_recipe_is_one_line(tmp_path, capsys):
 def test_every_architecture_trains_a_step(arch):
     from hfssl.collators.audio import AudioMaskCollator
     from hfssl.config import AudioDataArgs
-    from hfssl.speech import build_model, feature_extractor
+    from hfssl.models.speech import feature_extractor
+    from hfssl.objectives.wav2vec2 import build_model
 
     objective = ObjectiveArgs(num_negatives=8, codevectors_per_group=8)
     model = build_model(SpeechModelArgs(arch=arch, hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
@@ -425,7 +406,6 @@ def test_every_architecture_trains_a_step(arch):
 def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
     """A dry run of the fixture's run: the scanned training audio, its steps and a footprint within 2x of the real
     run's; nothing is written."""
-    from test_pretrain import dry_run_report, folder_size, size_in
 
     from hfssl import config as config_lib
     from hfssl.config import SpeechPretrainConfig
@@ -438,7 +418,7 @@ def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
     report = dry_run_report(done.stdout)
     overrides = {key.removeprefix("--"): value for key, value in zip(TINY[::2], TINY[1::2], strict=True)}
     cfg = config_lib.load(SpeechPretrainConfig, ROOT / "recipes" / "speech" / "wav2vec2-tiny.yaml", overrides)
-    encoder = scratch_config(cfg.model, cfg.objective, cfg.masking.mask_prob)
+    encoder = model_config(cfg.model, cfg.objective, cfg.masking.mask_prob)
     clips, _ = load_audio(cfg.data, seed=cfg.train.seed, min_samples=min_clip_samples(encoder, cfg.masking.mask_length))
     seconds = clips.full_lengths.sum() / cfg.data.sampling_rate
     assert f"hours of audio ({seconds:,.0f} s) (scanned durations of {len(clips):,} clips" in report["data"]
