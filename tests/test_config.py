@@ -84,6 +84,8 @@ def test_override_to_empty_and_strings_stay_strings(tmp_path):
         ("", {"train.lrate": "1"}, "train.lrate"),
         ("", {"masking.mask_rate": "1.5"}, "masking.mask_rate"),
         ("", {"train.batch_size": "0"}, "train.batch_size"),
+        ("", {"train.probe_every": "-1"}, "train.probe_every: must not be negative"),
+        ("", {"objective.name": "contrastive"}, "objective.name: 'contrastive' is not valid; choose 'mlm'"),
         ("", {"nosuch": "1"}, "nosuch"),
     ],
 )
@@ -94,6 +96,13 @@ def test_bad_recipes_name_the_key(tmp_path, text, overrides, expected):
         config_lib.load(PretrainConfig, recipe, overrides)
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_probe_every_zero_means_never():
+    """Users write 0 for "never", as they leave it empty (a run with 0 probes nothing: test_objectives' hook test)."""
+    for value in ("0", ""):
+        cfg = config_lib.load(PretrainConfig, "text/mlm-tiny", {"train.probe_every": value})
+        assert not cfg.train.probe_every
 
 
 def test_missing_and_malformed_recipe(tmp_path):

@@ -1,4 +1,4 @@
-"""Corpora -> tokenized, packed blocks: `load_corpus`, then `tokenize_corpus`, then `pack` (`build_datasets` runs all).
+"""Corpora -> tokenized, packed blocks: `load_corpus`, then `tokenize_corpus`, then `pack`.
 
 A corpus is the embedded synthetic one, local files (.txt one document per line, .json/.jsonl, .csv, .parquet; a
 glob; a directory), or a Hub dataset. Packing cuts the whole token stream into blocks, so unlike transformers'
@@ -325,18 +325,6 @@ def pack(tokenized: Corpus, tokenizer, data: DataArgs) -> torch.utils.data.Datas
     if data.packing:
         return PackedBlocks(tokenized, data.seq_len, cls, sep)
     return DocumentChunks(tokenized, data.seq_len, cls, sep)
-
-
-def build_datasets(
-    data: DataArgs, tokenizer, seed: int = 0
-) -> tuple[torch.utils.data.Dataset | torch.utils.data.IterableDataset, torch.utils.data.Dataset]:
-    """`load_corpus`, `tokenize_corpus` and `pack`, for training and validation."""
-    special_ids(tokenizer)  # fail before reading and tokenizing the corpus
-    train, validation = load_corpus(data, seed)
-    return (
-        pack(tokenize_corpus(train, tokenizer, data), tokenizer, data),
-        pack(tokenize_corpus(validation, tokenizer, data), tokenizer, data),
-    )
 
 
 class _TokenColumn:

@@ -14,7 +14,6 @@ from hfssl.data.text import (
     DocumentChunks,
     PackedBlocks,
     StreamedBlocks,
-    build_datasets,
     estimate_tokens,
     load_corpus,
     pack,
@@ -271,9 +270,10 @@ def test_packing_property(lengths, seq_len, with_cls):
     assert all(len(block) == seq_len for block in blocks[:-1])
 
 
-def test_build_datasets_end_to_end(tokenizer, tmp_path):
+def test_corpus_to_blocks_end_to_end(tokenizer, tmp_path):
     path = write(tmp_path / "corpus.txt", DOCS)
-    train, validation = build_datasets(args(tmp_path, path, seq_len=32, validation_fraction=0.1), tokenizer)
+    data = args(tmp_path, path, seq_len=32, validation_fraction=0.1)
+    train, validation = (pack(tokenize_corpus(split, tokenizer, data), tokenizer, data) for split in load_corpus(data))
     assert isinstance(train, PackedBlocks) and isinstance(validation, PackedBlocks)
     n_tokens = sum(len(item) - 1 for item in items(train)) + sum(len(item) - 1 for item in items(validation))
     assert n_tokens == len(expected_stream(tokenizer, DOCS))

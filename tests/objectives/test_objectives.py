@@ -110,10 +110,11 @@ def test_hooks_run_before_each_forward_and_after_each_optimizer_step(tmp_path, m
         "model.num_layers": "1", "model.hidden_size": "32", "model.num_heads": "2", "data.synthetic_documents": "300",
         "data.seq_len": "32", "tokenizer.vocab_size": "300", "train.batch_size": "4", "train.grad_accum": "2",
         "train.max_steps": "3", "train.eval_every": "3", "train.save_every": "3", "train.eval_batches": "1",
-        "train.output_dir": str(tmp_path / "run"),
+        "train.probe_every": "0", "train.output_dir": str(tmp_path / "run"),
     }  # fmt: skip
     metrics = pretrain(config_lib.load(PretrainConfig, "text/mlm-tiny", values))
     assert metrics["steps"] == 3
+    assert metrics["probes"] == []  # train.probe_every 0: never
     expected = []
     for step in range(3):
         expected += [("before", step), ("before", step), ("after", step + 1)]

@@ -26,6 +26,7 @@ from helpers import (
 from huggingface_hub import ModelCard
 from transformers import Wav2Vec2ForPreTraining, Wav2Vec2Model
 
+from hfssl import config as config_lib
 from hfssl.__main__ import main
 from hfssl.collators.audio import sample_negatives, span_mask
 from hfssl.config import ObjectiveArgs, SpeechModelArgs
@@ -304,6 +305,26 @@ def test_objective_fits_a_fixed_batch():
         losses.append(out.logs["contrastive_loss"].item())
     assert losses[0] == pytest.approx(math.log(11), abs=0.5)
     assert min(losses[-5:]) < losses[0] - 1.0
+
+
+def test_feature_masks_apply_to_the_contrastive_objective_too():
+    """`objective.feature_mask_prob` reaches the quantizer's model: in training, channels of the projected features
+    are zeroed (its card says so); at 0 the config keeps transformers' default of none."""
+    from hfssl.config import SpeechPretrainConfig
+    from hfssl.objectives import wav2vec2
+
+    small = SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1)
+    assert model_config(small, ObjectiveArgs(), 0.65).mask_feature_prob == 0.0
+    config = model_config(small, ObjectiveArgs(feature_mask_prob=0.5), 0.65)
+    assert config.mask_feature_prob == 0.5 and config.mask_feature_length == 4
+    torch.manual_seed(0)
+    model = Wav2Vec2ForPreTraining(config).train()
+    hidden = torch.ones(2, 20, config.hidden_size)
+    masked = model.wav2vec2._mask_hidden_states(hidden, mask_time_indices=torch.zeros(2, 20, dtype=torch.bool))
+    zeroed = (masked == 0).all(dim=1)  # whole channels, over every frame
+    assert zeroed.any() and not zeroed.all()
+    cfg = config_lib.load(SpeechPretrainConfig, "speech/wav2vec2-tiny", {"objective.feature_mask_prob": "0.2"})
+    assert "Feature channels are masked too (probability 0.2)" in wav2vec2.describe(cfg)
 
 
 def test_loss_matches_transformers_contrastive_loss():
