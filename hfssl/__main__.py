@@ -128,17 +128,10 @@ def run_tokenizer_train(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
     from hfssl.io import atomic_dir
-    from hfssl.tokenizer import CorpusTexts, train_tokenizer
+    from hfssl.tokenizer import train_on_corpus
 
     corpus, _ = load_corpus(cfg.data)
-    tokenizer = train_tokenizer(
-        CorpusTexts(corpus, cfg.tokenizer.max_documents),
-        kind=cfg.tokenizer.kind,
-        vocab_size=cfg.tokenizer.vocab_size,
-        min_frequency=cfg.tokenizer.min_frequency,
-        lowercase=cfg.tokenizer.lowercase,
-        model_max_length=cfg.data.seq_len,
-    )
+    tokenizer = train_on_corpus(corpus, cfg.tokenizer, model_max_length=cfg.data.seq_len)
     with atomic_dir(Path(args.out)) as tmp:
         tokenizer.save_pretrained(tmp)
     print(f"{cfg.tokenizer.kind} tokenizer with {len(tokenizer):,} tokens saved to {args.out}")

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from hfssl.config import TokenizerArgs
 from hfssl.errors import UsageError
 
 KINDS = ("wordpiece", "bpe", "unigram")
@@ -201,3 +202,15 @@ class CorpusTexts:
             if self.limit is not None and i >= self.limit:
                 return
             yield example["text"]
+
+
+def train_on_corpus(corpus, args: TokenizerArgs, model_max_length: int) -> PreTrainedTokenizerFast:
+    """A tokenizer trained as `args` says on the "text" column of `corpus` (at most `args.max_documents`)."""
+    return train_tokenizer(
+        CorpusTexts(corpus, args.max_documents),
+        kind=args.kind,
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        lowercase=args.lowercase,
+        model_max_length=model_max_length,
+    )

@@ -23,7 +23,7 @@ from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir
 from hfssl.objectives.base import Setup
 from hfssl.probe import load_probe_data, probe
-from hfssl.tokenizer import CorpusTexts, train_tokenizer
+from hfssl.tokenizer import train_on_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,7 @@ def prepare_tokenizer(
         elif cfg.model.name_or_path:
             tokenizer = load_tokenizer(cfg.model.name_or_path, "model.name_or_path")
         else:
-            tokenizer = train_tokenizer(
-                CorpusTexts(corpus, cfg.tokenizer.max_documents),
-                kind=cfg.tokenizer.kind,
-                vocab_size=cfg.tokenizer.vocab_size,
-                min_frequency=cfg.tokenizer.min_frequency,
-                lowercase=cfg.tokenizer.lowercase,
-                model_max_length=cfg.model.max_position_embeddings,
-            )
+            tokenizer = train_on_corpus(corpus, cfg.tokenizer, model_max_length=cfg.model.max_position_embeddings)
         source = cfg.tokenizer.path or cfg.model.name_or_path or "the tokenizer"
         if check is not None:
             check(tokenizer, source)
