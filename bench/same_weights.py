@@ -86,7 +86,7 @@ def main(out: str) -> None:
             for key, value in changes.items():
                 args += [f"--{key}", value]
             hfssl(args)
-            (checkpoint,) = sorted((run / "checkpoints").glob("step-*"))[-1:]
+            checkpoint = max((run / "checkpoints").glob("step-*"))
             metrics = json.loads((run / "metrics.json").read_text())
             result[name] = {"digest": digest(checkpoint / "model.safetensors"), "eval_loss": metrics["eval_loss"]}
             print(name, result[name], flush=True)

@@ -77,7 +77,7 @@ def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
-    from hfssl.objectives import objective_name, pretrain_schema
+    from hfssl.objectives import pretrain_schema
 
     given = {**overrides(args, PretrainConfig), **overrides(args, SpeechPretrainConfig)}
     values = config_lib.read_recipe(args.recipe)
@@ -86,8 +86,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if unknown:
         kind = "speech" if schema is SpeechPretrainConfig else "text"
         raise UsageError(
-            f"--{unknown[0]} is not a setting of {kind} pretraining, which objective "
-            f"{objective_name(values, given)} is (objective.name, or else model.arch, decides)"
+            f"--{unknown[0]} is not a setting of {kind} pretraining (the recipe's objective.name, or else its "
+            "model.arch, decides)"
         )
     cfg = config_lib.load(schema, args.recipe, given)
     if args.dry_run and args.resume:

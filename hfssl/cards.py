@@ -1,5 +1,5 @@
-"""Model-card text shared by every card hfssl writes (pretraining exports, fine-tuned classifiers, label-efficiency
-sections): metadata, training and compute rows, number formats, and which sources name Hub repositories."""
+"""Model-card text the cards hfssl writes share (pretraining exports of every objective, fine-tuned classifiers):
+metadata, training and compute rows, number formats, and which sources name Hub repositories."""
 
 from __future__ import annotations
 

@@ -116,13 +116,14 @@ def report(run: pretrain.Run, timing: dict) -> dict:
     export_bytes = setup_bytes = 0
     if accelerator.is_main_process:
         setup_bytes = folder_bytes(run.work_dir)  # the tokenizer, or HuBERT's targets when they are built in the run
-        setup.export(whole, run.work_dir / "final", {"steps": total_steps, "num_processes": accelerator.num_processes})
+        sketch = {"steps": total_steps, "num_processes": accelerator.num_processes}
+        run.module.export(cfg, whole, run.work_dir, run.work_dir / "final", sketch)
         export_bytes = folder_bytes(run.work_dir / "final")
 
     train_seconds = total_steps * timing["step_seconds"]
     eval_seconds = evals * eval_batches * eval_batch_seconds
     return {
-        "unit": setup.unit,
+        "unit": run.module.UNIT,
         "data": data,
         "data_how": how,
         "steps": total_steps,

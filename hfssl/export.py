@@ -23,6 +23,9 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     recipe = run_dir / "config.yaml"
     cfg = config_lib.load(objectives.pretrain_schema(config_lib.read_recipe(recipe)), recipe)
     module = objectives.module(cfg)
+    for needed in module.RUN_FILES:
+        if not (run_dir / needed).exists():
+            raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks {needed}; is this an hfssl checkpoint?")
     objective = module.rebuild(cfg, AutoConfig.from_pretrained(run_dir / "model_config"))
     load_weights(objective, checkpoint_weights(checkpoint), str(checkpoint))
     state = read_state(checkpoint)

@@ -1,12 +1,13 @@
-"""`hfssl pretrain`: the one Accelerate training loop, for every objective: `setup()`, then `fit()` between the steps
-that evaluate, probe or checkpoint, then `finish()` (the export). The loop never asks which objective it runs."""
+"""`hfssl pretrain`: the one Accelerate training loop, for every objective: `setup()`, `begin()` (the run's config
+and first evaluation), then `fit()` between the steps that evaluate, probe or checkpoint, then `finish()` (the
+export). The loop asks the objective's module (`hfssl.objectives`) for everything and never which objective it is."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import mkdtemp
@@ -24,7 +25,7 @@ from hfssl.config import dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
 from hfssl.errors import TrainingStopped, UsageError
 from hfssl.io import atomic_dir, write_json, write_text
-from hfssl.objectives.base import Setup
+from hfssl.objectives.base import ObjectiveModule, Setup
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Window:
 
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     batches: int = 0
-    units: torch.Tensor | None = None
+    units: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
     start: float = field(default_factory=time.time)
 
 
@@ -54,6 +55,8 @@ class Run:
 
     cfg: Any
     accelerator: Accelerator
+    module: ObjectiveModule
+    """The objective's module: what the loop asks to rebuild and export the model."""
     setup: Setup
     objective: torch.nn.Module
     """The prepared objective (wrapped for DDP or FSDP); `raw` is the module itself."""
@@ -81,7 +84,7 @@ class Run:
 
     @property
     def seen_key(self) -> str:
-        return f"{self.setup.unit}_seen"
+        return f"{self.module.UNIT}_seen"
 
 
 def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
@@ -134,7 +137,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     scheduler = get_scheduler(SCHEDULES[t.schedule], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     scheduler = accelerator.prepare(scheduler)
 
-    seen_key = f"{made.unit}_seen"
+    seen_key = f"{module.UNIT}_seen"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
     state["num_processes"] = accelerator.num_processes
     if checkpoint is not None:
@@ -162,6 +165,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     run = Run(
         cfg=cfg,
         accelerator=accelerator,
+        module=module,
         setup=made,
         objective=objective,
         raw=accelerator.unwrap_model(objective),
@@ -214,6 +218,7 @@ def begin(run: Run) -> None:
     )
     if not run.resumed:
         run_evaluation(run)
+    run.window.start = time.time()  # the first log window's rate counts training only
 
 
 def fit(run: Run, stop: int) -> None:
@@ -267,7 +272,7 @@ def log(run: Run, grad_norm) -> None:
     per_s = accelerator.reduce(window.units, "sum").item() / max(time.time() - window.start, 1e-9)
     lr = run.scheduler.get_last_lr()[0]
     record = {f"train/{k}": v for k, v in logs.items()}
-    record.update({"train/lr": lr, f"train/{run.setup.unit}_per_s": per_s})
+    record.update({"train/lr": lr, f"train/{run.module.UNIT}_per_s": per_s})
     if grad_norm is not None:
         record["train/grad_norm"] = float(grad_norm)
     accelerator.log(record, step=step)
@@ -314,7 +319,7 @@ def save(run: Run) -> None:
     save_checkpoint(accelerator, run.run_dir, state, run.cfg.train.keep_last)
 
 
-def chores(run: Run) -> list[tuple[int | None, Any]]:
+def chores(run: Run) -> list[tuple[int, Callable[[Run], None]]]:
     """What the loop does between training steps, each every so many steps and at the last one, in this order."""
     t = run.cfg.train
     every = [(t.eval_every, run_evaluation), (t.save_every, save)]
@@ -323,7 +328,7 @@ def chores(run: Run) -> list[tuple[int | None, Any]]:
     return every
 
 
-def next_stop(run: Run, due: list[tuple[int | None, Any]]) -> int:
+def next_stop(run: Run, due: list[tuple[int, Callable[[Run], None]]]) -> int:
     """The next step at which a chore is due."""
     step = run.state["step"]
     return min([run.total_steps] + [(step // every + 1) * every for every, _ in due])
@@ -347,7 +352,7 @@ def finish(run: Run) -> dict:
     }
     whole = run.whole_weights()
     if accelerator.is_main_process:
-        run.setup.export(whole, run.run_dir / "final", metrics)
+        run.module.export(run.cfg, whole, run.work_dir, run.run_dir / "final", metrics)
         write_json(run.run_dir / "metrics.json", metrics)
     # Last: ending the run also ends the process group, which the barrier before it still needs.
     accelerator.wait_for_everyone()

@@ -76,11 +76,11 @@ def scratch_config(model: SpeechModelArgs, masking_prob: float, **extra):
     return AutoConfig.for_model(model.arch, **{**fields, **extra})
 
 
-def feature_mask_fields(model: SpeechModelArgs, prob: float) -> dict:
-    """The config fields of SpecAugment's channel masks on the projected features: each channel starts a masked
-    run with probability `prob`; runs are at most 10 channels, narrower for narrow feature encoders."""
-    conv = model.conv_dim or SIZES[model.size].conv
-    return {"mask_feature_prob": prob, "mask_feature_length": min(10, max(1, conv // 8))}
+def feature_mask_fields(encoder, prob: float) -> dict:
+    """The config fields of SpecAugment's channel masks on the projected features of `encoder` (a config): each
+    channel starts a masked run with probability `prob`; runs are at most 10 channels, narrower for narrow feature
+    encoders."""
+    return {"mask_feature_prob": prob, "mask_feature_length": min(10, max(1, encoder.conv_dim[-1] // 8))}
 
 
 def load_config(model: SpeechModelArgs):

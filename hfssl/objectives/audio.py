@@ -45,7 +45,6 @@ def audio_setup(
     accelerator: Accelerator,
     objective: torch.nn.Module,
     encoder,
-    export: Callable[[torch.nn.Module, Path, dict], None],
     num_negatives: int = 0,
     targets: MelTargets | None = None,
     label: Callable[[object, object], tuple[object, object]] | None = None,
@@ -53,7 +52,6 @@ def audio_setup(
     """The loop's `Setup` for a speech objective over `encoder` (its config sets the frame geometry).
 
     Args:
-        export: writes the final model from the unwrapped objective, given the run's metrics.
         num_negatives: distractors the collator samples per masked frame (contrastive objectives).
         targets: per-frame targets the collator computes from the cropped audio (`labels`).
         label: `(train_clips, eval_clips) -> (train_set, eval_set)`, for targets computed ahead of training.
@@ -127,8 +125,6 @@ def audio_setup(
         eval_set=eval_set,
         eval_batches=eval_batches,
         eval_collator=eval_collator,
-        export=export,
-        unit="audio_seconds",
         count=lambda batch: batch["attention_mask"].sum() / d.sampling_rate,
         batch_description=f"{d.batch_seconds:g} s of audio (padding included)",
         probe=run_probe if probe_splits is not None else None,

@@ -5,13 +5,14 @@ the unit it counts data in, `setup` (model, data, collators, probe and export fo
 from a saved model config, for `hfssl export` and FSDP's whole weights), `export` and `describe` (its model card's
 account of the objective). `setup` returns a `Setup`, whose `objective` is an `Objective`: the module the loop trains.
 
-When the loop calls an objective, in order, for every micro-batch:
-1. `before_forward(step)`: before the forward pass, with the number of optimizer steps taken so far (a temperature
-   or masking schedule reads it here);
+When the loop calls an objective:
+1. `before_forward(step)`: before every training forward pass (each micro-batch), with the number of optimizer steps
+   taken so far (a temperature or masking schedule reads it here);
 2. `objective(**batch)`: an `ObjectiveOutput`; the loop steps on `.loss`;
 3. `after_optimizer_step(step)`: after each optimizer step (not after micro-batches that only accumulate), with the
-   new step count, once the weights have changed (an EMA teacher or a generator schedule updates here);
-and at every log window `health(logs, step)`, at every evaluation `summarise(totals)`.
+   new step count: the optimizer has stepped, or skipped an fp16 step whose gradients overflowed (an EMA teacher or
+   a generator schedule updates here);
+4. `health(logs, step)` at every log window, `summarise(totals)` at every evaluation.
 """
 
 from __future__ import annotations
@@ -79,11 +80,8 @@ class Setup:
     eval_batches: list[list[int]]
     """Validation batches (dataset indices), in order; each process evaluates every `num_processes`-th one."""
     eval_collator: Any
-    export: Callable[[torch.nn.Module, Path, dict], None]
-    """Writes the final model from the unwrapped objective, given the run's metrics."""
-    unit: str
-    """What `count` measures, for logs and metrics: "tokens" or "audio_seconds"."""
     count: Callable[[dict], torch.Tensor]
+    """How much data a batch holds, in the module's `UNIT`."""
     batch_description: str
     """What one micro-batch on one process holds, for --dry-run (e.g. "64 sequences of 128 tokens")."""
     probe: Callable[[torch.nn.Module], dict] | None = None
@@ -115,8 +113,12 @@ class ObjectiveModule(Protocol):
         """The objective, freshly initialised from its model's saved config."""
         ...
 
+    RUN_FILES: tuple[str, ...]
+    """What the run directory holds beside config.yaml and model_config/ that `export` reads (a tokenizer)."""
+
     def export(self, cfg: Any, objective: torch.nn.Module, run_dir: Path, out_dir: Path, metrics: dict) -> Path:
-        """Write the trained model as stock transformers classes, with its preprocessor and card, to `out_dir`."""
+        """Write the trained model as stock transformers classes, with its preprocessor and card, to `out_dir`;
+        `run_dir` is where the setup wrote its files."""
         ...
 
     def describe(self, cfg: Any) -> str:

@@ -27,6 +27,7 @@ from hfssl.objectives.base import ObjectiveOutput, Setup
 
 SCHEMA = SpeechPretrainConfig
 UNIT = "audio_seconds"
+RUN_FILES = ()
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,18 @@ class MaskedPrediction(torch.nn.Module):
 
 def encoder_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float):
     """The encoder's config from the preset, with SpecAugment's channel masks at `objective.feature_mask_prob`."""
-    return scratch_config(model, masking_prob, **feature_mask_fields(model, objective.feature_mask_prob))
+    config = scratch_config(model, masking_prob)
+    config.update(feature_mask_fields(config, objective.feature_mask_prob))
+    return config
+
+
+def upgrade(config: MaskedSpeechConfig) -> MaskedSpeechConfig:
+    """A head config saved before `target` existed names its objective instead: give it that objective's target."""
+    saved = getattr(config, "objective", None)
+    if saved in KINDS:
+        config.target = KINDS[saved].target
+        del config.objective
+    return config
 
 
 def head_config(encoder, objective: ObjectiveArgs, targets: TargetArgs, sampling_rate: int) -> MaskedSpeechConfig:
@@ -157,25 +169,28 @@ def build_model(
             head_config(encoder_config(model, objective, masking_prob), objective, targets, sampling_rate)
         )
     config = load_config(model)
-    encoder = config.backbone_config if isinstance(config, MaskedSpeechConfig) else config
+    head = isinstance(config, MaskedSpeechConfig)
+    encoder = upgrade(config).backbone_config if head else config
     check_arch(encoder, model)
     resume_spec_augment(encoder)
+    if objective.feature_mask_prob:
+        encoder.update(feature_mask_fields(encoder, objective.feature_mask_prob))
     wanted = head_config(encoder, objective, targets, sampling_rate)
     try:
-        if isinstance(config, MaskedSpeechConfig):
+        if head:
             if config.target != wanted.target or config.num_classes != wanted.num_classes:
                 raise UsageError(
                     f"model.name_or_path: {model.name_or_path!r} is a head predicting {config.num_classes} "
                     f"{config.target}; this run trains {objective.name}, which predicts {wanted.num_classes} "
                     f"{wanted.target}"
                 )
-            return MaskedSpeechForPreTraining.from_pretrained(model.name_or_path)
-        head = MaskedSpeechForPreTraining(wanted)
+            return MaskedSpeechForPreTraining.from_pretrained(model.name_or_path, config=config)
+        new = MaskedSpeechForPreTraining(wanted)
         backbone = AutoModel.from_pretrained(
             model.name_or_path, config=encoder, trust_remote_code=model.trust_remote_code
         )
-        head.backbone.load_state_dict(backbone.state_dict())
-        return head
+        new.backbone.load_state_dict(backbone.state_dict())
+        return new
     except (OSError, ValueError) as err:
         raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
 
@@ -201,14 +216,11 @@ def setup(cfg: SpeechPretrainConfig, accelerator: Accelerator, work_dir: Path, r
         if target == "codes":
             mel.quantizer = random_quantizer(mel.dim, o.codebook_size, o.codebook_dim, o.codebook_seed)
 
-    def write(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
-        export(cfg, raw, work_dir, out_dir, metrics)
-
-    return audio_setup(cfg, accelerator, MaskedPrediction(model), encoder, write, targets=mel, label=label)
+    return audio_setup(cfg, accelerator, MaskedPrediction(model), encoder, targets=mel, label=label)
 
 
 def rebuild(cfg: SpeechPretrainConfig, model_config) -> MaskedPrediction:
-    return MaskedPrediction(AutoModelForPreTraining.from_config(model_config))
+    return MaskedPrediction(AutoModelForPreTraining.from_config(upgrade(model_config)))
 
 
 def export(cfg: SpeechPretrainConfig, objective: MaskedPrediction, run_dir: Path, out_dir: Path, metrics: dict) -> Path:

@@ -18,10 +18,11 @@ from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.errors import UsageError
 from hfssl.models.text import build_model, check_positions
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.objectives.text import describe_data, load_text, run_tokenizer, text_setup, write_export
+from hfssl.objectives.text import TOKENIZER_DIR, describe_data, load_text, run_tokenizer, text_setup, write_export
 
 SCHEMA = PretrainConfig
 UNIT = "tokens"
+RUN_FILES = (TOKENIZER_DIR,)
 
 # Where each architecture keeps the modules that turn hidden states into vocabulary logits. Architectures not listed
 # still train, through their own forward and full logits.
@@ -120,13 +121,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     check_positions(cfg.model, cfg.data.seq_len)
     data = load_text(cfg, accelerator, work_dir, resuming, check=_needs_mask_token)
     objective = MaskedLM(build_model(cfg.model, data.tokenizer, AutoModelForMaskedLM))
-
-    def write(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
-        write_export(raw.model, data.tokenizer, render_card(raw.model, data.tokenizer, cfg, metrics), out_dir)
-
-    return text_setup(
-        cfg, accelerator, data, objective, lambda seed: make_collator(cfg.masking, data.tokenizer, seed), write
-    )
+    return text_setup(cfg, accelerator, data, objective, lambda seed: make_collator(cfg.masking, data.tokenizer, seed))
 
 
 def rebuild(cfg: PretrainConfig, model_config) -> MaskedLM:

@@ -70,9 +70,7 @@ def prepare_tokenizer(
 
 
 def run_tokenizer(run_dir: Path):
-    """The tokenizer a text run saved, for exporting one of its checkpoints."""
-    if not (run_dir / TOKENIZER_DIR).exists():
-        raise UsageError(f"{run_dir}: the run directory lacks {TOKENIZER_DIR}; is this an hfssl run?")
+    """The tokenizer a text run saved in its run directory (or a dry run in its scratch directory)."""
     return AutoTokenizer.from_pretrained(run_dir / TOKENIZER_DIR)
 
 
@@ -113,7 +111,6 @@ def text_setup(
     data: TextData,
     objective: torch.nn.Module,
     make_collator: Callable[[int], Any],
-    export: Callable[[torch.nn.Module, Path, dict], None],
 ) -> Setup:
     """The loop's `Setup` for a text objective: loaders over `data` with the collators `make_collator(seed)` makes,
     validation batches in order, the probe `train.probe_every` asks for, and the data's size for --dry-run."""
@@ -157,8 +154,6 @@ def text_setup(
         eval_set=eval_set,
         eval_batches=eval_batches,
         eval_collator=eval_collator,
-        export=export,
-        unit="tokens",
         count=lambda batch: batch["attention_mask"].sum(),
         batch_description=f"{t.batch_size} sequences of {cfg.data.seq_len} tokens",
         probe=run_probe if probe_splits is not None else None,

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA = SpeechPretrainConfig
 UNIT = "audio_seconds"
+RUN_FILES = ()
 ARCHS = ("wav2vec2", "wav2vec2-conformer")
 """The encoders transformers gives a quantizer (`*ForPreTraining`)."""
 
@@ -148,7 +149,7 @@ def _check_arch(model: SpeechModelArgs) -> None:
     if model.arch not in ARCHS:
         raise UsageError(
             f"model.arch: {model.arch} has no quantizer for the contrastive objective; use "
-            f"{' or '.join(ARCHS)}, or a masked-prediction objective.name (hubert, best-rq, reconstruction)"
+            f"{' or '.join(ARCHS)}, or objective.name hubert, best-rq or reconstruction"
         )
 
 
@@ -161,7 +162,7 @@ def model_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob:
             f"objective.codevector_dim: {codevector} is not divisible by objective.codevector_groups "
             f"{objective.codevector_groups}"
         )
-    return scratch_config(
+    config = scratch_config(
         model,
         masking_prob,
         num_codevector_groups=objective.codevector_groups,
@@ -171,8 +172,10 @@ def model_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob:
         num_negatives=objective.num_negatives,
         contrastive_logits_temperature=objective.logits_temperature,
         diversity_loss_weight=objective.diversity_weight,
-        **(feature_mask_fields(model, objective.feature_mask_prob) if objective.feature_mask_prob else {}),
     )
+    if objective.feature_mask_prob:
+        config.update(feature_mask_fields(config, objective.feature_mask_prob))
+    return config
 
 
 def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float) -> PreTrainedModel:
@@ -185,7 +188,7 @@ def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: 
     check_arch(config, model)
     resume_spec_augment(config)
     if objective.feature_mask_prob:
-        config.update(feature_mask_fields(model, objective.feature_mask_prob))
+        config.update(feature_mask_fields(config, objective.feature_mask_prob))
     try:
         # Continuing from a bare encoder leaves the quantizer and projections new; transformers logs which.
         return AutoModelForPreTraining.from_pretrained(
@@ -199,11 +202,7 @@ def setup(cfg: SpeechPretrainConfig, accelerator: Accelerator, work_dir: Path, r
     """Scanned audio, duration-bucketed batches, span masks and the distractors for each masked frame."""
     model = build_model(cfg.model, cfg.objective, cfg.masking.mask_prob)
     objective = Contrastive(model, cfg.objective)
-
-    def write(raw: torch.nn.Module, out_dir: Path, metrics: dict) -> None:
-        export(cfg, raw, work_dir, out_dir, metrics)
-
-    return audio_setup(cfg, accelerator, objective, model.config, write, num_negatives=cfg.objective.num_negatives)
+    return audio_setup(cfg, accelerator, objective, model.config, num_negatives=cfg.objective.num_negatives)
 
 
 def rebuild(cfg: SpeechPretrainConfig, model_config) -> Contrastive:

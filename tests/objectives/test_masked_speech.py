@@ -131,6 +131,21 @@ def test_finetune_from_a_masked_prediction_export(trained, tmp_path):
 # --------------------------------------------------------------------------- units
 
 
+@pytest.mark.parametrize("objective", ["hubert", "best-rq", "reconstruction"])
+def test_a_head_config_saved_with_its_objective_name_rebuilds_that_head(objective, tmp_path):
+    """Runs saved before the head config said `target` named the objective; `hfssl export` still rebuilds them."""
+    from hfssl import config as config_lib
+    from hfssl.config import SpeechPretrainConfig
+    from hfssl.objectives import masked_speech
+
+    MaskedSpeechConfig(backbone_config=tiny_encoder().to_dict(), objective=objective).save_pretrained(tmp_path)
+    saved = AutoConfig.from_pretrained(tmp_path)
+    cfg = config_lib.load(SpeechPretrainConfig, RECIPES[objective])
+    rebuilt = masked_speech.rebuild(cfg, saved)
+    assert rebuilt.model.config.target == KINDS[objective].target
+    assert not hasattr(rebuilt.model.config, "objective")
+
+
 def test_head_scores_only_frames_inside_clips():
     config = MaskedSpeechConfig(backbone_config=tiny_encoder().to_dict(), target="codes", num_classes=10)
     model = MaskedSpeechForPreTraining(config).eval()
