@@ -141,25 +141,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
     state["num_processes"] = accelerator.num_processes
     if checkpoint is not None:
-        state = read_state(checkpoint)
-        # The data position and the random states are per process: another count would repeat or skip data.
-        if state.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
-            raise UsageError(
-                f"--resume: {checkpoint} was written by {state['num_processes']} processes and this run has "
-                f"{accelerator.num_processes}; resume with {state['num_processes']}"
-            )
-        accelerator.load_state(str(checkpoint))
-        if made.streaming:  # where each of this process's parts of the stream stood, and its masking streams
-            train_loader.load_state_dict(state["streams"][accelerator.process_index])
-        elif t.num_workers:
-            logger.warning(
-                "train.num_workers %d: the run resumes at the right batch, but DataLoader workers mask it anew, so it "
-                "will not match an uninterrupted run exactly (it does with train.num_workers 0)",
-                t.num_workers,
-            )
-        # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
-        made.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
-        logger.info("resumed from %s at step %d", checkpoint, state["step"])
+        state = restore(checkpoint, accelerator, made, train_loader, t)
 
     units = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     run = Run(
@@ -187,6 +169,31 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     run.batches = batches(run)
     objective.train()
     return run
+
+
+def restore(checkpoint: Path, accelerator: Accelerator, made: Setup, train_loader, t) -> dict:
+    """Load a checkpoint into the prepared objective, optimizer, schedule, random states and data position; returns
+    the loop's state saved with it."""
+    state = read_state(checkpoint)
+    # The data position and the random states are per process: another count would repeat or skip data.
+    if state.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
+        raise UsageError(
+            f"--resume: {checkpoint} was written by {state['num_processes']} processes and this run has "
+            f"{accelerator.num_processes}; resume with {state['num_processes']}"
+        )
+    accelerator.load_state(str(checkpoint))
+    if made.streaming:  # where each of this process's parts of the stream stood, and its masking streams
+        train_loader.load_state_dict(state["streams"][accelerator.process_index])
+    elif t.num_workers:
+        logger.warning(
+            "train.num_workers %d: the run resumes at the right batch, but DataLoader workers mask it anew, so it "
+            "will not match an uninterrupted run exactly (it does with train.num_workers 0)",
+            t.num_workers,
+        )
+    # The collator's stream position is the number of batches trained on (it runs a batch ahead of training).
+    made.collator.load_state_dict({"seed": t.seed, "calls": state["micro_batches"]})
+    logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    return state
 
 
 def batches(run: Run) -> Iterator[dict]:
