@@ -33,14 +33,18 @@ def _check(condition: bool, key: str, message: str) -> None:
 
 @dataclass
 class ModelArgs:
-    arch: Literal["modernbert", "bert", "roberta"] = arg(
-        "modernbert", "architecture built from scratch: pre-norm ModernBERT (sparse MLM head), post-norm BERT, RoBERTa"
+    arch: Literal["modernbert", "bert", "roberta", "llama", "modernbert-decoder", "gpt2"] = arg(
+        "modernbert",
+        "architecture built from scratch: encoders (mlm) pre-norm ModernBERT (sparse MLM head), post-norm BERT, "
+        "RoBERTa; decoders (clm) Llama, ModernBERT's decoder, GPT-2",
     )
     size: Literal["tiny", "mini", "small", "base"] = arg(
         "tiny", "size preset: tiny 2x128, mini 4x256, small 4x512, base 12x768 (layers x hidden)"
     )
     name_or_path: str | None = arg(
-        None, "continue pretraining from this masked-LM checkpoint (local directory or Hub name) instead of scratch"
+        None,
+        "continue pretraining from this checkpoint (local directory or Hub name; a masked LM for mlm, a causal LM for "
+        "clm) instead of scratch",
     )
     num_layers: int | None = arg(None, "override the preset's number of layers")
     hidden_size: int | None = arg(None, "override the preset's hidden size")
@@ -224,7 +228,11 @@ class HubArgs:
 
 @dataclass
 class TextObjectiveArgs:
-    name: Literal["mlm"] = arg("mlm", "mlm: masked language modelling (predict the tokens the masking section hides)")
+    name: Literal["mlm", "clm"] = arg(
+        "mlm",
+        "mlm: masked language modelling (predict the tokens the masking section hides, an encoder); clm: next-word "
+        "prediction (every token from the ones before it, a decoder)",
+    )
 
 
 @dataclass

@@ -214,3 +214,16 @@ def train_on_corpus(corpus, args: TokenizerArgs, model_max_length: int) -> PreTr
         lowercase=args.lowercase,
         model_max_length=model_max_length,
     )
+
+
+def for_generation(tokenizer: PreTrainedTokenizerFast) -> None:
+    """Make `tokenizer` encode a prompt as a causal LM continues it: the sequence-start token (cls, else bos) before
+    it and no separator after it, which would tell the model the document has ended. In place; training reads
+    tokens without specials, so only prompts change."""
+    start = tokenizer.cls_token if tokenizer.cls_token is not None else tokenizer.bos_token
+    if start is None:
+        tokenizer.backend_tokenizer.post_processor = None
+        return
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{start} $A", pair=f"{start} $A $B:1", special_tokens=[(start, tokenizer.convert_tokens_to_ids(start))]
+    )

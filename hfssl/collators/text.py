@@ -394,3 +394,47 @@ def _marker_in(config: dict) -> tuple[str, bool] | None:
     if kind == "BPE" and config.get("continuing_subword_prefix"):
         return config["continuing_subword_prefix"], False
     return None
+
+
+@dataclass
+class CausalLMCollator:
+    """Next-word prediction: pads the blocks and labels every token with itself (the model shifts them), except
+    padding and the first token after each document's separator, so that no loss is taken across a document
+    boundary: a document's first token is never predicted from the end of the one before it."""
+
+    tokenizer: Any
+    """A transformers tokenizer with a pad token and a separator (sep, else eos) between documents."""
+    pad_to_multiple_of: int | None = 8
+    """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
+
+    def __post_init__(self):
+        if self.tokenizer.pad_token_id is None:
+            raise UsageError("the tokenizer has no padding token")
+        sep = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else self.tokenizer.eos_token_id
+        if sep is None:
+            raise UsageError("the tokenizer has neither a sep_token nor an eos_token to end documents with")
+        self.separator = sep
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": causal_labels(
+            input_ids, attention_mask, self.separator
+        )}  # fmt: skip
+
+    # Nothing here is random: there is no stream position to save, restore or restart.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+
+def causal_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, separator: int) -> torch.Tensor:
+    """`input_ids` as labels, -100 on padding and on each token that follows a separator (a new document)."""
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    after_separator = torch.zeros_like(input_ids, dtype=torch.bool)
+    after_separator[:, 1:] = input_ids[:, :-1] == separator
+    return labels.masked_fill(after_separator, -100)

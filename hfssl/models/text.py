@@ -10,6 +10,10 @@ from hfssl.errors import UsageError, first_line
 
 # (layers, hidden, heads); feed-forward width follows the architecture's convention.
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "base": (12, 768, 12)}
+ENCODERS = ("modernbert", "bert", "roberta")
+"""Bidirectional architectures built from scratch (masked objectives)."""
+DECODERS = ("llama", "modernbert-decoder", "gpt2")
+"""Causal architectures built from scratch (next-word prediction)."""
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
@@ -32,6 +36,8 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     # Round the vocabulary up to a multiple of 64: the projection runs faster and the tokenizer still fits.
     vocab = -(-len(tokenizer) // 64) * 64
     specials = _special_ids(tokenizer)
+    if args.arch in DECODERS:
+        return _decoder_config(args, layers, hidden, heads, vocab, specials)
     if args.arch == "modernbert":
         return AutoConfig.for_model(
             "modernbert",
@@ -68,6 +74,61 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     )
 
 
+def _decoder_config(args: ModelArgs, layers: int, hidden: int, heads: int, vocab: int, specials: dict):
+    if args.arch == "gpt2":
+        return AutoConfig.for_model(
+            "gpt2",
+            vocab_size=vocab,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_inner=args.intermediate_size or hidden * 4,
+            n_positions=args.max_position_embeddings,
+            resid_pdrop=args.dropout,
+            embd_pdrop=args.dropout,
+            attn_pdrop=args.dropout,
+            **specials,
+        )
+    if args.arch == "modernbert-decoder":
+        return AutoConfig.for_model(
+            "modernbert-decoder",
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            # GeGLU, as the encoder: 1.5x hidden matches a 3x plain MLP in parameters.
+            intermediate_size=args.intermediate_size or hidden * 3 // 2,
+            max_position_embeddings=args.max_position_embeddings,
+            embedding_dropout=args.dropout,
+            mlp_dropout=args.dropout,
+            attention_dropout=args.dropout,
+            cls_token_id=specials.get("bos_token_id"),
+            sep_token_id=specials.get("eos_token_id"),
+            **specials,
+        )
+    return AutoConfig.for_model(
+        "llama",
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        # SwiGLU: its three projections at 8/3 x hidden match a 4x plain MLP in parameters; rounded to 64.
+        intermediate_size=args.intermediate_size or -(-hidden * 8 // 3 // 64) * 64,
+        max_position_embeddings=args.max_position_embeddings,
+        attention_dropout=args.dropout,
+        tie_word_embeddings=True,
+        **specials,
+    )
+
+
+def is_causal(config) -> bool:
+    """Whether a checkpoint's config is a causal (decoder-only) language model."""
+    if config.model_type in DECODERS:
+        return True
+    return any(name.endswith("ForCausalLM") for name in getattr(config, "architectures", None) or ())
+
+
 def usable_positions(config) -> int:
     """Longest sequence (specials included) the model's position embeddings can take."""
     positions = config.max_position_embeddings
@@ -79,15 +140,34 @@ def usable_positions(config) -> int:
 def check_positions(args: ModelArgs, seq_len: int) -> None:
     """Fail before any work when sequences are longer than the model can address."""
     if args.name_or_path:
-        try:
-            config = AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"model.name_or_path: could not load {args.name_or_path!r} ({first_line(err)})") from None
-        limit = usable_positions(config)
+        limit = usable_positions(load_config(args))
     else:
         limit = args.max_position_embeddings
     if seq_len > limit:
         raise UsageError(f"data.seq_len: {seq_len} exceeds the model's {limit} positions (max_position_embeddings)")
+
+
+def load_config(args: ModelArgs):
+    """`model.name_or_path`'s config, for continued pretraining; one line when it cannot be loaded."""
+    try:
+        return AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"model.name_or_path: could not load {args.name_or_path!r} ({first_line(err)})") from None
+
+
+def check_kind(args: ModelArgs, causal: bool, objective: str) -> None:
+    """An objective trains either encoders or decoders: refuse the other kind, from scratch or from a checkpoint."""
+    wanted, other = ("a causal decoder", DECODERS) if causal else ("an encoder", ENCODERS)
+    if args.name_or_path:
+        config = load_config(args)
+        if is_causal(config) != causal:
+            raise UsageError(
+                f"model.name_or_path: {args.name_or_path!r} is a {config.model_type} model; {objective} trains {wanted}"
+            )
+    elif args.arch not in other:
+        raise UsageError(
+            f"model.arch: {args.arch} is not {wanted}, which {objective} trains; use one of {', '.join(other)}"
+        )
 
 
 def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, auto_class) -> PreTrainedModel:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -16,9 +15,18 @@ from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrai
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
 from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.errors import UsageError
-from hfssl.models.text import build_model, check_positions
+from hfssl.models.text import build_model, check_kind, check_positions
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.objectives.text import TOKENIZER_DIR, describe_data, load_text, run_tokenizer, text_setup, write_export
+from hfssl.objectives.text import (
+    TOKENIZER_DIR,
+    describe_data,
+    load_text,
+    run_tokenizer,
+    text_setup,
+    token_metrics,
+    token_stats,
+    write_export,
+)
 
 SCHEMA = PretrainConfig
 UNIT = "tokens"
@@ -69,21 +77,12 @@ class MaskedLM(torch.nn.Module):
         targets = labels[predicted]
         token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
         loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
-        rows = predicted.nonzero()[:, 0]
-        sums = torch.zeros(3, labels.shape[0], dtype=torch.float64, device=labels.device)
-        sums[0].index_add_(0, rows, token_loss.detach().double())
-        sums[1].index_add_(0, rows, (logits.detach().argmax(-1) == targets).double())
-        sums[2].index_add_(0, rows, torch.ones_like(token_loss, dtype=torch.float64))
-        return ObjectiveOutput(loss=loss, stats={"loss": sums[0], "correct": sums[1], "count": sums[2]})
+        correct = logits.detach().argmax(-1) == targets
+        return ObjectiveOutput(loss, token_stats(token_loss, correct, predicted.nonzero()[:, 0], labels.shape[0]))
 
     @staticmethod
     def summarise(totals: dict[str, float]) -> dict[str, float]:
-        loss = totals["loss"] / max(totals["count"], 1.0)
-        return {
-            "loss": loss,
-            "perplexity": math.exp(min(loss, 50.0)),
-            "accuracy": totals["correct"] / max(totals["count"], 1.0),
-        }
+        return token_metrics(totals)
 
     def before_forward(self, step: int) -> None:
         """Nothing in masked-LM depends on the step."""
@@ -118,8 +117,9 @@ def _needs_mask_token(tokenizer, source: str) -> None:
 
 def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resuming: bool) -> Setup:
     """The corpus, the tokenizer (trained on it unless given), packed blocks, the model and the masking collators."""
+    check_kind(cfg.model, causal=False, objective="masked-LM pretraining")
     check_positions(cfg.model, cfg.data.seq_len)
-    data = load_text(cfg, accelerator, work_dir, resuming, check=_needs_mask_token)
+    data = load_text(cfg, accelerator, work_dir, resuming, adapt=_needs_mask_token)
     objective = MaskedLM(build_model(cfg.model, data.tokenizer, AutoModelForMaskedLM))
     return text_setup(cfg, accelerator, data, objective, lambda seed: make_collator(cfg.masking, data.tokenizer, seed))
 

@@ -4,6 +4,7 @@ loaders, the frozen-feature probe, and the export folder with its card."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -44,11 +45,12 @@ def prepare_tokenizer(
     run_dir: Path,
     accelerator: Accelerator,
     resuming: bool,
-    check: Callable[[Any, str], None] | None = None,
+    adapt: Callable[[Any, str], None] | None = None,
 ):
     """Load or train the tokenizer on the main process, save it into the run, and load that copy everywhere.
 
-    `check(tokenizer, source)` raises UsageError for a tokenizer the objective cannot use, before anything is saved.
+    `adapt(tokenizer, source)`, before anything is saved, raises UsageError for a tokenizer the objective cannot
+    use, or adapts it in place to what the objective's export needs.
     """
     saved = run_dir / TOKENIZER_DIR
     if accelerator.is_main_process and not (resuming and saved.is_dir()):
@@ -59,8 +61,8 @@ def prepare_tokenizer(
         else:
             tokenizer = train_on_corpus(corpus, cfg.tokenizer, model_max_length=cfg.model.max_position_embeddings)
         source = cfg.tokenizer.path or cfg.model.name_or_path or "the tokenizer"
-        if check is not None:
-            check(tokenizer, source)
+        if adapt is not None:
+            adapt(tokenizer, source)
         if tokenizer.pad_token_id is None:
             raise UsageError(f"{source}: the tokenizer has no padding token")
         with atomic_dir(saved) as tmp:
@@ -92,13 +94,13 @@ def load_text(
     accelerator: Accelerator,
     work_dir: Path,
     resuming: bool,
-    check: Callable[[Any, str], None] | None = None,
+    adapt: Callable[[Any, str], None] | None = None,
 ) -> TextData:
     """The corpus, its tokenizer (see `prepare_tokenizer`) and the tokenized, packed training and validation sets."""
     t = cfg.train
     with accelerator.main_process_first():
         train_corpus, eval_corpus = load_corpus(cfg.data, seed=t.seed)
-    tokenizer = prepare_tokenizer(cfg, train_corpus, work_dir, accelerator, resuming=resuming, check=check)
+    tokenizer = prepare_tokenizer(cfg, train_corpus, work_dir, accelerator, resuming=resuming, adapt=adapt)
     with accelerator.main_process_first():
         train_set = pack(tokenize_corpus(train_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
         eval_set = pack(tokenize_corpus(eval_corpus, tokenizer, cfg.data), tokenizer, cfg.data)
@@ -161,6 +163,25 @@ def text_setup(
         streaming=streaming,
         prepare_train_loader=not streaming,
     )
+
+
+def token_stats(token_loss: torch.Tensor, correct: torch.Tensor, rows: torch.Tensor, batch: int) -> dict:
+    """Per-example sums of predicted tokens' losses, correct predictions and counts; `rows` is each token's example."""
+    sums = torch.zeros(3, batch, dtype=torch.float64, device=token_loss.device)
+    sums[0].index_add_(0, rows, token_loss.detach().double())
+    sums[1].index_add_(0, rows, correct.double())
+    sums[2].index_add_(0, rows, torch.ones_like(token_loss, dtype=torch.float64))
+    return {"loss": sums[0], "correct": sums[1], "count": sums[2]}
+
+
+def token_metrics(totals: dict[str, float]) -> dict[str, float]:
+    """Loss per predicted token, its perplexity, and the share of tokens predicted right, from `token_stats` sums."""
+    loss = totals["loss"] / max(totals["count"], 1.0)
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "accuracy": totals["correct"] / max(totals["count"], 1.0),
+    }
 
 
 def describe_data(cfg: PretrainConfig, metrics: dict) -> str:

@@ -1,0 +1,142 @@
+"""Next-word prediction (`objective.name: clm`) over any `AutoModelForCausalLM`: every token is predicted from the
+ones before it, and no loss is taken across a document boundary of the packed blocks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from huggingface_hub import ModelCard
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
+from hfssl.collators.text import CausalLMCollator
+from hfssl.config import MaskingArgs, PretrainConfig
+from hfssl.errors import UsageError
+from hfssl.models.text import build_model, check_kind, check_positions
+from hfssl.objectives.base import ObjectiveOutput, Setup
+from hfssl.objectives.text import (
+    TOKENIZER_DIR,
+    describe_data,
+    load_text,
+    run_tokenizer,
+    text_setup,
+    token_metrics,
+    token_stats,
+    write_export,
+)
+from hfssl.tokenizer import for_generation
+
+SCHEMA = PretrainConfig
+UNIT = "tokens"
+RUN_FILES = (TOKENIZER_DIR,)
+
+
+class CausalLM(torch.nn.Module):
+    """Next-word prediction over any `AutoModelForCausalLM`: cross-entropy, in fp32, of each labelled token given
+    the ones before it (the collator leaves padding and each document's first token unlabelled)."""
+
+    stat_names = ("loss", "correct", "count")
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels) -> ObjectiveOutput:
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        targets = labels[:, 1:]
+        predicted = targets != -100
+        logits, targets = logits[predicted], targets[predicted]
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+        loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
+        correct = logits.detach().argmax(-1) == targets
+        return ObjectiveOutput(loss, token_stats(token_loss, correct, predicted.nonzero()[:, 0], labels.shape[0]))
+
+    @staticmethod
+    def summarise(totals: dict[str, float]) -> dict[str, float]:
+        return token_metrics(totals)
+
+    def before_forward(self, step: int) -> None:
+        """Nothing in next-word prediction depends on the step."""
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Nothing changes between steps but the weights."""
+
+    def health(self, logs: dict[str, float], step: int) -> str | None:
+        """No failure of its own to watch for beyond a non-finite loss, which the loop checks."""
+        return None
+
+
+def check_no_masking(masking: MaskingArgs) -> None:
+    """Next-word prediction hides nothing: a masking setting would be silently ignored, so it is refused."""
+    default = MaskingArgs()
+    for f in dataclasses.fields(MaskingArgs):
+        if getattr(masking, f.name) != getattr(default, f.name):
+            raise UsageError(f"masking.{f.name}: objective.name clm masks nothing; leave the masking section out")
+
+
+def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resuming: bool) -> Setup:
+    """The corpus, the tokenizer (trained on it unless given; it encodes prompts for generation), packed blocks,
+    the decoder and the collator that labels every token of its own document."""
+    check_kind(cfg.model, causal=True, objective="next-word prediction (clm)")
+    check_no_masking(cfg.masking)
+    check_positions(cfg.model, cfg.data.seq_len)
+    data = load_text(cfg, accelerator, work_dir, resuming, adapt=lambda tokenizer, source: for_generation(tokenizer))
+    objective = CausalLM(build_model(cfg.model, data.tokenizer, AutoModelForCausalLM))
+    return text_setup(cfg, accelerator, data, objective, lambda seed: CausalLMCollator(data.tokenizer))
+
+
+def rebuild(cfg: PretrainConfig, model_config) -> CausalLM:
+    return CausalLM(AutoModelForCausalLM.from_config(model_config))
+
+
+def export(cfg: PretrainConfig, objective: CausalLM, run_dir: Path, out_dir: Path, metrics: dict) -> Path:
+    tokenizer = run_tokenizer(run_dir)
+    return write_export(objective.model, tokenizer, render_card(objective.model, tokenizer, cfg, metrics), out_dir)
+
+
+def describe(cfg: PretrainConfig) -> str:
+    layout = "packed blocks" if cfg.data.packing else "one line per sequence"
+    return (
+        f"Next-word prediction: every token of the {layout} of {cfg.data.seq_len} tokens is predicted from the ones "
+        "before it, with cross-entropy; the first token of a document is never predicted from the end of the "
+        "document before it, so no loss crosses a document boundary."
+    )
+
+
+def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict) -> ModelCard:
+    t = cfg.train
+    name = model_name(cfg.export, t.output_dir)
+    hyperparameters = {
+        "objective": "next-word prediction",
+        "sequence length": cfg.data.seq_len,
+        "batch size (per device x accumulation x processes)": (
+            f"{t.batch_size} x {t.grad_accum} x {metrics.get('num_processes', 1)}"
+        ),
+        **training_rows(t, metrics),
+        "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
+    }
+    results = {
+        "loss": fmt(metrics.get("eval_loss")),
+        "perplexity": fmt(metrics.get("eval_perplexity")),
+        "next-token accuracy": fmt(metrics.get("eval_accuracy")),
+    }
+    return ModelCard.from_template(
+        pretrain_card_data(cfg, "text-generation", ["causal-lm", model.config.model_type]),
+        template_path=str(TEMPLATES / "clm.md"),
+        model_name=name,
+        arch=model.config.model_type,
+        parameters=count(model.num_parameters()),
+        layers=model.config.num_hidden_layers,
+        hidden=model.config.hidden_size,
+        load_path=name,
+        example="The weather today is",
+        objective=describe(cfg),
+        data=describe_data(cfg, metrics),
+        hyperparameters=hyperparameters,
+        compute=compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}")),
+        results=results,
+    )
