@@ -127,9 +127,10 @@ def run_hubert_targets(args: argparse.Namespace) -> None:
 def run_tokenizer_train(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
-    from hfssl.io import atomic_dir
+    from hfssl.io import atomic_dir, check_replaceable
     from hfssl.tokenizer import train_on_corpus
 
+    check_replaceable(Path(args.out), args.overwrite)
     corpus, _ = load_corpus(cfg.data)
     tokenizer = train_on_corpus(corpus, cfg.tokenizer, model_max_length=cfg.data.seq_len)
     with atomic_dir(Path(args.out)) as tmp:
@@ -139,7 +140,9 @@ def run_tokenizer_train(args: argparse.Namespace) -> None:
 
 def run_export(args: argparse.Namespace) -> None:
     from hfssl.export import export_checkpoint
+    from hfssl.io import check_replaceable
 
+    check_replaceable(Path(args.out), args.overwrite)
     out = export_checkpoint(args.checkpoint, args.out)
     print(f"exported {args.checkpoint} to {out}")
 
@@ -281,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = tok_commands.add_parser("train", help="train a WordPiece, byte-level BPE or Unigram tokenizer on a corpus")
     t.add_argument("recipe", nargs="?", default=None, help="optional YAML recipe with data: and tokenizer: sections")
     t.add_argument("--out", required=True, help="directory to save the tokenizer to")
+    t.add_argument("--overwrite", action="store_true", help="replace --out when it already holds files")
     add_schema_arguments(t, TokenizerTrainConfig)
 
     for name, schema, text in (
@@ -299,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="export a training checkpoint as a from_pretrained-loadable model")
     p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")
     p.add_argument("out", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the output directory when it already holds files")
     p = commands.add_parser("push", help="upload an exported model to the Hugging Face Hub")
     p.add_argument("folder", help="an exported model directory (a run's final/, or `hfssl export` output)")
     p.add_argument("--repo-id", required=True, help="Hub repository, owner/name or name")

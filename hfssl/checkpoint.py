@@ -20,20 +20,45 @@ from hfssl.io import write_json
 STATE_FILE = "trainer_state.json"
 
 
+TMP_SUFFIX = ".tmp"
+"""A checkpoint being written: `step-N.tmp`, renamed to `step-N` once complete."""
+
+
+def _step(path: Path) -> int | None:
+    """N of a complete checkpoint directory `step-N` (its state file written last), else None."""
+    number = path.name.removeprefix("step-")
+    if path.name.startswith("step-") and number.isdigit() and (path / STATE_FILE).is_file():
+        return int(number)
+    return None
+
+
+def checkpoints(where: Path) -> list[Path]:
+    """The complete checkpoints in `where`/checkpoints and in `where` itself, oldest first; a `step-N.tmp` that a
+    killed run left, complete or not, is no checkpoint."""
+    found = [p for folder in (where / "checkpoints", where) if folder.is_dir() for p in folder.glob("step-*")]
+    return sorted((p for p in found if _step(p) is not None), key=_step)
+
+
 def find_checkpoint(resume: str, run_dir: Path) -> Path:
     """The latest complete checkpoint in `resume` ('auto': the run directory), or UsageError."""
     where = run_dir if resume == "auto" else Path(resume)
-    if (where / STATE_FILE).is_file():
+    if (where / STATE_FILE).is_file() and not where.name.endswith(TMP_SUFFIX):
         return where
-    found = sorted((where / "checkpoints").glob("step-*/" + STATE_FILE)) + sorted(where.glob("step-*/" + STATE_FILE))
+    found = checkpoints(where)
     if not found:
         raise UsageError(f"{where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
-    return max(found, key=lambda p: int(p.parent.name.split("-")[1])).parent
+    return found[-1]
 
 
 def has_checkpoints(run_dir: Path) -> bool:
-    """Whether `run_dir` holds checkpoints of a run (complete or not)."""
-    return any((Path(run_dir) / "checkpoints").glob("step-*"))
+    """Whether `run_dir` holds complete checkpoints of an earlier run."""
+    return bool(checkpoints(Path(run_dir)))
+
+
+def remove_partial(run_dir: Path) -> None:
+    """Remove the `step-N.tmp` directories a run killed while checkpointing left in `run_dir`/checkpoints."""
+    for partial in (Path(run_dir) / "checkpoints").glob(f"step-*{TMP_SUFFIX}"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def read_state(checkpoint: Path) -> dict:
@@ -44,7 +69,7 @@ def read_state(checkpoint: Path) -> dict:
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
     """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
     final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
-    tmp = final.with_name(final.name + ".tmp")
+    tmp = final.with_name(final.name + TMP_SUFFIX)
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
@@ -55,8 +80,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_l
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        kept = sorted(p for p in final.parent.glob("step-*") if not p.name.endswith(".tmp"))
-        for old in kept[:-keep_last]:
+        for old in checkpoints(run_dir)[:-keep_last]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final

@@ -1,4 +1,5 @@
-"""Atomic writes: a reader (or a killed run) never sees a half-written file or directory."""
+"""Atomic writes: a reader (or a killed run) never sees a half-written file or directory, and what is written is as
+readable as the user's umask allows (temporary files start private)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,26 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from hfssl.errors import UsageError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _leftovers(path: Path) -> list[Path]:
+    """What earlier writes of `path` that were killed midway left beside it."""
+    return [*path.parent.glob(f".{path.name}.*.tmp"), path.with_name(f".{path.name}.old")]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
 
 def write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -17,6 +38,7 @@ def write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -29,10 +51,14 @@ def write_json(path: Path, obj) -> None:
 
 @contextmanager
 def atomic_dir(path: Path):
-    """Yield a temporary directory beside `path`; on success it replaces `path`, on failure it is removed."""
+    """Yield a temporary directory beside `path`; on success it replaces `path`, on failure it is removed. What an
+    earlier write of `path` that was killed midway left beside it is removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in _leftovers(path):
+        _remove(leftover)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
     except BaseException:
@@ -41,8 +67,17 @@ def atomic_dir(path: Path):
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
     os.replace(tmp, path)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
+
+
+def check_replaceable(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Refuse, in one line, to replace what is at `path` (a file, or a directory with something in it) unless the
+    user said `flag`: an output path must not silently take the place of the user's own files."""
+    path = Path(path)
+    if overwrite or not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    what = "a file" if not path.is_dir() else "a directory with files in it"
+    raise UsageError(f"{path}: is {what}; pass {flag} to replace it, or choose another output")

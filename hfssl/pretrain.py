@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from hfssl import objectives
-from hfssl.checkpoint import find_checkpoint, has_checkpoints, read_state, save_checkpoint
+from hfssl.checkpoint import find_checkpoint, has_checkpoints, read_state, remove_partial, save_checkpoint
 from hfssl.config import dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
 from hfssl.errors import TrainingStopped, UsageError
@@ -103,6 +103,8 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
         )
     t = cfg.train
     accelerator = make_accelerator(t, run_dir)
+    if accelerator.is_main_process and not scratch:
+        remove_partial(run_dir)  # a run killed while checkpointing leaves step-N.tmp, which is no checkpoint
     work_dir = run_dir
     if scratch:
         work_dir = Path(

@@ -126,6 +126,36 @@ def test_export_command_reproduces_final(trained, tmp_path):
     assert (tmp_path / "exported" / "README.md").is_file()
 
 
+def test_export_into_the_users_folder_needs_overwrite(trained, tmp_path):
+    """`hfssl export` into a folder with files in it refuses in one line and leaves the files; --overwrite replaces."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    done = hfssl("export", trained, out, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("is a directory with files in it; pass --overwrite to "
+                                                         "replace it, or choose another output")  # fmt: skip
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    hfssl("export", trained, out, "--overwrite")
+    assert (out / "model.safetensors").is_file() and not (out / "notes.txt").exists()
+
+
+def test_resume_passes_over_a_checkpoint_killed_while_written(trained, tmp_path):
+    """A run killed between writing step-N.tmp and renaming it resumes from the checkpoint before, and the
+    leftover goes."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("logs"))
+    full = stop_after(run, 20)
+    shutil.copytree(run / "checkpoints" / "step-0000020", run / "checkpoints" / "step-0000040.tmp")
+    done = hfssl(
+        "pretrain", "text/mlm-tiny", *TINY, "--train.max_steps", "40", "--train.eval_every", "20",
+        "--train.save_every", "20", "--train.lr", "3e-3", "--train.output_dir", run, "--resume",
+    )  # fmt: skip
+    assert "resumed from" in done.stderr and "step-0000020" in done.stderr
+    assert json.loads((run / "metrics.json").read_text())["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
+    assert not list((run / "checkpoints").glob("*.tmp"))
+
+
 def test_export_of_a_checkpoint_without_readable_weights(trained, tmp_path):
     """A DeepSpeed checkpoint (its weights in pytorch_model/) or one with no weights: one line, nothing written."""
     run = tmp_path / "run"

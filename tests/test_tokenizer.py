@@ -131,3 +131,23 @@ def test_training_twice_gives_the_same_tokenizer(kind):
 def test_tiny_vocabulary_is_refused(kind, vocab_size):
     with pytest.raises(UsageError, match="vocab_size"):
         train_tokenizer(CORPUS[:10], kind=kind, vocab_size=vocab_size)
+
+
+def test_tokenizer_train_does_not_replace_a_file_unless_told(tmp_path, capsys):
+    from hfssl.__main__ import main
+
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    args = ["tokenizer", "train", "--data.synthetic_documents", "200", "--tokenizer.vocab_size", "300", "--out"]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, str(out)])
+    assert stop.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("notes.txt: is a file; pass --overwrite to replace it, or choose another output")
+    )
+    assert out.read_text() == "keep me"
+    main([*args, str(out), "--overwrite"])
+    assert (out / "tokenizer.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no hidden .notes.txt.old left beside it

@@ -1,0 +1,66 @@
+"""Atomic writes: nothing half-written, leftovers of killed writes removed, the user's umask kept, and no output path
+that silently replaces the user's files."""
+
+import os
+import stat
+
+import pytest
+
+from hfssl.errors import UsageError
+from hfssl.io import atomic_dir, check_replaceable, write_text
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path, umask_022):
+    write_text(tmp_path / "metrics.json", "{}")
+    assert mode(tmp_path / "metrics.json") == 0o644
+    with atomic_dir(tmp_path / "final") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert mode(tmp_path / "final") == 0o755
+    os.umask(0o077)
+    write_text(tmp_path / "private.json", "{}")
+    assert mode(tmp_path / "private.json") == 0o600
+
+
+def test_a_failed_write_leaves_what_was_there(tmp_path):
+    with atomic_dir(tmp_path / "final") as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "final") as tmp:
+        (tmp / "b").write_text("2")
+        raise RuntimeError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert [p.name for p in (tmp_path / "final").iterdir()] == ["a"]
+
+
+def test_leftovers_of_a_killed_write_are_removed(tmp_path):
+    (tmp_path / ".final.x1y2.tmp").mkdir()
+    (tmp_path / ".final.x1y2.tmp" / "model.safetensors").write_text("half")
+    (tmp_path / ".final.old").write_text("an earlier final, never removed")
+    (tmp_path / ".other.x1.tmp").mkdir()  # another output's: not ours to remove
+    with atomic_dir(tmp_path / "final") as tmp:
+        (tmp / "a").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.x1.tmp", "final"]
+
+
+def test_an_output_does_not_replace_the_users_files_unless_told(tmp_path):
+    check_replaceable(tmp_path / "new", overwrite=False)
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty", overwrite=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="mine: is a directory with files in it; pass --overwrite"):
+        check_replaceable(tmp_path / "mine", overwrite=False)
+    (tmp_path / "file.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="file.txt: is a file; pass --overwrite"):
+        check_replaceable(tmp_path / "file.txt", overwrite=False)
+    check_replaceable(tmp_path / "mine", overwrite=True)
