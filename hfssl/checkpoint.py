@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -12,9 +13,10 @@ from tempfile import TemporaryDirectory
 import torch
 from accelerate import Accelerator
 from accelerate.utils import merge_fsdp_weights
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from hfssl.errors import UsageError
+from hfssl.errors import UsageError, first_line
 from hfssl.io import write_json
 
 STATE_FILE = "trainer_state.json"
@@ -61,9 +63,16 @@ def remove_partial(run_dir: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+# What a damaged checkpoint file raises when read: a truncated or corrupt safetensors file, pickle or JSON.
+UNREADABLE = (SafetensorError, RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError)
+
+
 def read_state(checkpoint: Path) -> dict:
     """The loop's state saved with a checkpoint: step, data position, evaluations, amount of data seen."""
-    return json.loads((checkpoint / STATE_FILE).read_text())
+    try:
+        return json.loads((checkpoint / STATE_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{checkpoint / STATE_FILE}: not a readable checkpoint state ({first_line(err)})") from None
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
@@ -90,7 +99,10 @@ def checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The objective's full state dict from an `accelerator.save_state` directory: one safetensors file (one
     process, DDP, ZeRO-1/2), FSDP's whole-model file, or FSDP's sharded checkpoint, merged here by accelerate."""
     if (checkpoint / "model.safetensors").is_file():
-        return load_file(str(checkpoint / "model.safetensors"))
+        try:
+            return load_file(str(checkpoint / "model.safetensors"))
+        except UNREADABLE as err:
+            raise UsageError(f"{checkpoint / 'model.safetensors'}: not readable weights ({first_line(err)})") from None
     if (checkpoint / "pytorch_model_fsdp_0").is_dir():  # fsdp_state_dict_type SHARDED_STATE_DICT
         with TemporaryDirectory(prefix="hfssl-merge-") as tmp:
             merge_fsdp_weights(str(checkpoint / "pytorch_model_fsdp_0"), tmp, safe_serialization=True)

@@ -725,7 +725,10 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path}: not valid YAML ({first_line(err)})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or first_line(err)
+        raise UsageError(f"{path}: not valid YAML ({where}{problem})") from None
     return values or {}
 
 

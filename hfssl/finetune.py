@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,19 @@ logger = logging.getLogger(__name__)
 def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
     """The recipe's `training:` block (plus `changes`) as `TrainingArguments`, its complaints as UsageError."""
     values = dataclasses.asdict(cfg.training) | changes
+    if values["learning_rate"] <= 0:
+        raise UsageError(f"training.learning_rate: must be positive, got {values['learning_rate']}")
+    metric = values.get("metric_for_best_model")
+    if metric is not None and metric.removeprefix("eval_") not in (*METRIC_NAMES, "loss"):
+        raise UsageError(
+            f"training.metric_for_best_model: {metric!r} is not a metric of this run; choose one of "
+            f"{', '.join((*METRIC_NAMES, 'loss'))}"
+        )
+    # The Trainer saves its arguments (training_args.bin) with every checkpoint: a token goes to the environment
+    # the Hub client reads instead, never to disk.
+    token = values.pop("hub_token", None)
+    if token:
+        os.environ["HF_TOKEN"] = token
     try:
         return TrainingArguments(**values)
     except (ValueError, TypeError) as err:

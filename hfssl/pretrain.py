@@ -20,10 +20,17 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from hfssl import objectives
-from hfssl.checkpoint import find_checkpoint, has_checkpoints, read_state, remove_partial, save_checkpoint
+from hfssl.checkpoint import (
+    UNREADABLE,
+    find_checkpoint,
+    has_checkpoints,
+    read_state,
+    remove_partial,
+    save_checkpoint,
+)
 from hfssl.config import dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
-from hfssl.errors import TrainingStopped, UsageError
+from hfssl.errors import TrainingStopped, UsageError, first_line
 from hfssl.io import atomic_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
 
@@ -77,10 +84,16 @@ class Run:
     local_units: torch.Tensor
     """Tokens or audio seconds this process trained on in this session."""
     seen_before: float
+    seconds_before: float
+    """The wall time of the earlier sessions of a resumed run, up to its checkpoint."""
     window: Window
     batches: Iterator[dict] | None = None
     progress: Any = None
-    train_loss: float = float("nan")
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds the run has taken: the earlier sessions' up to the checkpoint this one resumed from, and this one."""
+        return self.seconds_before + time.time() - self.started
 
     @property
     def seen_key(self) -> str:
@@ -166,6 +179,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
         started=started,
         local_units=units,
         seen_before=state[seen_key],
+        seconds_before=state.get("wall_time_s", 0.0),
         window=Window(units=torch.zeros_like(units)),
     )
     run.batches = batches(run)
@@ -183,7 +197,13 @@ def restore(checkpoint: Path, accelerator: Accelerator, made: Setup, train_loade
             f"--resume: {checkpoint} was written by {state['num_processes']} processes and this run has "
             f"{accelerator.num_processes}; resume with {state['num_processes']}"
         )
-    accelerator.load_state(str(checkpoint))
+    try:
+        accelerator.load_state(str(checkpoint))
+    except UNREADABLE as err:
+        raise UsageError(
+            f"--resume: {checkpoint} does not load into this run ({first_line(err)}); resume with the settings it was "
+            "written with (its run's config.yaml), or start a new run"
+        ) from None
     if made.streaming:  # where each of this process's parts of the stream stood, and its masking streams
         train_loader.load_state_dict(state["streams"][accelerator.process_index])
     elif t.num_workers:
@@ -271,11 +291,11 @@ def log(run: Run, grad_norm) -> None:
     names = sorted(window.sums)
     means = accelerator.reduce(torch.stack([window.sums[n] for n in names]) / window.batches, "mean").tolist()
     logs = dict(zip(names, means, strict=True))
-    run.train_loss = logs["loss"]
-    if not math.isfinite(run.train_loss):
+    train_loss = run.state["train_loss"] = logs["loss"]
+    if not math.isfinite(train_loss):
         run.progress.close()  # so that the reason is the last line the user sees
         raise TrainingStopped(
-            f"step {step}: the training loss is {run.train_loss}; lower train.lr, keep "
+            f"step {step}: the training loss is {train_loss}; lower train.lr, keep "
             f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
         )
     per_s = accelerator.reduce(window.units, "sum").item() / max(time.time() - window.start, 1e-9)
@@ -285,7 +305,7 @@ def log(run: Run, grad_norm) -> None:
     if grad_norm is not None:
         record["train/grad_norm"] = float(grad_norm)
     accelerator.log(record, step=step)
-    run.progress.set_postfix(loss=f"{run.train_loss:.3f}", lr=f"{lr:.2e}", rate=f"{per_s:,.0f}")
+    run.progress.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", rate=f"{per_s:,.0f}")
     problem = run.raw.health(logs, step)
     if problem is not None:
         run.progress.close()
@@ -323,6 +343,7 @@ def save(run: Run) -> None:
     """A checkpoint of the run as it stands: weights, optimizer, schedule, random states, data position."""
     accelerator, state = run.accelerator, run.state
     state[run.seen_key] = run.seen_before + accelerator.reduce(run.local_units, "sum").item()
+    state["wall_time_s"] = run.wall_time
     if run.setup.streaming:
         state["streams"] = gather_object([run.train_loader.state_dict()])
     save_checkpoint(accelerator, run.run_dir, state, run.cfg.train.keep_last)
@@ -350,12 +371,13 @@ def finish(run: Run) -> dict:
     metrics = {
         "steps": state["step"],
         run.seen_key: state[run.seen_key],
-        "train_loss": run.train_loss,
+        # the last log window's, in this session or (a finished run resumed) an earlier one; None: never logged
+        "train_loss": state.get("train_loss"),
         **{f"eval_{k}": v for k, v in final_eval.items() if k != "step"},
         "initial_eval_loss": state["evals"][0]["loss"] if state["evals"][0]["step"] == 0 else None,
         "evals": state["evals"],
         "probes": state.get("probes", []),
-        "wall_time_s": time.time() - run.started,
+        "wall_time_s": run.wall_time,
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }

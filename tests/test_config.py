@@ -105,6 +105,13 @@ def test_probe_every_zero_means_never():
         assert not cfg.train.probe_every
 
 
+def test_a_yaml_error_names_its_line(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("train:\n  max_steps: 5\n  lr: [1\n")
+    with pytest.raises(UsageError, match=r"bad.yaml: not valid YAML \(line 4, column 1: "):
+        config_lib.read_recipe(recipe)
+
+
 def test_missing_and_malformed_recipe(tmp_path):
     with pytest.raises(UsageError, match="no such recipe"):
         config_lib.load(PretrainConfig, tmp_path / "missing.yaml")

@@ -115,6 +115,8 @@ ROWS = [{"sentence": f"text number {i}", "label": ["good", "bad"][i % 2]} for i 
         ("fraction_zero", "data.label_fraction: must be in (0, 1]"),
         ("fraction_above_one", "data.label_fraction: must be in (0, 1]"),
         ("no_tokenizer", "has no loadable tokenizer"),
+        ("negative_learning_rate", "training.learning_rate: must be positive, got -1.0"),
+        ("unknown_metric", "training.metric_for_best_model: 'auroc' is not a metric of this run; choose one of "),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, case, expected):
@@ -136,6 +138,10 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, 
         extra = ["--data.label_fraction", "0"]
     elif case == "fraction_above_one":
         extra = ["--data.label_fraction", "1.5"]
+    elif case == "negative_learning_rate":
+        extra = ["--training.learning_rate", "-1"]
+    elif case == "unknown_metric":
+        extra = ["--training.metric_for_best_model", "auroc"]
     elif case == "no_tokenizer":
         model = tmp_path / "bare"
         shutil.copytree(mlm_export, model)
@@ -165,3 +171,18 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, 
 def test_missing_model_directory_is_named(capsys, tmp_path):
     message = run_error(capsys, "finetune", "text/classify-tiny", "--model.name_or_path", tmp_path / "no" / "model")
     assert "no such directory" in message and str(tmp_path / "no" / "model") in message
+
+
+def test_a_hub_token_is_never_written(mlm_export, tmp_path):
+    """`--training.hub_token` reaches the Hub client through the environment, not the Trainer's saved arguments."""
+    out = tmp_path / "out"
+    token = "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"
+    args = ["finetune", "text/classify-tiny", "--model.name_or_path", mlm_export, "--training.output_dir", out,
+            "--data.synthetic_examples", "100", "--data.max_length", "32", "--training.num_train_epochs", "1",
+            "--training.hub_token", token]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "hfssl", *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in written)
+    assert not [p for p in written if token.encode() in p.read_bytes()]
+    assert token not in done.stdout + done.stderr

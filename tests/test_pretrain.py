@@ -156,6 +156,67 @@ def test_resume_passes_over_a_checkpoint_killed_while_written(trained, tmp_path)
     assert not list((run / "checkpoints").glob("*.tmp"))
 
 
+RESUME = [
+    *TINY,
+    "--train.max_steps",
+    "40",
+    "--train.eval_every",
+    "20",
+    "--train.save_every",
+    "20",
+    "--train.lr",
+    "3e-3",
+]
+
+
+def test_resume_into_another_model_is_one_line_and_leaves_the_run(trained, tmp_path):
+    """A --resume whose settings build another model fails in one line before it writes anything: the run's
+    config.yaml and model_config stay, and its checkpoints still export."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("logs"))
+    stop_after(run, 20)
+    before = snapshot(run)
+    done = hfssl("pretrain", "text/mlm-tiny", *RESUME, "--model.hidden_size", "32", "--train.output_dir", run,
+                 "--resume", check=False)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "does not load into this run" in done.stderr.strip().splitlines()[-1]
+    assert snapshot(run) == before
+    hfssl("export", run, tmp_path / "exported")
+
+
+def test_resuming_a_finished_run_keeps_its_train_loss_and_time(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("logs"))
+    finished = json.loads((run / "metrics.json").read_text())
+    saved = json.loads((run / "checkpoints" / "step-0000040" / "trainer_state.json").read_text())
+    hfssl("pretrain", "text/mlm-tiny", *RESUME, "--train.output_dir", run, "--resume")
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["train_loss"] == finished["train_loss"] == saved["train_loss"]
+    assert again["wall_time_s"] > saved["wall_time_s"] > 0  # the earlier session's time, and this one's
+
+
+@pytest.mark.parametrize(
+    "damage, export_says, resume_says",
+    [
+        ("model.safetensors", "model.safetensors: not readable weights", "does not load into this run"),
+        ("trainer_state.json", "trainer_state.json: not a readable checkpoint state", "not a readable checkpoint"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line(trained, tmp_path, damage, export_says, resume_says):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("logs"))
+    stop_after(run, 20)
+    target = run / "checkpoints" / "step-0000020" / damage
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])  # a write cut short
+    done = hfssl("export", run, tmp_path / "exported", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert export_says in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "exported").exists()
+    done = hfssl("pretrain", "text/mlm-tiny", *RESUME, "--train.output_dir", run, "--resume", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert resume_says in done.stderr.strip().splitlines()[-1]
+
+
 def test_export_of_a_checkpoint_without_readable_weights(trained, tmp_path):
     """A DeepSpeed checkpoint (its weights in pytorch_model/) or one with no weights: one line, nothing written."""
     run = tmp_path / "run"
