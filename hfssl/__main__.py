@@ -120,6 +120,13 @@ def first_process() -> bool:
 def run_hubert_targets(args: argparse.Namespace) -> None:
     cfg = config_lib.load(SpeechPretrainConfig, args.recipe, overrides(args, SpeechPretrainConfig))
     from hfssl.hubert_targets import run_hubert_targets as build_targets
+    from hfssl.objectives import masked_speech
+
+    if not masked_speech.uses_clusters(cfg):
+        raise UsageError(
+            f"objective.name: {cfg.objective.name} trains on no cluster targets; hfssl hubert-targets is for "
+            "objective.name hubert"
+        )
 
     print(build_targets(cfg, overwrite=args.overwrite))
 
@@ -171,9 +178,13 @@ def run_probe(args: argparse.Namespace) -> None:
 
     from hfssl.data.labelled import load_labelled
     from hfssl.finetune import load_backbone, load_processor
-    from hfssl.io import write_json
+    from hfssl.io import check_output_dir, write_json
     from hfssl.probe import probe
 
+    output = Path(cfg.probe.output)
+    if output.is_dir():
+        raise UsageError(f"probe.output: {output} is a directory; name the file the scores go to")
+    check_output_dir(output.parent, "probe.output")
     processor = load_processor(cfg)
     splits = load_labelled(cfg.data)
     backbone = load_backbone(cfg.model)

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hfssl.errors import UsageError, first_line
-from hfssl.io import write_json
+from hfssl.io import pause_in_writes, write_json
 
 STATE_FILE = "trainer_state.json"
 
@@ -85,7 +85,9 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_l
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        pause_in_writes()
         write_json(tmp / STATE_FILE, state)
+        pause_in_writes()
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

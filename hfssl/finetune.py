@@ -35,8 +35,9 @@ from hfssl.cards import TEMPLATES, base_model, compute_rows, hub_dataset_ids, mo
 from hfssl.config import ClassifierModelArgs, FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError, first_line
-from hfssl.io import atomic_dir, write_json
+from hfssl.io import atomic_dir, check_local, check_output_dir, write_json
 from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
+from hfssl.models.text import usable_positions
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,9 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
         raise UsageError(f"training: {' '.join(str(err).split())}") from None
 
 
-def check_model_path(name: str) -> None:
-    """A name that can only be a local path (a Hub id is "name" or "owner/name") must exist."""
-    if (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().exists():
-        raise UsageError(f"model.name_or_path: {name}: no such directory (pretrain or export a model there first)")
-
-
 def _load_preprocessor(cfg, auto, what: str):
     name = cfg.model.name_or_path
-    check_model_path(name)
+    check_local(name, "model.name_or_path", "pretrain or export a model there first")
     try:
         return auto.from_pretrained(name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError, TypeError) as err:
@@ -181,10 +176,19 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
     """
     start = time.time()
+    check_output_dir(Path(cfg.training.output_dir), "training.output_dir")
     audio = cfg.data.task == "audio"
     # Audio clips stay undecoded in the dataset; the collator reads the "audio" column the Trainer would drop.
     args = training_arguments(cfg, **({"remove_unused_columns": False} if audio else {}), **(changes or {}))
     processor = load_processor(cfg)  # before the data, so a bad checkpoint fails before any work
+    if not audio:
+        config = load_config(cfg.model)
+        limit = usable_positions(config) if hasattr(config, "max_position_embeddings") else None
+        if limit is not None and cfg.data.max_length > limit:
+            raise UsageError(
+                f"data.max_length: {cfg.data.max_length} exceeds the model's {limit} positions "
+                "(max_position_embeddings)"
+            )
     splits = load_labelled(cfg.data, seed=args.seed)
     if audio:
         encoded = {n: s for n in ("train", "validation", "test") if (s := getattr(splits, n)) is not None}

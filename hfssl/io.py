@@ -7,10 +7,19 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from hfssl.errors import UsageError
+
+
+def pause_in_writes() -> None:
+    """Sleep `HFSSL_SLOW_WRITES` seconds (unset: not at all) in the middle of an atomic write: the kill tests use it to
+    land a SIGKILL inside a checkpoint or an export."""
+    seconds = float(os.environ.get("HFSSL_SLOW_WRITES") or 0)
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def _umask() -> int:
@@ -64,6 +73,7 @@ def atomic_dir(path: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    pause_in_writes()
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
@@ -71,6 +81,23 @@ def atomic_dir(path: Path):
     os.replace(tmp, path)
     if old is not None:
         _remove(old)
+
+
+def check_output_dir(path: Path, field: str) -> None:
+    """An output directory must be a directory (or not exist yet) that this user can write in."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{field}: {path} is a file, not a directory")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{field}: {path} cannot be written here ({existing} is not writable)")
+
+
+def check_local(name: str, field: str, hint: str = "") -> None:
+    """A name that can only be a local path (a Hub id is "name" or "owner/name") must exist: one line saying so,
+    instead of a failed Hub download or a malformed repo id."""
+    if (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().exists():
+        raise UsageError(f"{field}: {name}: no such directory{f' ({hint})' if hint else ''}")
 
 
 def check_replaceable(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from hfssl.checkpoint import (
 from hfssl.config import dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
 from hfssl.errors import TrainingStopped, UsageError, first_line
-from hfssl.io import atomic_dir, write_json, write_text
+from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     directory (a dry run), and an output directory that holds an earlier run's checkpoints is no error."""
     started = time.time()
     run_dir = Path(cfg.train.output_dir)
+    check_output_dir(run_dir, "train.output_dir")
     checkpoint = find_checkpoint(resume, run_dir) if resume else None
     if checkpoint is None and not scratch and has_checkpoints(run_dir):
         raise UsageError(
@@ -196,6 +198,11 @@ def restore(checkpoint: Path, accelerator: Accelerator, made: Setup, train_loade
         raise UsageError(
             f"--resume: {checkpoint} was written by {state['num_processes']} processes and this run has "
             f"{accelerator.num_processes}; resume with {state['num_processes']}"
+        )
+    rng = checkpoint / f"random_states_{accelerator.process_index}.pkl"
+    if not zipfile.is_zipfile(rng):  # accelerate would go on without it, and the run would not continue exactly
+        raise UsageError(
+            f"--resume: {rng}: the saved random state is missing or damaged; resume from another checkpoint"
         )
     try:
         accelerator.load_state(str(checkpoint))

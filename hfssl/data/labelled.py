@@ -237,6 +237,9 @@ def _encode_labels(dataset: datasets.Dataset, names: list[str], split: str, data
         values = [feature.names[i] for i in dataset["label"]]
     else:
         values = [None if v is None else str(v) for v in dataset["label"]]
+    for row, value in enumerate(values):
+        if value is None or value.strip() in ("", "nan", "NaN"):
+            raise UsageError(f"data.{split}: row {row + 1} has no label (column {data.label_column!r} is empty or NaN)")
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted({v for v in values if v not in index}, key=str)
     if unknown:

@@ -10,6 +10,7 @@ from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
 from hfssl.config import AudioDataArgs, SpeechModelArgs
 from hfssl.errors import UsageError, first_line
+from hfssl.io import check_local
 
 # transformers' own SpecAugment default: what an exported speech encoder applies while being fine-tuned.
 FINETUNE_MASK_TIME_PROB = 0.05
@@ -85,6 +86,7 @@ def feature_mask_fields(encoder, prob: float) -> dict:
 
 def load_config(model: SpeechModelArgs):
     """`model.name_or_path`'s config, for continued pretraining; one line when it cannot be loaded."""
+    check_local(model.name_or_path, "model.name_or_path")
     try:
         return AutoConfig.from_pretrained(model.name_or_path, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as err:

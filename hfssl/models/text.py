@@ -7,6 +7,7 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from hfssl.config import ModelArgs
 from hfssl.errors import UsageError, first_line
+from hfssl.io import check_local
 
 # (layers, hidden, heads); feed-forward width follows the architecture's convention.
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "base": (12, 768, 12)}
@@ -149,6 +150,7 @@ def check_positions(args: ModelArgs, seq_len: int) -> None:
 
 def load_config(args: ModelArgs):
     """`model.name_or_path`'s config, for continued pretraining; one line when it cannot be loaded."""
+    check_local(args.name_or_path, "model.name_or_path")
     try:
         return AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
     except (OSError, ValueError) as err:

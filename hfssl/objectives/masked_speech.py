@@ -115,6 +115,12 @@ class MaskedPrediction(torch.nn.Module):
         return None
 
 
+def uses_clusters(cfg: SpeechPretrainConfig) -> bool:
+    """Whether the recipe trains on HuBERT's cluster targets (which `hfssl hubert-targets` builds ahead)."""
+    kind = KINDS.get(cfg.objective.name)
+    return kind is not None and kind.target == "clusters"
+
+
 def encoder_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float):
     """The encoder's config from the preset, with SpecAugment's channel masks at `objective.feature_mask_prob`."""
     config = scratch_config(model, masking_prob)

@@ -21,7 +21,7 @@ from hfssl.config import PretrainConfig
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError, first_line
-from hfssl.io import atomic_dir
+from hfssl.io import atomic_dir, check_local
 from hfssl.objectives.base import Setup
 from hfssl.probe import load_probe_data, probe
 from hfssl.tokenizer import train_on_corpus
@@ -33,6 +33,7 @@ TOKENIZER_DIR = "tokenizer"
 
 
 def load_tokenizer(name_or_path: str, field: str):
+    check_local(name_or_path, field)
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
