@@ -117,6 +117,8 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
             "or choose another output directory"
         )
     t = cfg.train
+    if cfg.data.streaming and t.max_steps is None:  # before the setup writes a tokenizer or targets
+        raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
     accelerator = make_accelerator(t, run_dir)
     if accelerator.is_main_process and not scratch:
         remove_partial(run_dir)  # a run killed while checkpointing leaves step-N.tmp, which is no checkpoint
@@ -128,8 +130,6 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     set_seed(t.seed)
     module = objectives.module(cfg)
     made = module.setup(cfg, accelerator, work_dir, resuming=checkpoint is not None)
-    if made.streaming and t.max_steps is None:
-        raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
 
     objective = torch.compile(made.objective) if t.compile else made.objective
     optimizer = torch.optim.AdamW(

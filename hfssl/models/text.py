@@ -26,14 +26,20 @@ def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
     return {k: v for k, v in ids.items() if v is not None}
 
 
-def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
-    """A transformers config for `args.arch` at `args.size`, with the preset's fields overridden where set."""
+def preset_shape(args: ModelArgs) -> tuple[int, int, int]:
+    """(layers, hidden, heads) of the preset with the recipe's overrides; checked, so a run fails before any work."""
     layers, hidden, heads = SIZES[args.size]
     layers = args.num_layers or layers
     hidden = args.hidden_size or hidden
     heads = args.num_heads or heads
     if hidden % heads:
         raise UsageError(f"model.hidden_size: {hidden} is not divisible by model.num_heads {heads}")
+    return layers, hidden, heads
+
+
+def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
+    """A transformers config for `args.arch` at `args.size`, with the preset's fields overridden where set."""
+    layers, hidden, heads = preset_shape(args)
     # Round the vocabulary up to a multiple of 64: the projection runs faster and the tokenizer still fits.
     vocab = -(-len(tokenizer) // 64) * 64
     specials = _special_ids(tokenizer)
@@ -139,10 +145,12 @@ def usable_positions(config) -> int:
 
 
 def check_positions(args: ModelArgs, seq_len: int) -> None:
-    """Fail before any work when sequences are longer than the model can address."""
+    """Fail before any work when sequences are longer than the model can address (or, from scratch, the preset's
+    shape is impossible)."""
     if args.name_or_path:
         limit = usable_positions(load_config(args))
     else:
+        preset_shape(args)
         limit = args.max_position_embeddings
     if seq_len > limit:
         raise UsageError(f"data.seq_len: {seq_len} exceeds the model's {limit} positions (max_position_embeddings)")

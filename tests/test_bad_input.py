@@ -1,0 +1,244 @@
+"""Bad input across every subcommand: one clear line naming the file, field or option and what is wrong, exit 2, no
+traceback, and nothing written where the command would have written. Each case runs the real CLI entry point in
+this process (what fails, fails before any training) in a folder of its own, and checks that folder is unchanged."""
+
+import json
+
+import pytest
+from helpers import snapshot
+
+from hfssl.__main__ import main
+
+# Small, in case a case did not fail as it should: it then trains for seconds, not minutes.
+TEXT = ["--train.max_steps", "2", "--data.synthetic_documents", "200", "--tokenizer.vocab_size", "200",
+        "--model.hidden_size", "32", "--model.num_heads", "2", "--train.probe_every", ""]  # fmt: skip
+SPEECH = ["--train.max_steps", "2", "--data.synthetic_utterances", "20", "--data.max_seconds", "1",
+          "--data.batch_seconds", "4", "--model.hidden_size", "32", "--model.conv_dim", "32",
+          "--train.probe_every", ""]  # fmt: skip
+DOWNSTREAM = ["--data.synthetic_examples", "100", "--data.max_length", "32", "--training.num_train_epochs", "1"]
+
+
+def file(tmp, name="a_file.txt", text="not a directory"):
+    (tmp / name).write_text(text)
+    return tmp / name
+
+
+def folder_with_files(tmp, name="mine"):
+    (tmp / name).mkdir()
+    (tmp / name / "notes.txt").write_text("keep me")
+    return tmp / name
+
+
+def bad_recipe(tmp, text):
+    (tmp / "recipe.yaml").write_text(text)
+    return tmp / "recipe.yaml"
+
+
+def rows(tmp, name, data):
+    path = tmp / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in data))
+    return path
+
+
+LABELS = [{"text": f"example {i}", "label": ["a", "b"][i % 2]} for i in range(30)]
+
+# (id, argv from (tmp, models), the message fragment). `models` gives the shared tiny exports and runs.
+CASES = [
+    # pretrain, text
+    ("text-unknown-option", lambda t, m: ["pretrain", "text/mlm-tiny", "--train.lrate", "1"], "--train.lr?"),
+    ("text-steps-not-int", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_steps", "abc"],
+     "train.max_steps: expected an integer"),
+    ("text-steps-zero", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_steps", "0"],
+     "train.max_steps: must be positive"),
+    ("text-negative-lr", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.lr", "-1"], "train.lr"),
+    ("text-mask-rate", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--masking.mask_rate", "1.5"],
+     "masking.mask_rate: must be in (0, 1)"),
+    ("text-strategy", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--masking.strategy", "words"],
+     "masking.strategy: 'words' is not valid"),
+    ("text-arch", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.arch", "gpt3"], "model.arch"),
+    ("text-objective", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--objective.name", "nope"],
+     "objective.name: 'nope' is not an objective"),
+    ("text-missing-corpus", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--data.train", t / "none.txt",
+                                          "--train.output_dir", t / "run"], "none.txt"),
+    ("text-seq-len-short", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--data.seq_len", "4"],
+     "data.seq_len: must be at least 8"),
+    ("text-seq-len-long", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--data.seq_len", "4096",
+                                        "--train.output_dir", t / "run"], "data.seq_len: 4096 exceeds"),
+    ("text-vocab", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--tokenizer.vocab_size", "10"],
+     "tokenizer.vocab_size"),
+    ("text-tokenizer-path", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--tokenizer.path", "./no/tokenizer",
+                                          "--train.output_dir", t / "run"], "tokenizer.path: ./no/tokenizer: no such"),
+    ("text-model-path", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.name_or_path", "./no/model",
+                                      "--train.output_dir", t / "run"], "model.name_or_path: ./no/model: no such"),
+    ("text-heads", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.hidden_size", "30",
+                                 "--model.num_heads", "4", "--train.output_dir", t / "run"], "not divisible"),
+    ("text-output-is-file", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.output_dir", file(t)],
+     "train.output_dir: "),
+    ("text-resume-nothing", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.output_dir", t / "run",
+                                          "--resume"], "holds no checkpoint"),
+    ("text-dry-run-resume", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--dry-run", "--resume"],
+     "--dry-run estimates a run from its start"),
+    ("text-no-recipe", lambda t, m: ["pretrain", t / "none.yaml"], "no such recipe file"),
+    ("text-bad-yaml", lambda t, m: ["pretrain", bad_recipe(t, "train:\n  lr: [1\n")], "not valid YAML (line"),
+    ("text-unknown-section", lambda t, m: ["pretrain", bad_recipe(t, "trian:\n  lr: 1\n")], "did you mean 'train'"),
+    ("text-decoder-for-mlm", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.arch", "llama",
+                                           "--train.output_dir", t / "run"], "llama is not an encoder"),
+    ("clm-masking", lambda t, m: ["pretrain", "text/clm-tiny", *TEXT, "--masking.span_p", "0.5",
+                                  "--train.output_dir", t / "run"], "masking.span_p: objective.name clm masks nothing"),
+    ("clm-encoder", lambda t, m: ["pretrain", "text/clm-tiny", *TEXT, "--model.arch", "roberta",
+                                  "--train.output_dir", t / "run"], "roberta is not a causal decoder"),
+    ("text-warmup", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.warmup_ratio", "1.5"],
+     "train.warmup_ratio"),
+    ("text-validation-fraction", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--data.validation_fraction",
+                                               "0"], "data.validation_fraction"),
+    ("text-probe-every", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.probe_every", "-1"],
+     "train.probe_every: must not be negative"),
+    ("text-stream-epochs", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--data.streaming", "true",
+                                         "--train.max_steps", "", "--train.epochs", "1",
+                                         "--train.output_dir", t / "run"], "a streamed corpus has no known length"),
+    ("text-earlier-run", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.output_dir", m.text_run],
+     "holds checkpoints of an earlier run"),
+    # pretrain, speech
+    ("speech-contrastive-arch", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--model.arch", "hubert",
+                                              "--train.output_dir", t / "run"], "has no quantizer"),
+    ("speech-codevector", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--objective.codevector_dim",
+                                        "7", "--train.output_dir", t / "run"], "objective.codevector_dim: 7"),
+    ("speech-negatives", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--objective.num_negatives",
+                                       "0"], "objective.num_negatives"),
+    ("speech-missing-audio", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--data.train",
+                                           t / "no-audio", "--train.output_dir", t / "run"], "no-audio"),
+    ("speech-batch-seconds", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--data.batch_seconds",
+                                           "0.5"], "data.batch_seconds"),
+    ("speech-sampling-rate", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--data.sampling_rate",
+                                           "500"], "data.sampling_rate"),
+    ("speech-mask-prob", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--masking.mask_prob", "1.5"],
+     "masking.mask_prob"),
+    ("speech-codebook", lambda t, m: ["pretrain", "speech/best-rq-tiny", *SPEECH, "--objective.mel_bins", "4",
+                                      "--objective.codebook_dim", "16", "--train.output_dir", t / "run"],
+     "objective.codebook_dim"),
+    ("speech-hubert-stream", lambda t, m: ["pretrain", "speech/hubert-tiny", *SPEECH, "--data.streaming", "true",
+                                           "--train.output_dir", t / "run"], "HuBERT's cluster targets"),
+    ("speech-text-option", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--tokenizer.vocab_size",
+                                         "300"], "is not a setting of speech pretraining"),
+    ("speech-gumbel", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--objective.gumbel_min", "3"],
+     "objective.gumbel_min"),
+    ("speech-layerdrop", lambda t, m: ["pretrain", "speech/wav2vec2-tiny", *SPEECH, "--model.layerdrop", "1.5"],
+     "model.layerdrop"),
+    ("speech-model-path", lambda t, m: ["pretrain", "speech/best-rq-tiny", *SPEECH, "--model.name_or_path",
+                                        "./no/encoder", "--train.output_dir", t / "run"], "./no/encoder: no such"),
+    # hubert-targets
+    ("targets-contrastive", lambda t, m: ["hubert-targets", "speech/wav2vec2-tiny"], "trains on no cluster targets"),
+    ("targets-hidden-no-model", lambda t, m: ["hubert-targets", "speech/hubert-tiny", "--targets.features", "hidden",
+                                              "--targets.dir", t / "targets"], "targets.model"),
+    ("targets-clusters", lambda t, m: ["hubert-targets", "speech/hubert-tiny", "--targets.clusters", "1"],
+     "targets.clusters"),
+    # tokenizer train
+    ("tokenizer-out-file", lambda t, m: ["tokenizer", "train", "--data.synthetic_documents", "100", "--out",
+                                         file(t)], "is a file; pass --overwrite"),
+    ("tokenizer-kind", lambda t, m: ["tokenizer", "train", "--tokenizer.kind", "xyz", "--out", t / "tok"],
+     "tokenizer.kind"),
+    ("tokenizer-missing-corpus", lambda t, m: ["tokenizer", "train", "--data.train", t / "none.txt", "--out",
+                                               t / "tok"], "none.txt"),
+    ("tokenizer-no-out", lambda t, m: ["tokenizer", "train"], "--out"),
+    # export
+    ("export-no-checkpoint", lambda t, m: ["export", t / "nothing", t / "out"], "holds no checkpoint"),
+    ("export-into-files", lambda t, m: ["export", m.text_run, folder_with_files(t)], "pass --overwrite"),
+    ("export-not-a-run", lambda t, m: ["export", m.foreign_checkpoint(t), t / "out"], "lacks config.yaml"),
+    ("export-damaged", lambda t, m: ["export", m.damaged_run(t), t / "out"], "not readable weights"),
+    # finetune
+    ("finetune-model-path", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", "./no/model"],
+     "no such directory"),
+    ("finetune-lr", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                  *DOWNSTREAM, "--training.learning_rate", "-1", "--training.output_dir", t / "ft"],
+     "training.learning_rate: must be positive"),
+    ("finetune-metric", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                      *DOWNSTREAM, "--training.metric_for_best_model", "auroc",
+                                      "--training.output_dir", t / "ft"], "'auroc' is not a metric"),
+    ("finetune-fraction", lambda t, m: ["finetune", "text/classify-tiny", "--data.label_fraction", "0"],
+     "data.label_fraction"),
+    ("finetune-max-length", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                          *DOWNSTREAM, "--data.max_length", "100000", "--training.output_dir",
+                                          t / "ft"], "data.max_length: 100000 exceeds"),
+    ("finetune-output-file", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                           *DOWNSTREAM, "--training.output_dir", file(t)], "is a file"),
+    ("finetune-missing-data", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                            "--data.train", t / "none.jsonl", "--training.output_dir", t / "ft"],
+     "none.jsonl"),
+    ("finetune-unknown-option", lambda t, m: ["finetune", "text/classify-tiny", "--training.lernin_rate", "1"],
+     "--training.learning_rate?"),
+    ("finetune-task", lambda t, m: ["finetune", "text/classify-tiny", "--data.task", "video"], "data.task"),
+    ("finetune-empty-label", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                           "--data.train", rows(t, "train.jsonl", LABELS[:20] + [{"text": "x",
+                                           "label": ""}] + LABELS[20:]), "--training.output_dir", t / "ft"],
+     "row 21 has no label"),
+    # probe
+    ("probe-output-folder", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", m.text_export,
+                                          "--probe.output", folder_with_files(t)], "is a directory"),
+    ("probe-l2", lambda t, m: ["probe", "text/probe-tiny", "--probe.l2", "-1"], "probe.l2"),
+    ("probe-model-path", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", "./no/model",
+                                       "--probe.output", t / "p.json"], "no such directory"),
+    # label-efficiency
+    ("sweep-fraction", lambda t, m: ["label-efficiency", "text/label-efficiency-tiny", "--sweep.fractions", "[0]"],
+     "sweep.fractions[0]"),
+    ("sweep-seeds", lambda t, m: ["label-efficiency", "text/label-efficiency-tiny", "--sweep.seeds", "[]"],
+     "sweep.seeds"),
+    # push
+    ("push-no-folder", lambda t, m: ["push", t / "none", "--repo-id", "someone/model"], "none"),
+    ("push-bad-repo", lambda t, m: ["push", m.text_export, "--repo-id", "a/b/c"], "a/b/c"),
+]  # fmt: skip
+
+
+class Models:
+    """The shared tiny exports and runs, and damaged copies made per case."""
+
+    def __init__(self, mlm_export):
+        self.text_export = mlm_export
+        self.text_run = mlm_export.parent
+
+    def foreign_checkpoint(self, tmp):
+        checkpoint = tmp / "elsewhere" / "checkpoints" / "step-0000001"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text('{"step": 1}')
+        return checkpoint
+
+    def damaged_run(self, tmp):
+        import shutil
+
+        run = tmp / "damaged"
+        shutil.copytree(self.text_run, run, ignore=shutil.ignore_patterns("final", "logs"))
+        for weights in run.glob("checkpoints/*/model.safetensors"):
+            weights.write_bytes(weights.read_bytes()[:100])
+        return run
+
+
+@pytest.fixture(scope="module")
+def models(mlm_export):
+    return Models(mlm_export)
+
+
+SUBCOMMANDS = {
+    "text": "pretrain", "clm": "pretrain", "speech": "pretrain", "targets": "hubert-targets", "tokenizer": "tokenizer",
+    "export": "export", "finetune": "finetune", "probe": "probe", "sweep": "label-efficiency", "push": "push",
+}  # fmt: skip
+
+
+def test_the_matrix_covers_every_subcommand():
+    assert len(CASES) >= 60 and len({case for case, _, _ in CASES}) == len(CASES)
+    covered = {SUBCOMMANDS[case.split("-")[0]] for case, _, _ in CASES}
+    assert covered == set(SUBCOMMANDS.values())
+
+
+@pytest.mark.parametrize("case, build, expected", CASES, ids=[case for case, _, _ in CASES])
+def test_bad_input_is_one_line(case, build, expected, models, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative outputs (runs/...) land here, where the snapshot sees them
+    argv = [str(a) for a in build(tmp_path, models)]
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err[-2000:]
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("hfssl: error")]
+    assert len(lines) == 1, err[-2000:]
+    assert expected in lines[0], lines[0]
+    assert snapshot(tmp_path) == before, "the command wrote something"
