@@ -41,8 +41,12 @@ def _remove(path: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path` and rename it into place (leftovers of an earlier write of
+    `path` that was killed midway are removed first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in _leftovers(path):
+        _remove(leftover)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -52,6 +52,12 @@ def test_leftovers_of_a_killed_write_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.x1.tmp", "final"]
 
 
+def test_leftovers_of_a_killed_file_write_are_removed(tmp_path):
+    (tmp_path / ".metrics.json.k3j.tmp").write_text('{"half": ')
+    write_text(tmp_path / "metrics.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
 def test_an_output_does_not_replace_the_users_files_unless_told(tmp_path):
     check_replaceable(tmp_path / "new", overwrite=False)
     (tmp_path / "empty").mkdir()
