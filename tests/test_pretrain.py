@@ -217,6 +217,22 @@ def test_a_damaged_checkpoint_is_one_line(trained, tmp_path, damage, export_says
     assert resume_says in done.stderr.strip().splitlines()[-1]
 
 
+def test_a_damaged_random_state_is_one_line_on_resume(trained, tmp_path):
+    """Without its random state a run would go on, but not as it would have: --resume says so instead."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("logs"))
+    stop_after(run, 20)
+    state = run / "checkpoints" / "step-0000020" / "random_states_0.pkl"
+    state.write_bytes(state.read_bytes()[:50])
+    done = hfssl("pretrain", "text/mlm-tiny", *RESUME, "--train.output_dir", run, "--resume", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("random_states_0.pkl: the saved random state is missing or damaged; resume from another checkpoint")
+    )
+
+
 def test_export_of_a_checkpoint_without_readable_weights(trained, tmp_path):
     """A DeepSpeed checkpoint (its weights in pytorch_model/) or one with no weights: one line, nothing written."""
     run = tmp_path / "run"
