@@ -43,25 +43,10 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     # Round the vocabulary up to a multiple of 64: the projection runs faster and the tokenizer still fits.
     vocab = -(-len(tokenizer) // 64) * 64
     specials = _special_ids(tokenizer)
+    if args.arch in ("modernbert", "modernbert-decoder"):
+        return _modernbert_config(args, layers, hidden, heads, vocab, specials)
     if args.arch in DECODERS:
         return _decoder_config(args, layers, hidden, heads, vocab, specials)
-    if args.arch == "modernbert":
-        return AutoConfig.for_model(
-            "modernbert",
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            # GeGLU: the projection is doubled inside, so 1.5x hidden matches a 3x plain MLP in parameters.
-            intermediate_size=args.intermediate_size or hidden * 3 // 2,
-            max_position_embeddings=args.max_position_embeddings,
-            embedding_dropout=args.dropout,
-            mlp_dropout=args.dropout,
-            attention_dropout=args.dropout,
-            cls_token_id=specials.get("bos_token_id"),
-            sep_token_id=specials.get("eos_token_id"),
-            **specials,
-        )
     positions = args.max_position_embeddings
     if args.arch == "roberta":
         # RoBERTa numbers positions from padding_idx + 1.
@@ -81,7 +66,28 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     )
 
 
+def _modernbert_config(args: ModelArgs, layers: int, hidden: int, heads: int, vocab: int, specials: dict):
+    """ModernBERT's encoder or its decoder: the same fields."""
+    return AutoConfig.for_model(
+        args.arch,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        # GeGLU: the projection is doubled inside, so 1.5x hidden matches a 3x plain MLP in parameters.
+        intermediate_size=args.intermediate_size or hidden * 3 // 2,
+        max_position_embeddings=args.max_position_embeddings,
+        embedding_dropout=args.dropout,
+        mlp_dropout=args.dropout,
+        attention_dropout=args.dropout,
+        cls_token_id=specials.get("bos_token_id"),
+        sep_token_id=specials.get("eos_token_id"),
+        **specials,
+    )
+
+
 def _decoder_config(args: ModelArgs, layers: int, hidden: int, heads: int, vocab: int, specials: dict):
+    """GPT-2's or Llama's config."""
     if args.arch == "gpt2":
         return AutoConfig.for_model(
             "gpt2",
@@ -94,23 +100,6 @@ def _decoder_config(args: ModelArgs, layers: int, hidden: int, heads: int, vocab
             resid_pdrop=args.dropout,
             embd_pdrop=args.dropout,
             attn_pdrop=args.dropout,
-            **specials,
-        )
-    if args.arch == "modernbert-decoder":
-        return AutoConfig.for_model(
-            "modernbert-decoder",
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            # GeGLU, as the encoder: 1.5x hidden matches a 3x plain MLP in parameters.
-            intermediate_size=args.intermediate_size or hidden * 3 // 2,
-            max_position_embeddings=args.max_position_embeddings,
-            embedding_dropout=args.dropout,
-            mlp_dropout=args.dropout,
-            attention_dropout=args.dropout,
-            cls_token_id=specials.get("bos_token_id"),
-            sep_token_id=specials.get("eos_token_id"),
             **specials,
         )
     return AutoConfig.for_model(

@@ -12,7 +12,6 @@ from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
 from hfssl.collators.text import CausalLMCollator
 from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.errors import UsageError
@@ -20,13 +19,16 @@ from hfssl.models.text import build_model, check_kind, check_positions
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
-    describe_data,
+    TextCard,
     load_text,
     run_tokenizer,
     text_setup,
     token_metrics,
     token_stats,
     write_export,
+)
+from hfssl.objectives.text import (
+    render_card as text_card,
 )
 from hfssl.tokenizer import for_generation
 
@@ -108,35 +110,13 @@ def describe(cfg: PretrainConfig) -> str:
 
 
 def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict) -> ModelCard:
-    t = cfg.train
-    name = model_name(cfg.export, t.output_dir)
-    hyperparameters = {
-        "objective": "next-word prediction",
-        "sequence length": cfg.data.seq_len,
-        "batch size (per device x accumulation x processes)": (
-            f"{t.batch_size} x {t.grad_accum} x {metrics.get('num_processes', 1)}"
-        ),
-        **training_rows(t, metrics),
-        "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
-    }
-    results = {
-        "loss": fmt(metrics.get("eval_loss")),
-        "perplexity": fmt(metrics.get("eval_perplexity")),
-        "next-token accuracy": fmt(metrics.get("eval_accuracy")),
-    }
-    return ModelCard.from_template(
-        pretrain_card_data(cfg, "text-generation", ["causal-lm", model.config.model_type]),
-        template_path=str(TEMPLATES / "clm.md"),
-        model_name=name,
-        arch=model.config.model_type,
-        parameters=count(model.num_parameters()),
-        layers=model.config.num_hidden_layers,
-        hidden=model.config.hidden_size,
-        load_path=name,
+    card = TextCard(
+        pipeline_tag="text-generation",
+        tag="causal-lm",
+        template="clm.md",
         example="The weather today is",
         objective=describe(cfg),
-        data=describe_data(cfg, metrics),
-        hyperparameters=hyperparameters,
-        compute=compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}")),
-        results=results,
+        rows={"objective": "next-word prediction"},
+        accuracy="next-token accuracy",
     )
+    return text_card(model, tokenizer, cfg, metrics, card)

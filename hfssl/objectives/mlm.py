@@ -11,7 +11,6 @@ from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
-from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
 from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.errors import UsageError
@@ -19,13 +18,16 @@ from hfssl.models.text import build_model, check_kind, check_positions
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
-    describe_data,
+    TextCard,
     load_text,
     run_tokenizer,
     text_setup,
     token_metrics,
     token_stats,
     write_export,
+)
+from hfssl.objectives.text import (
+    render_card as text_card,
 )
 
 SCHEMA = PretrainConfig
@@ -144,36 +146,14 @@ def describe(cfg: PretrainConfig) -> str:
 
 
 def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict) -> ModelCard:
-    t = cfg.train
-    name = model_name(cfg.export, t.output_dir)
-    hyperparameters = {
-        "objective": cfg.masking.strategy,
-        "mask rate": cfg.masking.mask_rate,
-        "sequence length": cfg.data.seq_len,
-        "batch size (per device x accumulation x processes)": (
-            f"{t.batch_size} x {t.grad_accum} x {metrics.get('num_processes', 1)}"
-        ),
-        **training_rows(t, metrics),
-        "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
-    }
-    results = {
-        "loss": fmt(metrics.get("eval_loss")),
-        "perplexity": fmt(metrics.get("eval_perplexity")),
-        "masked-token accuracy": fmt(metrics.get("eval_accuracy")),
-    }
-    return ModelCard.from_template(
-        pretrain_card_data(cfg, "fill-mask", ["masked-language-modeling", model.config.model_type]),
-        template_path=str(TEMPLATES / "mlm.md"),
-        model_name=name,
-        arch=model.config.model_type,
-        parameters=count(model.num_parameters()),
-        layers=model.config.num_hidden_layers,
-        hidden=model.config.hidden_size,
-        load_path=name,
+    m = cfg.masking
+    card = TextCard(
+        pipeline_tag="fill-mask",
+        tag="masked-language-modeling",
+        template="mlm.md",
         example=f"The weather today is {tokenizer.mask_token}.",
         objective=describe(cfg),
-        data=describe_data(cfg, metrics),
-        hyperparameters=hyperparameters,
-        compute=compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}")),
-        results=results,
+        rows={"objective": m.strategy, "mask rate": m.mask_rate},
+        accuracy="masked-token accuracy",
     )
+    return text_card(model, tokenizer, cfg, metrics, card)

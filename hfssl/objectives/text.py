@@ -17,6 +17,7 @@ from huggingface_hub import ModelCard
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, PreTrainedModel
 
+from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
 from hfssl.config import PretrainConfig
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
@@ -193,6 +194,61 @@ def describe_data(cfg: PretrainConfig, metrics: dict) -> str:
     return (
         f"Trained on {source}, {layout} of {d.seq_len} tokens; {int(metrics.get('tokens_seen', 0)):,} tokens seen "
         f"over {metrics.get('steps', 0):,} optimizer steps."
+    )
+
+
+@dataclass
+class TextCard:
+    """What a text objective's card says of it; `render_card` fills in the rest."""
+
+    pipeline_tag: str
+    tag: str
+    """The objective's tag beside "hfssl" and the architecture."""
+    template: str
+    """The template's file name in model_cards/."""
+    example: str
+    """The pipeline input the card's example uses."""
+    objective: str
+    """The objective's description (its module's `describe`)."""
+    rows: dict
+    """The objective's own rows of the training table, before the shared ones."""
+    accuracy: str
+    """What the eval accuracy measures, e.g. "masked-token accuracy"."""
+
+
+def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict, text: TextCard) -> ModelCard:
+    """The model card of a text objective's export: metadata, the training and compute tables, the eval results."""
+    t = cfg.train
+    name = model_name(cfg.export, t.output_dir)
+    hyperparameters = {
+        **text.rows,
+        "sequence length": cfg.data.seq_len,
+        "batch size (per device x accumulation x processes)": (
+            f"{t.batch_size} x {t.grad_accum} x {metrics.get('num_processes', 1)}"
+        ),
+        **training_rows(t, metrics),
+        "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
+    }
+    results = {
+        "loss": fmt(metrics.get("eval_loss")),
+        "perplexity": fmt(metrics.get("eval_perplexity")),
+        text.accuracy: fmt(metrics.get("eval_accuracy")),
+    }
+    return ModelCard.from_template(
+        pretrain_card_data(cfg, text.pipeline_tag, [text.tag, model.config.model_type]),
+        template_path=str(TEMPLATES / text.template),
+        model_name=name,
+        arch=model.config.model_type,
+        parameters=count(model.num_parameters()),
+        layers=model.config.num_hidden_layers,
+        hidden=model.config.hidden_size,
+        load_path=name,
+        example=text.example,
+        objective=text.objective,
+        data=describe_data(cfg, metrics),
+        hyperparameters=hyperparameters,
+        compute=compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}")),
+        results=results,
     )
 
 

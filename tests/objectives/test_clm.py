@@ -32,6 +32,25 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("arch", ["llama", "modernbert-decoder", "gpt2"])
+def test_each_decoder_preset_is_its_architecture(arch):
+    from transformers import AutoModelForCausalLM
+
+    from hfssl.config import ModelArgs
+    from hfssl.models.text import is_causal, scratch_config
+
+    class Tokenizer:  # what the presets read from a tokenizer
+        pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = 0, 2, 3, 2, 3
+
+        def __len__(self):
+            return 100
+
+    config = scratch_config(ModelArgs(arch=arch, hidden_size=32, num_heads=2, num_layers=1), Tokenizer())
+    assert config.model_type == arch and is_causal(config)
+    assert config.vocab_size == 128 and config.pad_token_id == 0
+    assert AutoModelForCausalLM.from_config(config).num_parameters() > 0
+
+
 def test_labels_stop_at_document_boundaries():
     sep, pad = 3, 0
     input_ids = torch.tensor([[2, 10, 11, sep, 12, 13, sep, 14], [2, 15, sep, 16, 17, 0, 0, 0]])
