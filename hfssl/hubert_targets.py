@@ -35,7 +35,8 @@ from hfssl.data.audio import AudioClips, load_audio
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, write_json
 from hfssl.kmeans import fit_kmeans
-from hfssl.models.speech import feature_extractor, load_config, min_clip_samples, samples_per_frame, scratch_config
+from hfssl.models import load_config
+from hfssl.models.speech import feature_extractor, min_clip_samples, samples_per_frame, scratch_config
 
 logger = logging.getLogger(__name__)
 

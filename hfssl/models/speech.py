@@ -9,8 +9,7 @@ from typing import NamedTuple
 from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
 from hfssl.config import AudioDataArgs, SpeechModelArgs
-from hfssl.errors import UsageError, first_line
-from hfssl.io import check_local
+from hfssl.errors import UsageError
 
 # transformers' own SpecAugment default: what an exported speech encoder applies while being fine-tuned.
 FINETUNE_MASK_TIME_PROB = 0.05
@@ -82,15 +81,6 @@ def feature_mask_fields(encoder, prob: float) -> dict:
     channel starts a masked run with probability `prob`; runs are at most 10 channels, narrower for narrow feature
     encoders."""
     return {"mask_feature_prob": prob, "mask_feature_length": min(10, max(1, encoder.conv_dim[-1] // 8))}
-
-
-def load_config(model: SpeechModelArgs):
-    """`model.name_or_path`'s config, for continued pretraining; one line when it cannot be loaded."""
-    check_local(model.name_or_path, "model.name_or_path")
-    try:
-        return AutoConfig.from_pretrained(model.name_or_path, trust_remote_code=model.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {model.name_or_path!r} ({first_line(err)})") from None
 
 
 def check_arch(encoder, model: SpeechModelArgs) -> None:

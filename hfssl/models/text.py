@@ -7,7 +7,7 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from hfssl.config import ModelArgs
 from hfssl.errors import UsageError, first_line
-from hfssl.io import check_local
+from hfssl.models import load_config
 
 # (layers, hidden, heads); feed-forward width follows the architecture's convention.
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "base": (12, 768, 12)}
@@ -143,15 +143,6 @@ def check_positions(args: ModelArgs, seq_len: int) -> None:
         limit = args.max_position_embeddings
     if seq_len > limit:
         raise UsageError(f"data.seq_len: {seq_len} exceeds the model's {limit} positions (max_position_embeddings)")
-
-
-def load_config(args: ModelArgs):
-    """`model.name_or_path`'s config, for continued pretraining; one line when it cannot be loaded."""
-    check_local(args.name_or_path, "model.name_or_path")
-    try:
-        return AutoConfig.from_pretrained(args.name_or_path, trust_remote_code=args.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {args.name_or_path!r} ({first_line(err)})") from None
 
 
 def check_kind(args: ModelArgs, causal: bool, objective: str) -> None:

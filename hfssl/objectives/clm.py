@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, PreTrainedModel
@@ -24,7 +23,7 @@ from hfssl.objectives.text import (
     run_tokenizer,
     text_setup,
     token_metrics,
-    token_stats,
+    token_output,
     write_export,
 )
 from hfssl.objectives.text import (
@@ -51,11 +50,7 @@ class CausalLM(torch.nn.Module):
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         targets = labels[:, 1:]
         predicted = targets != -100
-        logits, targets = logits[predicted], targets[predicted]
-        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
-        loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
-        correct = logits.detach().argmax(-1) == targets
-        return ObjectiveOutput(loss, token_stats(token_loss, correct, predicted.nonzero()[:, 0], labels.shape[0]))
+        return token_output(logits[predicted], targets[predicted], predicted)
 
     @staticmethod
     def summarise(totals: dict[str, float]) -> dict[str, float]:

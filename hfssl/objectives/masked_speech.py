@@ -21,7 +21,8 @@ from hfssl.config import ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig, T
 from hfssl.errors import UsageError, first_line
 from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
 from hfssl.hubert_targets import prepare_targets
-from hfssl.models.speech import check_arch, feature_mask_fields, load_config, resume_spec_augment, scratch_config
+from hfssl.models import load_config
+from hfssl.models.speech import check_arch, feature_mask_fields, resume_spec_augment, scratch_config
 from hfssl.objectives.audio import FrameLabelled, audio_setup, describe_masking, export_encoder
 from hfssl.objectives.base import ObjectiveOutput, Setup
 

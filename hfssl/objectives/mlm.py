@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from transformers import AutoModelForMaskedLM, PreTrainedModel
@@ -23,7 +22,7 @@ from hfssl.objectives.text import (
     run_tokenizer,
     text_setup,
     token_metrics,
-    token_stats,
+    token_output,
     write_export,
 )
 from hfssl.objectives.text import (
@@ -76,11 +75,7 @@ class MaskedLM(torch.nn.Module):
             logits = hidden[predicted]
             for name in self.head:
                 logits = getattr(self.model, name)(logits)
-        targets = labels[predicted]
-        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
-        loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
-        correct = logits.detach().argmax(-1) == targets
-        return ObjectiveOutput(loss, token_stats(token_loss, correct, predicted.nonzero()[:, 0], labels.shape[0]))
+        return token_output(logits, labels[predicted], predicted)
 
     @staticmethod
     def summarise(totals: dict[str, float]) -> dict[str, float]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from torch.utils.data import DataLoader
@@ -23,7 +24,7 @@ from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, check_local
-from hfssl.objectives.base import Setup
+from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.probe import load_probe_data, probe
 from hfssl.tokenizer import train_on_corpus
 
@@ -165,6 +166,15 @@ def text_setup(
         streaming=streaming,
         prepare_train_loader=not streaming,
     )
+
+
+def token_output(logits: torch.Tensor, targets: torch.Tensor, predicted: torch.Tensor) -> ObjectiveOutput:
+    """The loss (fp32 cross-entropy, a mean over the predicted tokens) and per-example sums of a token-predicting
+    objective: `logits` and `targets` at the positions where bool (batch, length) `predicted` is set."""
+    token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+    loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
+    correct = logits.detach().argmax(-1) == targets
+    return ObjectiveOutput(loss, token_stats(token_loss, correct, predicted.nonzero()[:, 0], predicted.shape[0]))
 
 
 def token_stats(token_loss: torch.Tensor, correct: torch.Tensor, rows: torch.Tensor, batch: int) -> dict:

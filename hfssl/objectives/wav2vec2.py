@@ -16,11 +16,11 @@ from hfssl.cards import fmt
 from hfssl.collators.audio import frame_lengths
 from hfssl.config import ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
 from hfssl.errors import UsageError, first_line
+from hfssl.models import load_config
 from hfssl.models.speech import (
     SIZES,
     check_arch,
     feature_mask_fields,
-    load_config,
     resume_spec_augment,
     scratch_config,
 )
