@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import shutil
+from collections import defaultdict
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -122,10 +123,15 @@ def checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(objective: torch.nn.Module, weights: dict, source: str) -> None:
-    """Load a state dict of `objective` into it; tied copies may be absent, anything else missing is an error."""
-    model = objective.model
+    """Load a state dict of `objective` into it. A tensor the objective holds under several names (tied input and
+    output embeddings, a table two models share) is saved under one of them: the others may be absent, anything else
+    missing is an error."""
     missing, unexpected = objective.load_state_dict(weights, strict=False)
-    tied = {f"model.{k}" for k in getattr(model, "_tied_weights_keys", None) or {}}
-    if unexpected or set(missing) - tied:
+    names = defaultdict(set)
+    for name, tensor in objective.state_dict(keep_vars=True).items():
+        if tensor.numel():
+            names[tensor.data_ptr()].add(name)
+    loaded_elsewhere = {name for group in names.values() if group & weights.keys() for name in group}
+    if unexpected or set(missing) - loaded_elsewhere:
         raise UsageError(f"{source}: weights do not match the run's model (missing {missing}, unexpected {unexpected})")
-    model.tie_weights()
+    objective.model.tie_weights()

@@ -33,18 +33,18 @@ def _check(condition: bool, key: str, message: str) -> None:
 
 @dataclass
 class ModelArgs:
-    arch: Literal["modernbert", "bert", "roberta", "llama", "modernbert-decoder", "gpt2"] = arg(
+    arch: Literal["modernbert", "bert", "roberta", "electra", "llama", "modernbert-decoder", "gpt2"] = arg(
         "modernbert",
-        "architecture built from scratch: encoders (mlm) pre-norm ModernBERT (sparse MLM head), post-norm BERT, "
-        "RoBERTa; decoders (clm) Llama, ModernBERT's decoder, GPT-2",
+        "architecture built from scratch: encoders (mlm, rtd) pre-norm ModernBERT (sparse MLM head), post-norm BERT, "
+        "RoBERTa, ELECTRA; decoders (clm) Llama, ModernBERT's decoder, GPT-2",
     )
     size: Literal["tiny", "mini", "small", "base"] = arg(
         "tiny", "size preset: tiny 2x128, mini 4x256, small 4x512, base 12x768 (layers x hidden)"
     )
     name_or_path: str | None = arg(
         None,
-        "continue pretraining from this checkpoint (local directory or Hub name; a masked LM for mlm, a causal LM for "
-        "clm) instead of scratch",
+        "continue pretraining from this checkpoint (local directory or Hub name; an encoder for mlm and rtd, a causal "
+        "LM for clm) instead of scratch",
     )
     num_layers: int | None = arg(None, "override the preset's number of layers")
     hidden_size: int | None = arg(None, "override the preset's hidden size")
@@ -228,11 +228,40 @@ class HubArgs:
 
 @dataclass
 class TextObjectiveArgs:
-    name: Literal["mlm", "clm"] = arg(
+    name: Literal["mlm", "rtd", "clm"] = arg(
         "mlm",
-        "mlm: masked language modelling (predict the tokens the masking section hides, an encoder); clm: next-word "
-        "prediction (every token from the ones before it, a decoder)",
+        "mlm: masked language modelling (predict the tokens the masking section hides, an encoder); rtd: replaced-"
+        "token detection as in ELECTRA (a small generator fills the masked tokens, the encoder tells every token "
+        "original or replaced); clm: next-word prediction (every token from the ones before it, a decoder)",
     )
+    generator_size: float = arg(
+        0.25,
+        "rtd: the generator's width (hidden size and heads) as a fraction of the discriminator's, same depth; "
+        "ELECTRA found 1/4 to 1/2 best",
+    )
+    rtd_weight: float = arg(50.0, "rtd: weight of the discriminator's loss beside the generator's (ELECTRA: 50)")
+    embedding_sharing: Literal["shared", "gdes"] = arg(
+        "shared",
+        "rtd: shared: generator and discriminator train one token-embedding table (ELECTRA); gdes: the "
+        "discriminator adds its own correction to the generator's embeddings and its gradient stops there "
+        "(DeBERTa-v3's gradient-disentangled sharing)",
+    )
+    export_generator: bool = arg(
+        False, "rtd: also export the generator, a fill-mask model, into the export's generator/ folder"
+    )
+
+    def __post_init__(self):
+        _check(
+            0.0 < self.generator_size <= 1.0,
+            "objective.generator_size",
+            f"must be in (0, 1]: the generator may not be larger than the discriminator, got {self.generator_size}",
+        )
+        _check(self.rtd_weight > 0, "objective.rtd_weight", f"must be positive, got {self.rtd_weight}")
+        if self.name != "rtd":
+            default = TextObjectiveArgs(name="rtd")
+            for f in dataclasses.fields(self):
+                if f.name != "name" and getattr(self, f.name) != getattr(default, f.name):
+                    raise UsageError(f"objective.{f.name}: only replaced-token detection (objective.name rtd) uses it")
 
 
 @dataclass

@@ -175,6 +175,9 @@ class MLMCollator(SeededStream):
     """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
     seed: int = 0
     """Seed of the masking generator; each DataLoader worker and distributed rank derives its own stream."""
+    sampling_noise: bool = False
+    """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
+    detection samples its generator's tokens (so a resumed run samples the same ones)."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
 
@@ -188,7 +191,9 @@ class MLMCollator(SeededStream):
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
         generator = self._rng.get()
         selected = maskable & (torch.rand(input_ids.shape, generator=generator) < self.mask_rate)
-        return self._vocab.finish(input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator)
+        return self._vocab.finish(
+            input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
+        )
 
 
 @dataclass
@@ -207,6 +212,9 @@ class WholeWordMaskCollator(SeededStream):
     """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
     seed: int = 0
     """Seed of the masking generator; each DataLoader worker and distributed rank derives its own stream."""
+    sampling_noise: bool = False
+    """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
+    detection samples its generator's tokens (so a resumed run samples the same ones)."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
 
@@ -220,7 +228,9 @@ class WholeWordMaskCollator(SeededStream):
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
         generator = self._rng.get()
         selected = select_words(maskable, word_starts(input_ids, maskable, self._vocab), self.mask_rate, generator)
-        return self._vocab.finish(input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator)
+        return self._vocab.finish(
+            input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
+        )
 
 
 @dataclass
@@ -239,6 +249,9 @@ class SpanMaskCollator(SeededStream):
     """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
     seed: int = 0
     """Seed of the masking generator; each DataLoader worker and distributed rank derives its own stream."""
+    sampling_noise: bool = False
+    """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
+    detection samples its generator's tokens (so a resumed run samples the same ones)."""
     span_p: float = 0.2
     """Geometric parameter of the span length in words (SpanBERT: 0.2); 1 gives single-word spans."""
     max_span: int = 10
@@ -261,7 +274,9 @@ class SpanMaskCollator(SeededStream):
         generator = self._rng.get()
         starts = word_starts(input_ids, maskable, self._vocab)
         selected = select_spans(maskable, starts, self.mask_rate, self.span_p, self.max_span, generator)
-        return self._vocab.finish(input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator)
+        return self._vocab.finish(
+            input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
+        )
 
 
 def pad_input_ids(
@@ -341,7 +356,7 @@ class _Vocab:
             raise UsageError("the tokenizer has no ordinary tokens to draw random replacements from")
         return cls(tokenizer.mask_token_id, is_special, is_added, starts_word, random_token_ids)
 
-    def finish(self, input_ids, attention_mask, selected, replace_prob, random_prob, generator) -> dict:
+    def finish(self, input_ids, attention_mask, selected, replace_prob, random_prob, generator, noise) -> dict:
         inputs, labels = mask_tokens(
             input_ids,
             selected,
@@ -351,7 +366,10 @@ class _Vocab:
             random_token_ids=self.random_token_ids,
             generator=generator,
         )
-        return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+        if noise:  # drawn last, so the masks are the same with or without it
+            batch["sample_u"] = torch.rand(input_ids.shape, generator=generator)
+        return batch
 
 
 def _word_marker(tokenizer, tokens: list[str], is_special: list[bool]) -> tuple[str, bool]:

@@ -11,8 +11,8 @@ from hfssl.models import load_config
 
 # (layers, hidden, heads); feed-forward width follows the architecture's convention.
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "base": (12, 768, 12)}
-ENCODERS = ("modernbert", "bert", "roberta")
-"""Bidirectional architectures built from scratch (masked objectives)."""
+ENCODERS = ("modernbert", "bert", "roberta", "electra")
+"""Bidirectional architectures built from scratch (masked objectives and replaced-token detection)."""
 DECODERS = ("llama", "modernbert-decoder", "gpt2")
 """Causal architectures built from scratch (next-word prediction)."""
 
@@ -48,9 +48,13 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     if args.arch in DECODERS:
         return _decoder_config(args, layers, hidden, heads, vocab, specials)
     positions = args.max_position_embeddings
+    extra = {}
     if args.arch == "roberta":
         # RoBERTa numbers positions from padding_idx + 1.
         positions += (tokenizer.pad_token_id or 0) + 1
+    if args.arch == "electra":
+        # ELECTRA sizes its embeddings apart from its hidden layers; the presets keep them equal.
+        extra["embedding_size"] = hidden
     return AutoConfig.for_model(
         args.arch,
         vocab_size=vocab,
@@ -63,6 +67,7 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
         attention_probs_dropout_prob=args.dropout,
         type_vocab_size=1 if args.arch == "roberta" else 2,
         **specials,
+        **extra,
     )
 
 
@@ -160,14 +165,14 @@ def check_kind(args: ModelArgs, causal: bool, objective: str) -> None:
         )
 
 
-def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, auto_class) -> PreTrainedModel:
+def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, auto_class, **kwargs) -> PreTrainedModel:
     """An `auto_class` model (e.g. `AutoModelForMaskedLM`) from the preset (from scratch) or from `args.name_or_path`
-    (continued pretraining)."""
+    (continued pretraining); `kwargs` go to the model's constructor (e.g. `add_pooling_layer`)."""
     if not args.name_or_path:
-        return auto_class.from_config(scratch_config(args, tokenizer), attn_implementation="sdpa")
+        return auto_class.from_config(scratch_config(args, tokenizer), attn_implementation="sdpa", **kwargs)
     try:
         model = auto_class.from_pretrained(
-            args.name_or_path, attn_implementation="sdpa", trust_remote_code=args.trust_remote_code
+            args.name_or_path, attn_implementation="sdpa", trust_remote_code=args.trust_remote_code, **kwargs
         )
     except (OSError, ValueError) as err:
         raise UsageError(f"model.name_or_path: could not load {args.name_or_path!r} ({first_line(err)})") from None

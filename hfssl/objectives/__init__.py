@@ -12,11 +12,12 @@ from typing import Any
 from hfssl import config as config_lib
 from hfssl.config import SPEECH_ARCHS, PretrainConfig, SpeechPretrainConfig
 from hfssl.errors import UsageError
-from hfssl.objectives import clm, masked_speech, mlm, wav2vec2
+from hfssl.objectives import clm, masked_speech, mlm, rtd, wav2vec2
 from hfssl.objectives.base import ObjectiveModule
 
 OBJECTIVES: dict[str, ObjectiveModule] = {
     "mlm": mlm,
+    "rtd": rtd,
     "clm": clm,
     "contrastive": wav2vec2,
     "hubert": masked_speech,

@@ -40,6 +40,7 @@ MLM_HEADS = {
     "roberta": ("lm_head",),
     "xlm-roberta": ("lm_head",),
     "modernbert": ("head", "decoder"),
+    "electra": ("generator_predictions", "generator_lm_head"),
 }
 
 STRATEGIES = {
@@ -92,13 +93,15 @@ class MaskedLM(torch.nn.Module):
         return None
 
 
-def make_collator(masking: MaskingArgs, tokenizer, seed: int):
+def make_collator(masking: MaskingArgs, tokenizer, seed: int, sampling_noise: bool = False):
+    """The masking section's collator; with `sampling_noise`, its batches carry `sample_u` too (see `MLMCollator`)."""
     common = dict(
         tokenizer=tokenizer,
         mask_rate=masking.mask_rate,
         replace_prob=masking.replace_prob,
         random_prob=masking.random_prob,
         seed=seed,
+        sampling_noise=sampling_noise,
     )
     if masking.strategy == "whole_word":
         return WholeWordMaskCollator(**common)
@@ -107,7 +110,7 @@ def make_collator(masking: MaskingArgs, tokenizer, seed: int):
     return MLMCollator(**common)
 
 
-def _needs_mask_token(tokenizer, source: str) -> None:
+def needs_mask_token(tokenizer, source: str) -> None:
     if tokenizer.mask_token_id is None:
         raise UsageError(f"{source}: the tokenizer has no mask token, which masked-LM pretraining needs")
 
@@ -116,7 +119,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     """The corpus, the tokenizer (trained on it unless given), packed blocks, the model and the masking collators."""
     check_kind(cfg.model, causal=False, objective="masked-LM pretraining")
     check_positions(cfg.model, cfg.data.seq_len)
-    data = load_text(cfg, accelerator, work_dir, resuming, adapt=_needs_mask_token)
+    data = load_text(cfg, accelerator, work_dir, resuming, adapt=needs_mask_token)
     objective = MaskedLM(build_model(cfg.model, data.tokenizer, AutoModelForMaskedLM))
     return text_setup(cfg, accelerator, data, objective, lambda seed: make_collator(cfg.masking, data.tokenizer, seed))
 

@@ -224,6 +224,8 @@ class TextCard:
     """The objective's own rows of the training table, before the shared ones."""
     accuracy: str
     """What the eval accuracy measures, e.g. "masked-token accuracy"."""
+    results: dict[str, str] | None = None
+    """The eval results table's rows, where they are not loss, perplexity and `accuracy`."""
 
 
 def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict, text: TextCard) -> ModelCard:
@@ -239,7 +241,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         **training_rows(t, metrics),
         "tokenizer": f"{type(tokenizer).__name__}, {len(tokenizer):,} tokens",
     }
-    results = {
+    results = text.results or {
         "loss": fmt(metrics.get("eval_loss")),
         "perplexity": fmt(metrics.get("eval_perplexity")),
         text.accuracy: fmt(metrics.get("eval_accuracy")),
@@ -262,12 +264,20 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
     )
 
 
-def write_export(model: PreTrainedModel, tokenizer, card: ModelCard, out_dir: Path) -> Path:
-    """Write `model` (safetensors), `tokenizer` and `card` to `out_dir`, replacing it atomically."""
+def write_export(
+    model: PreTrainedModel,
+    tokenizer,
+    card: ModelCard,
+    out_dir: Path,
+    extras: dict[str, tuple[PreTrainedModel, ModelCard]] | None = None,
+) -> Path:
+    """Write `model` (safetensors), `tokenizer` and `card` to `out_dir`, and each of `extras` (a second model with its
+    card, e.g. RTD's generator) with the tokenizer into the subfolder it is keyed by; all replaced atomically."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        card.save(tmp / "README.md")
+        for folder, (part, part_card) in [("", (model, card)), *(extras or {}).items()]:
+            part.save_pretrained(tmp / folder)
+            tokenizer.save_pretrained(tmp / folder)
+            part_card.save(tmp / folder / "README.md")
     logger.info("exported %s", out_dir)
     return out_dir
