@@ -385,4 +385,3 @@ def generator_card(generator: PreTrainedModel, tokenizer, cfg: PretrainConfig, m
         },
     )
     return text_card(generator, tokenizer, cfg, metrics, card)
-

@@ -40,7 +40,14 @@ def trained(tmp_path_factory):
 def electra(tmp_path_factory):
     """An ELECTRA discriminator with DeBERTa-v3's sharing, exporting its generator too."""
     out = tmp_path_factory.mktemp("rtd-electra") / "run"
-    options = ["--model.arch", "electra", "--objective.embedding_sharing", "gdes", "--objective.export_generator", "true"]
+    options = [
+        "--model.arch",
+        "electra",
+        "--objective.embedding_sharing",
+        "gdes",
+        "--objective.export_generator",
+        "true",
+    ]
     hfssl("pretrain", RECIPE, *TINY, *STEPS, *options, "--train.output_dir", out)
     return out
 
@@ -85,7 +92,9 @@ def test_sampling_follows_the_generator_and_never_picks_a_special_token():
     assert 0.45 * n < halves < 0.55 * n
     # The same draws sample the same tokens.
     u = torch.rand(shape)
-    assert torch.equal(objective(**batch, sample_u=u).stats["replaced"], objective(**batch, sample_u=u).stats["replaced"])
+    assert torch.equal(
+        objective(**batch, sample_u=u).stats["replaced"], objective(**batch, sample_u=u).stats["replaced"]
+    )
 
 
 def test_shared_embeddings_are_one_table():
@@ -147,7 +156,7 @@ def loads_without_hfssl(path, missing_prefixes):
 
 
 def test_export_is_a_stock_encoder_every_backbone_weight_loads(trained):
-    # ModernBERT's classifier is its head (dense + norm) and the classifier; every `model.` weight comes from the export.
+    # ModernBERT classifies through a head (dense + norm) and a classifier; every `model.` weight comes from the export.
     loads_without_hfssl(trained / "final", ("head.", "classifier."))
 
 
@@ -253,6 +262,8 @@ def test_a_tokenizer_without_a_mask_token_is_one_line(tmp_path):
     config.pop("mask_token", None)
     (tmp_path / "tok" / "tokenizer_config.json").write_text(json.dumps(config))
     assert AutoTokenizer.from_pretrained(tmp_path / "tok").mask_token is None
-    done = hfssl("pretrain", RECIPE, "--tokenizer.path", tmp_path / "tok", "--train.output_dir", tmp_path / "r", check=False)
+    done = hfssl(
+        "pretrain", RECIPE, "--tokenizer.path", tmp_path / "tok", "--train.output_dir", tmp_path / "r", check=False
+    )
     assert "the tokenizer has no mask token" in one_line_error(done)
     assert not (tmp_path / "r").exists()
