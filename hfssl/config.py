@@ -235,9 +235,9 @@ class TextObjectiveArgs:
         "original or replaced); clm: next-word prediction (every token from the ones before it, a decoder)",
     )
     generator_size: float = arg(
-        0.25,
-        "rtd: the generator's width (hidden size and heads) as a fraction of the discriminator's, same depth; "
-        "ELECTRA found 1/4 to 1/2 best",
+        0.5,
+        "rtd: the generator's depth as a fraction of the discriminator's (at least one layer), at the same width so "
+        "they share token embeddings; DeBERTa-v3 used half",
     )
     rtd_weight: float = arg(50.0, "rtd: weight of the discriminator's loss beside the generator's (ELECTRA: 50)")
     embedding_sharing: Literal["shared", "gdes"] = arg(

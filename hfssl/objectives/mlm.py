@@ -69,14 +69,17 @@ class MaskedLM(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, labels, **kwargs) -> ObjectiveOutput:
         predicted = labels != -100
-        if self.head is None:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[predicted]
-        else:
-            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
-            logits = hidden[predicted]
-            for name in self.head:
-                logits = getattr(self.model, name)(logits)
+        logits = self.predict(input_ids, attention_mask, predicted, **kwargs)
         return token_output(logits, labels[predicted], predicted)
+
+    def predict(self, input_ids, attention_mask, predicted, **kwargs) -> torch.Tensor:
+        """Vocabulary logits at the positions where bool (batch, length) `predicted` is set, in their order."""
+        if self.head is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[predicted]
+        logits = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0][predicted]
+        for name in self.head:
+            logits = getattr(self.model, name)(logits)
+        return logits
 
     @staticmethod
     def summarise(totals: dict[str, float]) -> dict[str, float]:

@@ -2,15 +2,17 @@
 masked positions with tokens it samples, and the encoder being trained (the discriminator) labels every token of
 the result original or replaced, so it learns from every token instead of the masked few.
 
-transformers has the models (`ElectraForPreTraining`, `ElectraForMaskedLM`, any encoder) but no way to train them
-this way; here the generator is an `ElectraForMaskedLM` narrower than the discriminator and of the same depth, whose
-token embeddings are the discriminator's (ELECTRA) or the base of them (DeBERTa-v3's gradient-disentangled sharing).
-The discriminator is any encoder: an ELECTRA discriminator keeps its own `ElectraForPreTraining` head; BERT, RoBERTa
-and ModernBERT get a small head here, which the export leaves out.
+transformers has the models (`ElectraForPreTraining`, any `AutoModelForMaskedLM`, any encoder) but no way to train
+them this way. Here the generator is the discriminator's own masked-LM architecture, as wide and a fraction as deep
+(DeBERTa-v3's shape: ELECTRA's narrower generators are post-norm BERTs, which at the high learning rates of short
+budgets barely learn), whose token embeddings are the discriminator's (ELECTRA) or the base of them (DeBERTa-v3's
+gradient-disentangled sharing). The discriminator is any encoder: an ELECTRA discriminator keeps its own
+`ElectraForPreTraining` head; BERT, RoBERTa and ModernBERT get a small head here, which the export leaves out.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -18,10 +20,9 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from transformers import (
-    AutoConfig,
     AutoModel,
+    AutoModelForMaskedLM,
     AutoModelForPreTraining,
-    ElectraForMaskedLM,
     PreTrainedConfig,
     PreTrainedModel,
 )
@@ -30,9 +31,9 @@ from transformers.activations import ACT2FN
 from hfssl.cards import fmt
 from hfssl.config import PretrainConfig, TextObjectiveArgs
 from hfssl.models import load_config
-from hfssl.models.text import build_model, check_kind, check_positions, usable_positions
+from hfssl.models.text import build_model, check_kind, check_positions
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.objectives.mlm import STRATEGIES, make_collator, needs_mask_token
+from hfssl.objectives.mlm import STRATEGIES, MaskedLM, make_collator, needs_mask_token
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
     TextCard,
@@ -99,26 +100,13 @@ class DisentangledEmbedding(torch.nn.Module):
         return table
 
 
-def generator_config(discriminator: PreTrainedConfig, args: TextObjectiveArgs, embedding_size: int) -> PreTrainedConfig:
-    """An `ElectraForMaskedLM` config `args.generator_size` as wide as the discriminator (hidden size, heads and
-    feed-forward), as deep, reading token embeddings of `embedding_size` (the discriminator's)."""
-    heads = max(1, round(discriminator.num_attention_heads * args.generator_size))
-    hidden = max(heads, round(discriminator.hidden_size * args.generator_size))
-    hidden = -(-hidden // heads) * heads
-    ratio = getattr(discriminator, "intermediate_size", 4 * discriminator.hidden_size) / discriminator.hidden_size
-    return AutoConfig.for_model(
-        "electra",
-        vocab_size=discriminator.vocab_size,
-        embedding_size=embedding_size,
-        hidden_size=hidden,
-        num_hidden_layers=discriminator.num_hidden_layers,
-        num_attention_heads=heads,
-        intermediate_size=max(1, round(hidden * ratio)),
-        max_position_embeddings=usable_positions(discriminator),
-        hidden_dropout_prob=getattr(discriminator, "hidden_dropout_prob", 0.0),
-        attention_probs_dropout_prob=getattr(discriminator, "attention_probs_dropout_prob", 0.0),
-        pad_token_id=discriminator.pad_token_id,
-    )
+def generator_config(discriminator: PreTrainedConfig, args: TextObjectiveArgs) -> PreTrainedConfig:
+    """The discriminator's own config with `args.generator_size` of its layers (at least one): as wide, so the two
+    share token embeddings as they are, and shallower, so the generator stays the weaker (DeBERTa-v3's shape)."""
+    config = copy.deepcopy(discriminator)
+    config.num_hidden_layers = max(1, round(discriminator.num_hidden_layers * args.generator_size))
+    config.architectures = None
+    return config
 
 
 class ReplacedTokenDetection(torch.nn.Module):
@@ -146,17 +134,17 @@ class ReplacedTokenDetection(torch.nn.Module):
         super().__init__()
         self.model = model
         self.rtd_weight = args.rtd_weight
-        table = model.get_input_embeddings()
-        self.generator = ElectraForMaskedLM(generator_config(model.config, args, table.embedding_dim))
+        generator = AutoModelForMaskedLM.from_config(generator_config(model.config, args), attn_implementation="sdpa")
         if args.embedding_sharing == "gdes":
-            model.set_input_embeddings(DisentangledEmbedding(self.generator.get_input_embeddings()))
+            model.set_input_embeddings(DisentangledEmbedding(generator.get_input_embeddings()))
         else:
-            self.generator.set_input_embeddings(table)
-        self.generator.tie_weights()
+            generator.set_input_embeddings(model.get_input_embeddings())
+        generator.tie_weights()
+        self.generator = MaskedLM(generator)
         self.head = None if hasattr(model, "discriminator_predictions") else DetectionHead(model.config)
         # Ids past the tokenizer (the vocabulary is rounded up) and special ones are never sampled; without the
         # tokenizer (a rebuild for export, which samples nothing) every id may be.
-        never = torch.ones(self.generator.config.vocab_size, dtype=torch.bool)
+        never = torch.ones(generator.config.vocab_size, dtype=torch.bool)
         if sampleable is None:
             never[:] = False
         else:
@@ -166,8 +154,7 @@ class ReplacedTokenDetection(torch.nn.Module):
     def forward(self, input_ids, attention_mask, labels, sample_u) -> ObjectiveOutput:
         masked = labels != -100
         targets = labels[masked]
-        hidden = self.generator.electra(input_ids=input_ids, attention_mask=attention_mask)[0][masked]
-        logits = self.generator.generator_lm_head(self.generator.generator_predictions(hidden)).float()
+        logits = self.generator.predict(input_ids, attention_mask, masked).float()
         generator_loss = F.cross_entropy(logits, targets, reduction="none")
 
         with torch.no_grad():
@@ -309,7 +296,8 @@ def export(cfg: PretrainConfig, objective: ReplacedTokenDetection, run_dir: Path
     table = model.get_input_embeddings()
     extras = {}
     if cfg.objective.export_generator:
-        extras["generator"] = (objective.generator, generator_card(objective.generator, tokenizer, cfg, metrics))
+        generator = objective.generator.model
+        extras["generator"] = (generator, generator_card(generator, tokenizer, cfg, metrics))
     if not isinstance(table, DisentangledEmbedding):
         return write_export(model, tokenizer, render_card(model, tokenizer, cfg, metrics), out_dir, extras)
     model.set_input_embeddings(table.merged())  # the table it sees, as a plain embedding, for the stock class
@@ -329,10 +317,11 @@ def describe(cfg: PretrainConfig) -> str:
     )
     masking = STRATEGIES[m.strategy].format(rate=m.mask_rate, span_p=m.span_p, max_span=m.max_span)
     return (
-        f"Replaced-token detection (ELECTRA). {masking} by a masked-LM generator {o.generator_size:g} as wide as this "
-        "model; each is replaced by a token sampled from the generator's prediction, and this model labels every "
-        f"token original or replaced. Loss: the generator's cross-entropy + {o.rtd_weight:g} x this model's binary "
-        f"cross-entropy over all tokens. Generator and discriminator {sharing}."
+        f"Replaced-token detection (ELECTRA). {masking} by a masked-LM generator as wide as this model and "
+        f"{o.generator_size:g} as deep; each is replaced by a token sampled from the generator's prediction, and "
+        "this model labels every token original or replaced. Loss: the generator's cross-entropy + "
+        f"{o.rtd_weight:g} x this model's binary cross-entropy over all tokens. Generator and discriminator "
+        f"{sharing}."
     )
 
 

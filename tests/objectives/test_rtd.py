@@ -60,13 +60,14 @@ def tiny_encoder(model_type="modernbert"):
     return AutoModel.from_config(config)
 
 
-def test_generator_is_narrower_and_as_deep():
+def test_generator_is_shallower_and_as_wide():
     config = AutoConfig.for_model(
         "bert", vocab_size=100, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024
     )
-    generator = generator_config(config, TextObjectiveArgs(name="rtd", generator_size=0.25), embedding_size=256)
-    assert (generator.hidden_size, generator.num_attention_heads, generator.intermediate_size) == (64, 1, 256)
-    assert generator.num_hidden_layers == 4 and generator.embedding_size == 256 and generator.vocab_size == 100
+    generator = generator_config(config, TextObjectiveArgs(name="rtd", generator_size=0.5))
+    assert generator.num_hidden_layers == 2 and config.num_hidden_layers == 4
+    assert (generator.hidden_size, generator.num_attention_heads, generator.vocab_size) == (256, 4, 100)
+    assert generator_config(config, TextObjectiveArgs(name="rtd", generator_size=0.1)).num_hidden_layers == 1
 
 
 def test_sampling_follows_the_generator_and_never_picks_a_special_token():
@@ -75,8 +76,9 @@ def test_sampling_follows_the_generator_and_never_picks_a_special_token():
     sampleable[:4] = False  # pad, cls, sep, mask
     objective = ReplacedTokenDetection(tiny_encoder(), TextObjectiveArgs(name="rtd"), sampleable)
     with torch.no_grad():  # a generator that puts almost all of its mass on the special ids and on token 7
-        objective.generator.generator_lm_head.bias.fill_(-30.0)
-        objective.generator.generator_lm_head.bias[[0, 1, 2, 3, 7]] = 30.0
+        bias = objective.generator.model.get_output_embeddings().bias
+        bias.fill_(-30.0)
+        bias[[0, 1, 2, 3, 7]] = 30.0
     shape = (40, 50)
     n = 2000
     input_ids = torch.full(shape, 3)
@@ -87,7 +89,7 @@ def test_sampling_follows_the_generator_and_never_picks_a_special_token():
     assert replaced == n  # every position got token 7, never a special one (nor the original 9)
     # With the original token as likely as token 7, about half the samples are it and count as not replaced.
     with torch.no_grad():
-        objective.generator.generator_lm_head.bias[9] = 30.0
+        bias[9] = 30.0
     halves = objective(**batch, sample_u=torch.rand(shape)).stats["replaced"].sum().item()
     assert 0.45 * n < halves < 0.55 * n
     # The same draws sample the same tokens.
@@ -100,8 +102,8 @@ def test_sampling_follows_the_generator_and_never_picks_a_special_token():
 def test_shared_embeddings_are_one_table():
     objective = ReplacedTokenDetection(tiny_encoder(), TextObjectiveArgs(name="rtd"))
     table = objective.model.get_input_embeddings().weight
-    assert objective.generator.get_input_embeddings().weight is table
-    assert objective.generator.generator_lm_head.weight is table
+    assert objective.generator.model.get_input_embeddings().weight is table
+    assert objective.generator.model.get_output_embeddings().weight is table
     assert sum(p is table for p in objective.parameters()) == 1
 
 
@@ -109,7 +111,7 @@ def test_disentangled_sharing_keeps_the_discriminator_gradient_off_the_generator
     objective = ReplacedTokenDetection(tiny_encoder("bert"), TextObjectiveArgs(name="rtd", embedding_sharing="gdes"))
     embedding = objective.model.get_input_embeddings()
     assert isinstance(embedding, DisentangledEmbedding)
-    assert embedding.shared is objective.generator.get_input_embeddings()
+    assert embedding.shared is objective.generator.model.get_input_embeddings()
     ids = torch.randint(4, 64, (2, 8))
     objective.model(input_ids=ids)[0].sum().backward()  # the discriminator alone
     assert embedding.delta.grad is not None and embedding.delta.grad.abs().sum() > 0
