@@ -29,6 +29,15 @@ def hfssl(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
     return done
 
 
+def torchrun_hfssl(*args) -> subprocess.CompletedProcess:
+    """`hfssl ARGS` in two processes under torchrun, offline; asserts it succeeded."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfssl",
+         *map(str, args)],
+        capture_output=True, text=True, env=env(), timeout=600, check=True,
+    )  # fmt: skip
+
+
 def one_line_error(done: subprocess.CompletedProcess) -> str:
     """The single `hfssl: error` line of a command that failed on bad input (exit 2, no traceback)."""
     assert done.returncode == 2, done.stderr[-2000:]

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from helpers import env, hfssl, one_line_error, stop_after
+from helpers import env, hfssl, one_line_error, stop_after, torchrun_hfssl
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -140,11 +140,7 @@ def test_resume_ends_with_the_same_weights(trained, tmp_path):
 def test_two_processes_train_as_one(tmp_path):
     out = tmp_path / "run"
     steps = ["--train.max_steps", "4", "--train.eval_every", "4", "--train.save_every", "4", "--model.arch", "gpt2"]
-    subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfssl",
-         "pretrain", RECIPE, *TINY, *steps, "--train.output_dir", str(out)],
-        capture_output=True, text=True, env=env(), timeout=600, check=True,
-    )  # fmt: skip
+    torchrun_hfssl("pretrain", RECIPE, *TINY, *steps, "--train.output_dir", out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["steps"] == 4
     assert (out / "final" / "model.safetensors").is_file()
