@@ -59,6 +59,24 @@ def stop_after(run: Path, step: int) -> dict:
     return metrics
 
 
+def assert_resumes_exactly(trained: Path, run: Path, step: int, *pretrain_args) -> None:
+    """A copy of the finished run `trained` at `run`, stopped after its step-`step` checkpoint and continued with
+    `hfssl pretrain PRETRAIN_ARGS --train.output_dir RUN --resume`, ends with the same train and eval loss and
+    exactly the same final weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copytree(trained, run)
+    full = stop_after(run, step)
+    done = hfssl("pretrain", *pretrain_args, "--train.output_dir", run, "--resume")
+    assert f"step-{step:07d}" in done.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["train_loss"] == full["train_loss"] and resumed["eval_loss"] == full["eval_loss"]
+    a = load_file(str(trained / "final" / "model.safetensors"))
+    b = load_file(str(run / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 DRY_RUN_FIELDS = [
     "data", "steps", "covering", "time per step", "evaluation", "probes", "total time", "checkpoint", "export", "disk",
 ]  # fmt: skip

@@ -41,7 +41,7 @@ from hfssl.objectives.text import (
     run_tokenizer,
     text_setup,
     token_metrics,
-    token_stats,
+    token_output,
     write_export,
 )
 from hfssl.objectives.text import (
@@ -155,7 +155,7 @@ class ReplacedTokenDetection(torch.nn.Module):
         masked = labels != -100
         targets = labels[masked]
         logits = self.generator.predict(input_ids, attention_mask, masked).float()
-        generator_loss = F.cross_entropy(logits, targets, reduction="none")
+        generated = token_output(logits, targets, masked)
 
         with torch.no_grad():
             cdf = logits.masked_fill(self.never_sampled, float("-inf")).softmax(-1).cumsum(-1)
@@ -173,17 +173,15 @@ class ReplacedTokenDetection(torch.nn.Module):
         token_loss = F.binary_cross_entropy_with_logits(detection.float(), replaced.float(), reduction="none") * real
         tokens = real.sum()
         discriminator_loss = token_loss.sum() / tokens.clamp(min=1)
-        mlm_loss = generator_loss.mean() if targets.numel() else logits.sum() * 0.0
-        loss = mlm_loss + self.rtd_weight * discriminator_loss
+        loss = generated.loss + self.rtd_weight * discriminator_loss
 
         with torch.no_grad():
-            generator = token_stats(generator_loss, logits.argmax(-1) == targets, masked.nonzero()[:, 0], len(labels))
             said_replaced = (detection > 0) & real
             replaced = replaced & real
             stats = {
-                "generator_loss": generator["loss"],
-                "generator_correct": generator["correct"],
-                "masked": generator["count"],
+                "generator_loss": generated.stats["loss"],
+                "generator_correct": generated.stats["correct"],
+                "masked": generated.stats["count"],
                 "discriminator_loss": token_loss.detach().double().sum(1),
                 "tokens": real.double().sum(1),
                 "replaced": replaced.double().sum(1),
@@ -191,7 +189,7 @@ class ReplacedTokenDetection(torch.nn.Module):
                 "original_correct": (~said_replaced & ~replaced & real).double().sum(1),
             }
             logs = {
-                "generator_loss": mlm_loss.detach(),
+                "generator_loss": generated.loss.detach(),
                 "discriminator_loss": discriminator_loss.detach(),
                 **{k: v.float() for k, v in window_rates(stats).items()},
             }
@@ -298,13 +296,14 @@ def export(cfg: PretrainConfig, objective: ReplacedTokenDetection, run_dir: Path
     if cfg.objective.export_generator:
         generator = objective.generator.model
         extras["generator"] = (generator, generator_card(generator, tokenizer, cfg, metrics))
-    if not isinstance(table, DisentangledEmbedding):
-        return write_export(model, tokenizer, render_card(model, tokenizer, cfg, metrics), out_dir, extras)
-    model.set_input_embeddings(table.merged())  # the table it sees, as a plain embedding, for the stock class
+    disentangled = isinstance(table, DisentangledEmbedding)
+    if disentangled:
+        model.set_input_embeddings(table.merged())  # the table it sees, as a plain embedding, for the stock class
     try:
         return write_export(model, tokenizer, render_card(model, tokenizer, cfg, metrics), out_dir, extras)
     finally:
-        model.set_input_embeddings(table)
+        if disentangled:
+            model.set_input_embeddings(table)
 
 
 def describe(cfg: PretrainConfig) -> str:

@@ -4,14 +4,13 @@ the export loads as a stock encoder and classifier without hfssl (and `hfssl fin
 processes train as one, and bad settings are one line."""
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
-from helpers import env, hfssl, one_line_error, stop_after, torchrun_hfssl
+from helpers import assert_resumes_exactly, env, hfssl, one_line_error, torchrun_hfssl
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
@@ -198,16 +197,7 @@ def test_export_command_reproduces_final(electra, tmp_path):
 def test_resume_ends_with_the_same_weights(trained, tmp_path):
     """A copy of the run stopped after its step-20 checkpoint and resumed ends with exactly the same weights: the
     generator samples the same tokens after the restart."""
-    run = tmp_path / "run"
-    shutil.copytree(trained, run)
-    full = stop_after(run, 20)
-    done = hfssl("pretrain", RECIPE, *TINY, *STEPS, "--train.output_dir", run, "--resume")
-    assert "step-0000020" in done.stderr
-    resumed = json.loads((run / "metrics.json").read_text())
-    assert resumed["train_loss"] == full["train_loss"] and resumed["eval_loss"] == full["eval_loss"]
-    a = load_file(str(trained / "final" / "model.safetensors"))
-    b = load_file(str(run / "final" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumes_exactly(trained, tmp_path / "run", 20, RECIPE, *TINY, *STEPS)
 
 
 def test_finetune_and_probe_take_the_export(trained, tmp_path):
