@@ -92,7 +92,7 @@ def run_overrides(steps: int, output_dir: Path, args) -> dict[str, str]:
         overrides["data.train"] = str(args.corpus)
     elif args.quick:
         overrides["data.synthetic_documents"] = "4000"
-    return overrides
+    return args.pretrain_set | overrides  # the run's own length and outputs win over --set
 
 
 def timed_pretrain(recipe: Path, overrides: dict[str, str], device: torch.device, skip: int = 0) -> dict:
@@ -153,7 +153,7 @@ def task_overrides(args) -> dict[str, str]:
         overrides.update({"data.train": str(args.task_train), "data.test": str(args.task_test)})
     if args.quick:
         overrides.update({"data.synthetic_examples": "600", "training.num_train_epochs": "2", "sweep.min_steps": "10"})
-    return overrides
+    return overrides | args.finetune_set
 
 
 def sweep(export: str, method: str, out: Path, args) -> dict:
@@ -268,6 +268,9 @@ def table(results: dict) -> str:
         f"{blank}  {groups}",
         f"{lead}  " + "".join(f"{h:>{width}}" for h in heads) + "  " + "".join(f"{h:>{width}}" for h in heads),
     ]
+    for flag, changed in (("--set", results.get("pretrain_set")), ("--finetune-set", results.get("finetune_set"))):
+        if changed:
+            lines.insert(1, f"{flag}: " + ", ".join(f"{key}={value}" for key, value in changed.items()))
 
     def accuracy_cells(probe: dict[float, dict], tuned: dict[float, dict]) -> str:
         left = "".join(f"{cell(probe.get(f)):>{width}}" for f in fractions)
@@ -308,6 +311,8 @@ def run(args, device: torch.device) -> dict:
         "corpus": str(args.corpus) if args.corpus else "the embedded synthetic corpus",
         "task": str(args.task_train) if args.task_train else "the embedded topic task",
         "seeds": args.seeds,
+        "pretrain_set": args.pretrain_set,
+        "finetune_set": args.finetune_set,
         "objectives": {},
     }
     with tempfile.TemporaryDirectory(prefix="hfssl-bench-objectives-") as scratch:
@@ -329,6 +334,13 @@ def parse_list(text: str, kind: type) -> list:
         return [kind(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+
+
+def setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. masking.mask_rate=0.15), got {text!r}")
+    return key.strip(), value.strip()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -355,6 +367,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--corpus", type=Path, help="pretrain on this text file instead of the embedded corpus")
     parser.add_argument("--task-train", type=Path, help="labelled training examples instead of the embedded task")
     parser.add_argument("--task-test", type=Path, help="the test split of --task-train's task")
+    parser.add_argument(
+        "--set",
+        dest="pretrain_set",
+        metavar="KEY=VALUE",
+        action="append",
+        type=setting,
+        default=[],
+        help="change a pretraining recipe setting for every objective, e.g. masking.mask_rate=0.15 (repeatable)",
+    )
+    parser.add_argument(
+        "--finetune-set",
+        metavar="KEY=VALUE",
+        action="append",
+        type=setting,
+        default=[],
+        help="change a setting of the downstream sweeps, e.g. training.learning_rate=1e-3 (repeatable)",
+    )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--work-dir", type=Path, help="keep the runs and exports here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
@@ -362,6 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--quick", action="store_true", help="a smoke test: 15 s per objective, 1 seed, a small task and corpus"
     )
     args = parser.parse_args(argv)
+    args.pretrain_set, args.finetune_set = dict(args.pretrain_set), dict(args.finetune_set)
     unknown = [name for name in args.objectives if name not in RECIPES]
     if unknown or not args.objectives:
         given = repr(unknown[0]) + " is not an objective" if unknown else "none given"
