@@ -268,9 +268,11 @@ def table(results: dict) -> str:
         f"{blank}  {groups}",
         f"{lead}  " + "".join(f"{h:>{width}}" for h in heads) + "  " + "".join(f"{h:>{width}}" for h in heads),
     ]
-    for flag, changed in (("--set", results.get("pretrain_set")), ("--finetune-set", results.get("finetune_set"))):
-        if changed:
-            lines.insert(1, f"{flag}: " + ", ".join(f"{key}={value}" for key, value in changed.items()))
+    lines[1:1] = [
+        f"{flag}: " + ", ".join(f"{key}={value}" for key, value in changed.items())
+        for flag, changed in (("--set", results.get("pretrain_set")), ("--finetune-set", results.get("finetune_set")))
+        if changed
+    ]
 
     def accuracy_cells(probe: dict[float, dict], tuned: dict[float, dict]) -> str:
         left = "".join(f"{cell(probe.get(f)):>{width}}" for f in fractions)
