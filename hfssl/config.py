@@ -276,15 +276,18 @@ class PretrainConfig:
     hub: HubArgs = field(default_factory=HubArgs)
 
 
-SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio")
+SPEECH_ARCHS = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "wav2vec2-bert")
+FILTERBANK_ARCHS = ("wav2vec2-bert",)
+"""Speech encoders that read log-mel filterbank frames from their feature extractor instead of the raw waveform."""
 
 
 @dataclass
 class SpeechModelArgs:
-    arch: Literal["wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio"] = arg(
+    arch: Literal["wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "wav2vec2-bert"] = arg(
         "wav2vec2",
         "speech encoder built from scratch: wav2vec2, wav2vec2-conformer (both for every objective), hubert, wavlm, "
-        "data2vec-audio (the masked-prediction objectives: hubert, best-rq, reconstruction)",
+        "data2vec-audio (raw waveform, for the masked-prediction objectives: hubert, best-rq, reconstruction), "
+        "wav2vec2-bert (a conformer over 80-bin log-mel frames, for the masked-prediction objectives)",
     )
     size: Literal["tiny", "small", "base"] = arg(
         "tiny", "size preset: tiny 2x64, small 4x256, base 12x768 (layers x hidden); the conv encoder scales too"
@@ -456,6 +459,21 @@ class SpeechPretrainConfig:
     export: ExportArgs = field(default_factory=ExportArgs)
     hub: HubArgs = field(default_factory=HubArgs)
 
+    def __post_init__(self):
+        if self.model.arch in FILTERBANK_ARCHS:
+            _check(
+                self.model.conv_dim is None,
+                "model.conv_dim",
+                f"{self.model.arch} reads log-mel filterbank frames and has no convolutional feature encoder to size",
+            )
+            # SeamlessM4TFeatureExtractor's 25 ms windows and 10 ms hops are 400 and 160 samples in its code.
+            _check(
+                self.data.sampling_rate == 16000,
+                "data.sampling_rate",
+                f"{self.model.arch}'s feature extractor computes its filterbanks at 16000 Hz only, got "
+                f"{self.data.sampling_rate}",
+            )
+
 
 @dataclass
 class ClassifierModelArgs:
@@ -469,8 +487,30 @@ class ClassifierModelArgs:
     freeze_feature_encoder: bool = arg(
         True, "audio: keep a pretrained encoder's convolutional feature encoder frozen (wav2vec 2.0 fine-tuning)"
     )
+    mask_time_prob: float | None = arg(
+        None,
+        "audio: SpecAugment while fine-tuning, the chance of each frame starting a masked span (empty: the "
+        "checkpoint's own, 0.05 in hfssl's exports)",
+    )
+    mask_time_length: int | None = arg(None, "audio: frames per SpecAugment time span (empty: the checkpoint's own)")
+    mask_feature_prob: float | None = arg(
+        None, "audio: SpecAugment while fine-tuning, the chance of each feature channel starting a masked run"
+    )
     revision: str | None = arg(None, "Hub revision of the model (branch, tag or commit)")
     trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
+
+    def __post_init__(self):
+        for name in ("mask_time_prob", "mask_feature_prob"):
+            value = getattr(self, name)
+            _check(value is None or 0.0 <= value < 1.0, f"model.{name}", f"must be in [0, 1), got {value}")
+        _check(
+            self.mask_time_length is None or self.mask_time_length >= 1, "model.mask_time_length", "must be at least 1"
+        )
+
+    def spec_augment(self) -> dict:
+        """The SpecAugment fields the recipe sets, as config changes."""
+        names = ("mask_time_prob", "mask_time_length", "mask_feature_prob")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass
@@ -518,6 +558,21 @@ class FinetuneArgs:
     early_stopping_patience: int | None = arg(
         3, "stop after this many evaluations without improvement of training.metric_for_best_model (empty: never)"
     )
+    head_learning_rate: float | None = arg(
+        None,
+        "learning rate of the new classification head, which starts from random (empty: training.learning_rate, "
+        "which the pretrained encoder gets)",
+    )
+    freeze_encoder: bool = arg(
+        False, "train the classification head only, on the frozen encoder's features: a probe, for the fewest labels"
+    )
+
+    def __post_init__(self):
+        _check(
+            self.head_learning_rate is None or self.head_learning_rate > 0,
+            "finetune.head_learning_rate",
+            f"must be positive, got {self.head_learning_rate}",
+        )
 
 
 def _training_section() -> type:

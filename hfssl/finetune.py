@@ -37,6 +37,7 @@ from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, check_local, check_output_dir, write_json
 from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
+from hfssl.models.speech import samples_per_frame, uses_filterbanks
 from hfssl.models.text import usable_positions
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,12 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
-    config = load_config(m, **labels)
+    augment = m.spec_augment()
+    if augment and not hasattr(load_config(m), "mask_time_prob"):
+        raise UsageError(
+            f"model.{next(iter(augment))}: SpecAugment is for speech encoders; {m.name_or_path} has no such setting"
+        )
+    config = load_config(m, **labels, **augment)
     if config.model_type == "modernbert":
         config.classifier_pooling = m.pooling
     auto = AutoModelForAudioClassification if cfg.data.task == "audio" else AutoModelForSequenceClassification
@@ -152,6 +158,42 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     if cfg.data.task == "audio" and m.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     return model
+
+
+def head_parameter_names(model) -> set[str]:
+    """The parameters outside the encoder (`base_model_prefix`): the classification head a task adds."""
+    prefix = model.base_model_prefix + "."
+    return {name for name, _ in model.named_parameters() if not name.startswith(prefix)}
+
+
+def freeze_encoder(model) -> None:
+    """Leave only the classification head trainable."""
+    for parameter in model.base_model.parameters():
+        parameter.requires_grad_(False)
+
+
+def grouped_optimizer(trainer: Trainer, head_learning_rate: float) -> torch.optim.Optimizer:
+    """The optimizer `training.optim` names, with the head at `head_learning_rate` and the encoder at
+    `training.learning_rate`; weight decay as the Trainer applies it (not on biases and norms). The Trainer's
+    schedule scales each group's rate alike."""
+    model, args = trainer.model, trainer.args
+    cls, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
+    decay, head = set(trainer.get_decay_parameter_names(model)), head_parameter_names(model)
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((name in head, name in decay), []).append(parameter)
+    return cls(
+        [
+            {
+                "params": params,
+                "lr": head_learning_rate if in_head else args.learning_rate,
+                "weight_decay": args.weight_decay if decays else 0.0,
+            }
+            for (in_head, decays), params in groups.items()
+        ],
+        **kwargs,
+    )
 
 
 def tokenize(splits: LabelledSplits, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
@@ -197,6 +239,8 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         encoded = tokenize(splits, processor, cfg.data.max_length)
         collator = DataCollatorWithPadding(processor, pad_to_multiple_of=8)
     model = load_classifier(cfg, splits.label_names)
+    if cfg.finetune.freeze_encoder:
+        freeze_encoder(model)
     callbacks = []
     patience = cfg.finetune.early_stopping_patience
     if patience and args.load_best_model_at_end and args.eval_strategy != "no":
@@ -211,6 +255,8 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         compute_metrics=trainer_compute_metrics,
         callbacks=callbacks,
     )
+    if cfg.finetune.head_learning_rate is not None:
+        trainer.optimizer = grouped_optimizer(trainer, cfg.finetune.head_learning_rate)
     trainer.train()
     metrics = {
         "model": cfg.model.name_or_path,
@@ -228,7 +274,9 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     # non-padding input positions: tokens for text, samples for audio (None when the recipe turned counting off)
     seen = trainer.state.num_input_tokens_seen if args.include_num_input_tokens_seen != "no" else None
     if audio:
-        metrics["audio_seconds_seen"] = None if seen is None else seen / processor.sampling_rate
+        # the attention mask counts samples, or the filterbank frames of an encoder that reads them
+        per_position = samples_per_frame(model.config) if uses_filterbanks(model.config) else 1
+        metrics["audio_seconds_seen"] = None if seen is None else seen * per_position / processor.sampling_rate
     else:
         metrics["tokens_seen"] = seen
     if export and trainer.is_world_process_zero():
@@ -288,8 +336,10 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         eval_results=results,
     )
     t = cfg.training
+    f = cfg.finetune
     hyperparameters = {
         "learning rate": t.learning_rate,
+        "head learning rate": f.head_learning_rate if f.head_learning_rate is not None else t.learning_rate,
         "epochs (at most)": t.num_train_epochs,
         "batch size": t.per_device_train_batch_size,
         "early stopping patience": cfg.finetune.early_stopping_patience,
@@ -341,9 +391,14 @@ def describe_finetune_objective(cfg: FinetuneConfig, model) -> str:
         f"Supervised fine-tuning from {start}, with a new classification head over the pooled encoder outputs; the "
         f"loss is cross-entropy over the {model.config.num_labels} labels."
     )
+    if cfg.finetune.freeze_encoder:
+        return text + " The encoder stayed frozen: only the head was trained, on its features."
     conv = getattr(model.base_model, "feature_extractor", None)  # a speech encoder's convolutional front end
     if conv is not None and not any(p.requires_grad for p in conv.parameters()):
         text += " The convolutional feature encoder stayed frozen, as in wav2vec 2.0 fine-tuning."
+    augment = [f"{name} {value}" for name, value in cfg.model.spec_augment().items()]
+    if augment:
+        text += f" SpecAugment masked the encoder's inputs while training ({', '.join(augment)})."
     return text
 
 

@@ -29,14 +29,20 @@ import torchaudio
 from datasets.table import InMemoryTable
 from tqdm.auto import tqdm
 
-from hfssl.collators.audio import frame_lengths
 from hfssl.config import SpeechPretrainConfig
 from hfssl.data.audio import AudioClips, load_audio
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, write_json
 from hfssl.kmeans import fit_kmeans
 from hfssl.models import load_config
-from hfssl.models.speech import feature_extractor, min_clip_samples, samples_per_frame, scratch_config
+from hfssl.models.speech import (
+    feature_extractor,
+    frame_lengths,
+    is_speech_encoder,
+    min_clip_samples,
+    samples_per_frame,
+    scratch_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +113,8 @@ class HiddenFeatures:
         # One clip at a time: no padding, so encoders with group norm in the conv stack (which sees padding) are
         # exact too.
         inputs = self.extractor(np.asarray(clip), sampling_rate=self.extractor.sampling_rate, return_tensors="pt")
-        out = self.model(inputs["input_values"].to(self.device), output_hidden_states=True)
+        values = inputs[self.model.main_input_name]  # input_values, or input_features for a filterbank encoder
+        out = self.model(values.to(self.device), output_hidden_states=True)
         return out.hidden_states[self.layer][0].float().cpu()
 
 
@@ -129,10 +136,10 @@ def target_features(cfg: SpeechPretrainConfig, encoder_config, device: torch.dev
         config = AutoConfig.from_pretrained(t.model, trust_remote_code=False)
     except Exception as err:  # OSError (missing, offline), ValueError/KeyError (not a model, unknown type)
         raise UsageError(f"targets.model: could not load {t.model!r} ({first_line(err)})") from None
-    if not hasattr(config, "conv_stride") or not hasattr(config, "num_hidden_layers"):
+    if not is_speech_encoder(config) or not hasattr(config, "num_hidden_layers"):
         raise UsageError(
             f"targets.model: {t.model!r} is a {config.model_type} model, not a speech encoder with a convolutional "
-            "feature encoder"
+            "or filterbank front end"
         )
     theirs = samples_per_frame(config)
     if theirs != hop:
@@ -143,7 +150,7 @@ def target_features(cfg: SpeechPretrainConfig, encoder_config, device: torch.dev
     try:
         extractor = AutoFeatureExtractor.from_pretrained(t.model, trust_remote_code=False)
     except Exception:  # an export without preprocessor_config.json: hfssl's own, which every hfssl export has
-        extractor = feature_extractor(cfg.data)
+        extractor = feature_extractor(cfg.data, config)
     their_rate = getattr(extractor, "sampling_rate", rate)
     if their_rate != rate:
         raise UsageError(
@@ -488,7 +495,7 @@ def encoder_config(cfg: SpeechPretrainConfig):
     config = load_config(cfg.model)
     # a pretraining checkpoint with a head keeps the encoder's config inside its own
     config = getattr(config, "backbone_config", None) or config
-    if not hasattr(config, "conv_stride"):
+    if not is_speech_encoder(config):
         raise UsageError(
             f"model.name_or_path: {cfg.model.name_or_path!r} is a {config.model_type} model, not a speech encoder"
         )

@@ -127,3 +127,27 @@ def assert_loads_as_audio_classifier(path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
+
+
+def assert_pipeline_answers(path: Path) -> None:
+    """A fine-tuned audio classifier at `path` answers in `pipeline("audio-classification")` with its own label
+    names and scores that sum to 1, in a process without hfssl."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np
+        from transformers import pipeline
+        path = {str(path)!r}
+        labels = set(json.load(open(path + "/config.json"))["id2label"].values())
+        classify = pipeline("audio-classification", model=path)
+        wave = np.sin(2 * np.pi * 220 * np.arange(12000) / 16000).astype(np.float32)
+        answers = classify({{"raw": wave, "sampling_rate": 16000}}, top_k=len(labels))
+        assert {{a["label"] for a in answers}} == labels, answers
+        assert abs(sum(a["score"] for a in answers) - 1) < 1e-3
+        assert "hfssl" not in sys.modules
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok"

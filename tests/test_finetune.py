@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 from hfssl.__main__ import main
@@ -186,3 +187,65 @@ def test_a_hub_token_is_never_written(mlm_export, tmp_path):
     assert any(p.name == "training_args.bin" for p in written)
     assert not [p for p in written if token.encode() in p.read_bytes()]
     assert token not in done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- few labels: head rate, frozen encoder
+
+
+def test_head_learning_rate_is_its_own_parameter_group(mlm_export, tmp_path):
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+    from hfssl.finetune import grouped_optimizer, head_parameter_names
+
+    model = AutoModelForSequenceClassification.from_pretrained(mlm_export, num_labels=3)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none")
+    optimizer = grouped_optimizer(Trainer(model=model, args=args), head_learning_rate=3e-3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    head = head_parameter_names(model)
+    assert head and all(not n.startswith(model.base_model_prefix + ".") for n in head)
+    seen = set()
+    for group in optimizer.param_groups:
+        members = {names[id(p)] for p in group["params"]}
+        assert group["lr"] == (3e-3 if members <= head else 1e-4) and (members <= head or not members & head)
+        assert group["weight_decay"] in (0.0, 0.01)
+        seen |= members
+    assert seen == set(names.values())  # every parameter in exactly one group
+    assert any(g["weight_decay"] == 0.0 for g in optimizer.param_groups)  # biases and norms do not decay
+
+
+def test_frozen_encoder_trains_only_the_head_and_spec_augment_is_set(speech_export, tmp_path):
+    from conftest import finetune_tiny
+    from safetensors.torch import load_file
+
+    out = finetune_tiny(
+        speech_export, tmp_path / "kw", "speech/keywords-tiny",
+        **{"data.synthetic_examples": "60", "data.max_seconds": "1.0", "finetune.freeze_encoder": "true",
+           "finetune.head_learning_rate": "1e-2", "model.mask_time_prob": "0.2", "model.mask_time_length": "3"},
+    )  # fmt: skip
+    before = load_file(str(speech_export / "model.safetensors"))
+    after = load_file(str(out / "final" / "model.safetensors"))
+    prefix = "wav2vec2."
+    encoder = {k.removeprefix(prefix): v for k, v in after.items() if k.startswith(prefix)}
+    assert encoder.keys() == before.keys() and all(torch.equal(encoder[k], before[k]) for k in before)
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["mask_time_prob"] == 0.2 and config["mask_time_length"] == 3
+    card = ModelCard.load(out / "final" / "README.md")
+    assert "encoder stayed frozen" in card.text and "0.01" in card.text
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (["--finetune.head_learning_rate", "0"], "finetune.head_learning_rate: must be positive"),
+        (["--model.mask_time_prob", "1.5"], "model.mask_time_prob: must be in [0, 1)"),
+        (["--model.mask_time_prob", "0.1"], "model.mask_time_prob: SpecAugment is for speech encoders"),
+    ],
+)
+def test_few_label_settings_out_of_range_are_one_line(capsys, tmp_path, mlm_export, change, expected):
+    out = tmp_path / "out"
+    message = run_error(
+        capsys, "finetune", "text/classify-tiny", "--model.name_or_path", mlm_export, "--training.output_dir", out,
+        *change,
+    )  # fmt: skip
+    assert expected in message
+    assert not out.exists()

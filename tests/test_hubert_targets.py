@@ -17,7 +17,6 @@ from transformers import AutoModel
 
 from hfssl import config as config_lib
 from hfssl.__main__ import main
-from hfssl.collators.audio import frame_lengths
 from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
 from hfssl.data.audio import AudioClips, load_audio
 from hfssl.data.synthetic_audio import synthetic_utterances
@@ -34,7 +33,7 @@ from hfssl.hubert_targets import (
     prepare_targets,
 )
 from hfssl.kmeans import KMeans, fit_kmeans
-from hfssl.models.speech import feature_extractor, min_clip_samples
+from hfssl.models.speech import feature_extractor, frame_lengths, min_clip_samples
 from hfssl.objectives import masked_speech
 
 RECIPE = {

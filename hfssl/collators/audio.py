@@ -1,14 +1,14 @@
 """Masked-audio collator: wav2vec 2.0 span masks over feature frames and, for the contrastive objective, negatives.
 
-The masks live in the frame space of the model's convolutional feature encoder, computed from its public config
-(`conv_kernel`, `conv_stride`), so the same collator serves wav2vec2, wav2vec2-conformer, HuBERT, WavLM and
-data2vec-audio. `span_mask` draws the same distribution as transformers' `_compute_mask_indices` given an attention
-mask, and `sample_negatives` the same as its `_sample_negative_indices`, both vectorised over the batch.
+The masks live in the frame space of the model's front end, computed from its public config (a convolutional feature
+encoder's `conv_kernel` and `conv_stride`, or the filterbank framing of wav2vec2-bert; `hfssl.models.speech`), so the
+same collator serves wav2vec2, wav2vec2-conformer, HuBERT, WavLM, data2vec-audio and wav2vec2-bert. `span_mask`
+draws the same distribution as transformers' `_compute_mask_indices` given an attention mask, and `sample_negatives`
+the same as its `_sample_negative_indices`, both vectorised over the batch.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,18 +19,7 @@ import torch.nn.functional as F
 
 from hfssl.collators.seeding import SeededGenerator, SeededStream
 from hfssl.errors import UsageError
-
-
-def frame_lengths(num_samples: torch.Tensor | int, config) -> torch.Tensor:
-    """Feature-encoder output frames for clips of `num_samples` samples (any shape, any device).
-
-    The convolutions' `floor((n - kernel) / stride) + 1`, layer after layer, as transformers computes it without an
-    adapter; a clip shorter than the encoder's receptive field has 0 frames (transformers goes negative there).
-    """
-    lengths = torch.as_tensor(num_samples, dtype=torch.long)
-    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
-        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-    return lengths.clamp(min=0)
+from hfssl.models.speech import frame_lengths, is_speech_encoder, samples_per_frame, uses_filterbanks
 
 
 def span_mask(
@@ -143,12 +132,14 @@ def sample_negatives(
 
 @dataclass
 class AudioMaskCollator(SeededStream):
-    """wav2vec 2.0 masking: pads raw audio, masks spans of feature frames, and samples contrastive negatives."""
+    """wav2vec 2.0 masking: pads raw audio (or its filterbank frames), masks spans of feature frames, and samples
+    contrastive negatives."""
 
     feature_extractor: Any
-    """A transformers `Wav2Vec2FeatureExtractor` that returns attention masks: pads and normalises the audio."""
+    """A transformers feature extractor that returns attention masks: `Wav2Vec2FeatureExtractor` (pads and normalises
+    the audio) or, for filterbank encoders, `SeamlessM4TFeatureExtractor`."""
     config: Any
-    """The model's config: its `conv_kernel` and `conv_stride` set how samples map to frames."""
+    """The model's config: its front end sets how samples map to frames (`hfssl.models.speech.frame_lengths`)."""
     mask_prob: float = 0.65
     """Chance of each frame starting a masked span (wav2vec 2.0: 0.65, about half the frames masked)."""
     mask_length: int = 10
@@ -185,11 +176,12 @@ class AudioMaskCollator(SeededStream):
             raise UsageError(f"data.max_seconds: crops must keep at least one sample, got {self.max_samples} samples")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise UsageError(f"pad_to_multiple_of: must be a positive length or None, got {self.pad_to_multiple_of}")
-        kernels, strides = getattr(self.config, "conv_kernel", None), getattr(self.config, "conv_stride", None)
-        if not kernels or strides is None or len(kernels) != len(strides):
+        if not is_speech_encoder(self.config) or (
+            not uses_filterbanks(self.config) and len(self.config.conv_kernel) != len(self.config.conv_stride)
+        ):
             raise UsageError(
-                "model: the config has no matching conv_kernel and conv_stride, so audio samples cannot be mapped to "
-                "feature frames (it is not a wav2vec 2.0-style speech encoder)"
+                "model: the config has neither filterbank input nor matching conv_kernel and conv_stride, so audio "
+                "samples cannot be mapped to feature frames (it is not a wav2vec 2.0-style speech encoder)"
             )
         if not getattr(self.feature_extractor, "return_attention_mask", False):
             raise UsageError(
@@ -211,7 +203,7 @@ class AudioMaskCollator(SeededStream):
         frame_labels = [example["labels"] for example in examples] if "labels" in examples[0] else None
         offsets = [0] * len(clips)
         if self.max_samples is not None:
-            align = math.prod(self.config.conv_stride) if frame_labels is not None else 1
+            align = samples_per_frame(self.config) if frame_labels is not None else 1
             clips, offsets = self._crop(clips, generator, align)
         batch = self.feature_extractor(
             clips,
@@ -221,21 +213,24 @@ class AudioMaskCollator(SeededStream):
             return_attention_mask=True,
             return_tensors="pt",
         )
-        input_values = batch["input_values"].float()
         samples = torch.tensor([len(clip) for clip in clips])
-        num_frames = int(frame_lengths(input_values.shape[1], self.config))
         lengths = frame_lengths(samples, self.config)
+        if uses_filterbanks(self.config):
+            key = "input_features"
+            num_frames = batch[key].shape[1]  # the extractor pads the frames, and to a multiple of its own
+        else:
+            key = "input_values"
+            num_frames = int(frame_lengths(batch[key].shape[1], self.config))
         mask = span_mask(lengths, num_frames, self.mask_prob, self.mask_length, self.min_masks, generator)
         out = {
-            "input_values": input_values,
+            key: batch[key].float(),
             "attention_mask": batch["attention_mask"].long(),
             "mask_time_indices": mask,
         }
         if self.num_negatives > 0:
             out["sampled_negative_indices"] = sample_negatives(mask, self.num_negatives, generator)
         if frame_labels is not None:
-            spf = math.prod(self.config.conv_stride)
-            out["labels"] = _frame_labels(frame_labels, offsets, lengths, num_frames, spf)
+            out["labels"] = _frame_labels(frame_labels, offsets, lengths, num_frames, samples_per_frame(self.config))
         elif self.targets is not None:
             out["labels"] = self.targets(clips, num_frames)
         return out
@@ -282,7 +277,7 @@ class MelTargets:
     """
 
     config: Any
-    """The encoder's config: `conv_kernel`, `conv_stride` set its frames."""
+    """The encoder's config: its front end sets the frames (`hfssl.models.speech.frame_lengths`)."""
     sampling_rate: int = 16000
     mel_bins: int = 80
     quantizer: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -290,7 +285,7 @@ class MelTargets:
     _mel: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        spf = math.prod(self.config.conv_stride)
+        spf = samples_per_frame(self.config)
         self.stack = max(1, round(spf / (self.sampling_rate / 100)))
         if spf % self.stack:
             raise UsageError(

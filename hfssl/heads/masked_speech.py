@@ -1,5 +1,6 @@
 """Masked prediction on stock transformers speech encoders: the head HuBERT, BEST-RQ and masked log-mel reconstruction
-put on `HubertModel`, `Wav2Vec2Model`, `WavLMModel`, `Data2VecAudioModel` or `Wav2Vec2ConformerModel`.
+put on `HubertModel`, `Wav2Vec2Model`, `WavLMModel`, `Data2VecAudioModel`, `Wav2Vec2ConformerModel` or
+`Wav2Vec2BertModel` (log-mel filterbank input).
 
 Every one of those encoders replaces the frames in `mask_time_indices` with its learned mask embedding; the head reads
 the encoder's last hidden states and scores them against per-frame targets the collator brings as `labels`. What the
@@ -27,8 +28,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, PreTrai
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from hfssl.collators.audio import frame_lengths
 from hfssl.config import SPEECH_ARCHS
+from hfssl.models.speech import frame_lengths, uses_filterbanks
 
 BACKBONES = SPEECH_ARCHS
 TARGETS = ("clusters", "codes", "features")
@@ -38,7 +39,8 @@ TARGETS = ("clusters", "codes", "features")
 class MaskedSpeechConfig(PreTrainedConfig):
     r"""
     backbone_config (`dict` or `PreTrainedConfig`):
-        The encoder's config (model_type one of wav2vec2, wav2vec2-conformer, hubert, wavlm, data2vec-audio).
+        The encoder's config (model_type one of wav2vec2, wav2vec2-conformer, hubert, wavlm, data2vec-audio,
+        wav2vec2-bert).
     target (`str`, defaults to `"clusters"`):
         What is predicted per frame: clusters, codes or features (see the module docstring).
     num_classes (`int`, defaults to 100):
@@ -108,6 +110,8 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
     def __init__(self, config: MaskedSpeechConfig):
         super().__init__(config)
         self.backbone = AutoModel.from_config(config.backbone_config)
+        # input_values (raw waveform), or input_features (filterbank frames) for wav2vec2-bert
+        self.main_input_name = self.backbone.main_input_name
         hidden = config.backbone_config.hidden_size
         if config.target == "clusters":
             self.head = nn.Linear(hidden, config.label_dim)
@@ -135,26 +139,30 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         return self._backbone_module_set
 
     def freeze_feature_encoder(self):
-        self.backbone.feature_extractor._freeze_parameters()
+        """Freeze the convolutional front end (a filterbank encoder has none: nothing to do)."""
+        if hasattr(self.backbone, "feature_extractor"):
+            self.backbone.feature_extractor._freeze_parameters()
 
     def forward(
         self,
-        input_values: torch.Tensor,
+        input_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        input_features: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedSpeechOutput:
         """Args:
-        input_values: (B, samples) normalised audio.
-        attention_mask: (B, samples), 1 on audio, 0 on padding.
+        input_values: (B, samples) normalised audio (raw-waveform encoders).
+        attention_mask: (B, samples), 1 on audio, 0 on padding; (B, T) frames for filterbank input.
         mask_time_indices: bool (B, T): frames the encoder replaces with its mask embedding.
         labels: (B, T) class ids, -100 where there is none (clusters, codes); or (B, T, target_dim) values
             (features), of which the frames inside each clip count.
+        input_features: (B, T, stacked mel bins) filterbank frames (wav2vec2-bert), instead of `input_values`.
         """
         out = self.backbone(
-            input_values,
+            input_values if input_features is None else input_features,
             attention_mask=attention_mask,
             mask_time_indices=mask_time_indices,
             output_hidden_states=output_hidden_states,
@@ -162,7 +170,9 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         hidden = out.last_hidden_state
         batch, frames = hidden.shape[:2]
         valid = torch.ones(batch, frames, dtype=torch.bool, device=hidden.device)
-        if attention_mask is not None:
+        if attention_mask is not None and uses_filterbanks(self.config.backbone_config):
+            valid = attention_mask[:, :frames].bool()
+        elif attention_mask is not None:
             lengths = frame_lengths(attention_mask.sum(-1).cpu(), self.config.backbone_config).to(hidden.device)
             valid = torch.arange(frames, device=hidden.device) < lengths[:, None]
         masked = valid.clone() if mask_time_indices is None else mask_time_indices.bool() & valid

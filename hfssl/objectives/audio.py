@@ -19,7 +19,13 @@ from hfssl.config import SpeechPretrainConfig
 from hfssl.data.audio import DurationBatches, DurationBatchSampler, estimate_seconds, load_audio
 from hfssl.data.stream import stream_loader
 from hfssl.io import atomic_dir
-from hfssl.models.speech import FINETUNE_MASK_TIME_PROB, feature_extractor, min_clip_samples, samples_per_frame
+from hfssl.models.speech import (
+    FINETUNE_MASK_TIME_PROB,
+    feature_extractor,
+    min_clip_samples,
+    samples_per_frame,
+    uses_filterbanks,
+)
 from hfssl.objectives.base import Setup
 from hfssl.probe import load_probe_data, probe
 
@@ -57,7 +63,7 @@ def audio_setup(
         label: `(train_clips, eval_clips) -> (train_set, eval_set)`, for targets computed ahead of training.
     """
     t, d = cfg.train, cfg.data
-    extractor = feature_extractor(d)
+    extractor = feature_extractor(d, encoder)
     min_samples = min_clip_samples(encoder, cfg.masking.mask_length)
     with accelerator.main_process_first():
         train_clips, eval_clips = load_audio(d, seed=t.seed, min_samples=min_samples)
@@ -79,6 +85,8 @@ def audio_setup(
         )
 
     train_collator, eval_collator = collator(t.seed), collator(t.seed + 1)
+    # the attention mask marks samples, or filterbank frames (each standing for a frame's worth of samples)
+    samples_per_position = samples_per_frame(encoder) if uses_filterbanks(encoder) else 1
     streaming = isinstance(train_set, torch.utils.data.IterableDataset)
     if streaming:
         # Each process and worker reads its own part of the stream and batches it by duration itself (Accelerate's
@@ -125,7 +133,7 @@ def audio_setup(
         eval_set=eval_set,
         eval_batches=eval_batches,
         eval_collator=eval_collator,
-        count=lambda batch: batch["attention_mask"].sum() / d.sampling_rate,
+        count=lambda batch: batch["attention_mask"].sum() * samples_per_position / d.sampling_rate,
         batch_description=f"{d.batch_seconds:g} s of audio (padding included)",
         probe=run_probe if probe_splits is not None else None,
         data_size=data_size,
@@ -206,7 +214,7 @@ def export_encoder(
     encoder.config.architectures = [type(encoder).__name__]
     with atomic_dir(out_dir) as tmp:
         encoder.save_pretrained(tmp)
-        feature_extractor(cfg.data).save_pretrained(tmp)
+        feature_extractor(cfg.data, encoder.config).save_pretrained(tmp)
         card.save(tmp / "README.md")
     logger.info("exported %s", out_dir)
     return out_dir

@@ -78,9 +78,15 @@ class MaskedPrediction(torch.nn.Module):
     def after_optimizer_step(self, step: int) -> None:
         """The targets are fixed: nothing changes between steps but the weights."""
 
-    def forward(self, input_values, attention_mask, mask_time_indices, labels) -> ObjectiveOutput:
+    def forward(
+        self, attention_mask, mask_time_indices, labels, input_values=None, input_features=None
+    ) -> ObjectiveOutput:
         out = self.model(
-            input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices, labels=labels
+            input_values,
+            attention_mask=attention_mask,
+            mask_time_indices=mask_time_indices,
+            labels=labels,
+            input_features=input_features,
         )
         masked, unmasked = out.masked, out.valid & ~out.masked
         losses, correct = out.frame_losses.double(), out.frame_correct.double()

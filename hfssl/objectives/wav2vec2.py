@@ -13,7 +13,6 @@ from accelerate import Accelerator
 from transformers import AutoModelForPreTraining, PreTrainedModel
 
 from hfssl.cards import fmt
-from hfssl.collators.audio import frame_lengths
 from hfssl.config import ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
 from hfssl.errors import UsageError, first_line
 from hfssl.models import load_config
@@ -21,6 +20,7 @@ from hfssl.models.speech import (
     SIZES,
     check_arch,
     feature_mask_fields,
+    frame_lengths,
     resume_spec_augment,
     scratch_config,
 )

@@ -20,8 +20,9 @@ from transformers import (
     WavLMModel,
 )
 
-from hfssl.collators.audio import AudioMaskCollator, frame_lengths, sample_negatives, span_mask
+from hfssl.collators.audio import AudioMaskCollator, sample_negatives, span_mask
 from hfssl.errors import UsageError
+from hfssl.models.speech import frame_lengths
 
 # A small conv encoder: 80 samples per frame, receptive field 400 samples.
 TINY_CONV = {"conv_dim": (16, 16, 16), "conv_kernel": (10, 4, 4), "conv_stride": (5, 4, 4)}

@@ -9,23 +9,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_loads_as_audio_classifier, hfssl, one_line_error, stop_after
+from helpers import assert_loads_as_audio_classifier, assert_pipeline_answers, hfssl, one_line_error, stop_after
 from huggingface_hub import ModelCard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import AutoConfig, AutoModelForPreTraining
 
-from hfssl.collators.audio import AudioMaskCollator, MelTargets, frame_lengths
+from hfssl.collators.audio import AudioMaskCollator, MelTargets
 from hfssl.config import AudioDataArgs
 from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
-from hfssl.models.speech import feature_extractor
+from hfssl.models.speech import feature_extractor, frame_lengths
 from hfssl.objectives.masked_speech import KINDS
 
-RECIPES = {"hubert": "speech/hubert-tiny", "best-rq": "speech/best-rq-tiny", "reconstruction": "speech/recon-tiny"}
-BACKBONE = {"hubert": "HubertModel", "best-rq": "HubertModel", "reconstruction": "HubertModel"}
+RECIPES = {
+    "hubert": "speech/hubert-tiny",
+    "best-rq": "speech/best-rq-tiny",
+    "reconstruction": "speech/recon-tiny",
+    "best-rq-w2v-bert": "speech/best-rq-w2v-bert-tiny",  # the log-mel front end
+}
+BACKBONE = {
+    "hubert": "HubertModel",
+    "best-rq": "HubertModel",
+    "reconstruction": "HubertModel",
+    "best-rq-w2v-bert": "Wav2Vec2BertModel",
+}
+OBJECTIVE = {"best-rq-w2v-bert": "best-rq"}  # the objective a recipe of another name trains
 TINY = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2", "--model.conv_dim", "32",
         "--data.synthetic_utterances", "60", "--data.max_seconds", "2.0", "--data.batch_seconds", "8.0",
         "--objective.label_dim", "32", "--objective.codebook_size", "64", "--targets.clusters", "12",
         "--targets.fit_frames", "3000", "--train.log_every", "5", "--train.eval_batches", "4",
         "--train.probe_every", ""]  # fmt: skip
+
+
+def tiny(recipe: str) -> list[str]:
+    """TINY for `recipe`'s encoder: a filterbank encoder has no conv front end to size."""
+    if BACKBONE[recipe] != "Wav2Vec2BertModel":
+        return TINY
+    at = TINY.index("--model.conv_dim")
+    return TINY[:at] + TINY[at + 2 :]
 
 
 def tiny_encoder(arch: str = "hubert"):
@@ -41,7 +62,7 @@ def trained(request, tmp_path_factory) -> tuple[str, Path]:
     objective = request.param
     out = tmp_path_factory.mktemp(objective) / "run"
     hfssl(
-        "pretrain", RECIPES[objective], *TINY, "--train.max_steps", "40", "--train.lr", "2e-3",
+        "pretrain", RECIPES[objective], *tiny(objective), "--train.max_steps", "40", "--train.lr", "2e-3",
         "--train.eval_every", "40", "--train.save_every", "20", "--train.output_dir", out,
     )  # fmt: skip
     return objective, out
@@ -55,7 +76,7 @@ def test_loss_falls_and_accuracies_are_logged(trained):
     assert metrics["eval_loss"] < 0.98 * metrics["initial_eval_loss"]
     if objective != "reconstruction":
         # Starts near chance (ln of the classes); 40 steps move the loss, not yet the top-1 accuracy.
-        classes = {"hubert": 12, "best-rq": 64}[objective]
+        classes = {"hubert": 12, "best-rq": 64, "best-rq-w2v-bert": 64}[objective]
         assert metrics["initial_eval_loss"] > 0.8 * np.log(classes)
         assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and 0.0 <= metrics["eval_unmasked_accuracy"] <= 1.0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -72,7 +93,7 @@ def test_loss_falls_and_accuracies_are_logged(trained):
 def test_checkpoint_reloads_through_auto_classes(trained):
     objective, out = trained
     config = AutoConfig.from_pretrained(out / "model_config")
-    assert isinstance(config, MaskedSpeechConfig) and config.target == KINDS[objective].target
+    assert isinstance(config, MaskedSpeechConfig) and config.target == KINDS[OBJECTIVE.get(objective, objective)].target
     model = AutoModelForPreTraining.from_config(config)
     assert isinstance(model, MaskedSpeechForPreTraining)
     model.save_pretrained(out / "head")
@@ -86,8 +107,10 @@ def test_export_loads_into_audio_classification_without_hfssl(trained):
     final = out / "final"
     assert json.loads((final / "config.json").read_text())["architectures"] == [BACKBONE[objective]]
     card = ModelCard.load(final / "README.md")
-    assert {"hfssl", "audio", "hubert"} <= set(card.data.tags)
-    assert {"hubert": "HuBERT", "best-rq": "BEST-RQ", "reconstruction": "reconstruction"}[objective] in card.text
+    model_type = json.loads((final / "config.json").read_text())["model_type"]
+    assert {"hfssl", "audio", model_type} <= set(card.data.tags)
+    described = {"hubert": "HuBERT", "best-rq": "BEST-RQ", "reconstruction": "reconstruction"}
+    assert described[OBJECTIVE.get(objective, objective)] in card.text
     assert_loads_as_audio_classifier(final)
 
 
@@ -101,9 +124,9 @@ def test_export_command_reproduces_final(trained, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("objective", ["best-rq", "hubert"])
+@pytest.mark.parametrize("objective", ["best-rq", "hubert", "best-rq-w2v-bert"])
 def test_resume_matches_uninterrupted(objective, tmp_path):
-    args = [*TINY, "--train.max_steps", "12", "--train.eval_every", "12", "--train.save_every", "6"]
+    args = [*tiny(objective), "--train.max_steps", "12", "--train.eval_every", "12", "--train.save_every", "6"]
     run = tmp_path / "run"
     hfssl("pretrain", RECIPES[objective], *args, "--train.keep_last", "5", "--train.output_dir", run)
     full = stop_after(run, 6)
@@ -117,15 +140,20 @@ def test_resume_matches_uninterrupted(objective, tmp_path):
 
 def test_finetune_from_a_masked_prediction_export(trained, tmp_path):
     objective, out = trained
-    if objective != "best-rq":
-        pytest.skip("one objective is enough: the exports are the same stock class")
+    if objective not in ("best-rq", "best-rq-w2v-bert"):
+        pytest.skip("one objective per front end is enough: the exports are the same stock classes")
     done = hfssl(
         "finetune", "speech/keywords-tiny", "--model.name_or_path", out / "final", "--data.synthetic_examples",
         "100", "--data.max_seconds", "1.0", "--training.num_train_epochs", "1", "--training.output_dir",
         tmp_path / "kw",
     )  # fmt: skip
     assert "accuracy" in done.stdout
-    assert (tmp_path / "kw" / "final" / "model.safetensors").is_file()
+    final = tmp_path / "kw" / "final"
+    assert (final / "model.safetensors").is_file()
+    metrics = json.loads((tmp_path / "kw" / "metrics.json").read_text())
+    # 80 training clips of at most 1 s, one epoch: the seconds heard are counted in samples, whatever the mask marks
+    assert 40 < metrics["audio_seconds_seen"] <= 80
+    assert_pipeline_answers(final)
 
 
 # --------------------------------------------------------------------------- units
@@ -284,7 +312,9 @@ def test_codebook_wider_than_the_features_is_one_line(tmp_path):
     assert "objective.codebook_dim" in one_line_error(done)
 
 
-@pytest.mark.parametrize("arch", ["hubert", "wavlm", "data2vec-audio", "wav2vec2", "wav2vec2-conformer"])
+@pytest.mark.parametrize(
+    "arch", ["hubert", "wavlm", "data2vec-audio", "wav2vec2", "wav2vec2-conformer", "wav2vec2-bert"]
+)
 def test_every_backbone_trains_a_step_and_exports_its_stock_class(arch, tmp_path):
     from transformers import AutoModel
 
@@ -297,13 +327,94 @@ def test_every_backbone_trains_a_step_and_exports_its_stock_class(arch, tmp_path
     encoder = model.config.backbone_config
     clips = [np.random.default_rng(i).standard_normal(n).astype(np.float32) for i, n in enumerate((16000, 12000))]
     collator = AudioMaskCollator(
-        feature_extractor(AudioDataArgs()), encoder, 0.5, 4, 1, num_negatives=0, seed=0,
+        feature_extractor(AudioDataArgs(), encoder), encoder, 0.5, 4, 1, num_negatives=0, seed=0,
         targets=MelTargets(encoder, 16000, 20, random_quantizer(40, 16, 8, 0)),
     )  # fmt: skip
     batch = collator([{"input_values": clip} for clip in clips])
+    assert ("input_features" in batch) == (arch == "wav2vec2-bert")
     out = model(**batch)
     out.loss.backward()
     assert torch.isfinite(out.loss) and model.head.weight.grad.abs().sum() > 0
     model.backbone.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)
     assert type(loaded) is type(model.backbone)
+
+
+# --------------------------------------------------------------------------- the log-mel front end
+
+
+def filterbank_encoder():
+    from hfssl.config import SpeechModelArgs
+    from hfssl.models.speech import scratch_config
+
+    return scratch_config(SpeechModelArgs(arch="wav2vec2-bert", hidden_size=32, num_heads=2, num_layers=1), 0.5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(400, 24000), min_size=1, max_size=3))
+def test_filterbank_frames_are_the_feature_extractor_frames(lengths):
+    encoder = filterbank_encoder()
+    extractor = feature_extractor(AudioDataArgs(), encoder)
+    clips = [np.random.default_rng(n).standard_normal(n).astype(np.float32) for n in lengths]
+    batch = extractor(clips, sampling_rate=16000, padding=True, return_attention_mask=True, return_tensors="pt")
+    assert batch["attention_mask"].sum(1).tolist() == frame_lengths(torch.tensor(lengths), encoder).tolist()
+    # the extractor pads its 10 ms frames to an even count: one all-padding frame at most
+    longest = max(frame_lengths(torch.tensor(lengths), encoder).tolist())
+    assert longest <= batch["input_features"].shape[1] <= longest + 1
+
+
+@pytest.mark.parametrize("span", [1, 4, 10])
+def test_min_clip_samples_fits_a_span_of_filterbank_frames(span):
+    from hfssl.models.speech import min_clip_samples
+
+    encoder = filterbank_encoder()
+    samples = min_clip_samples(encoder, span)
+    assert frame_lengths(samples, encoder) == span + 1
+    assert frame_lengths(samples - 1, encoder) == span
+
+
+def test_filterbank_collator_masks_only_frames_inside_clips():
+    encoder = filterbank_encoder()
+    collator = AudioMaskCollator(
+        feature_extractor(AudioDataArgs(), encoder), encoder, 0.5, 4, 1, num_negatives=0, seed=0,
+        targets=MelTargets(encoder, 16000, 80, random_quantizer(160, 16, 8, 0)),
+    )  # fmt: skip
+    lengths = [16000, 9000, 5000]
+    batch = collator([{"input_values": np.ones(n, dtype=np.float32)} for n in lengths])
+    frames = frame_lengths(torch.tensor(lengths), encoder)
+    assert batch["attention_mask"].sum(1).tolist() == frames.tolist()
+    inside = torch.arange(batch["input_features"].shape[1]) < frames[:, None]
+    assert not (batch["mask_time_indices"] & ~inside).any() and batch["mask_time_indices"].any(1).all()
+    assert ((batch["labels"] >= 0) == inside).all()  # one code per frame inside each clip, -100 past it
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (["--model.conv_dim", "32"], "model.conv_dim"),  # a raw-waveform setting
+        (["--data.sampling_rate", "8000"], "data.sampling_rate"),  # the extractor's filterbanks are at 16 kHz
+        (["--objective.name", "contrastive"], "model.arch"),  # no quantizer of conv features
+    ],
+)
+def test_raw_waveform_settings_on_a_filterbank_encoder_are_one_line(change, key, tmp_path):
+    done = hfssl(
+        "pretrain", RECIPES["best-rq-w2v-bert"], *tiny("best-rq-w2v-bert"), *change, "--train.output_dir",
+        tmp_path / "r", check=False,
+    )  # fmt: skip
+    assert key in one_line_error(done)
+    assert not (tmp_path / "r").exists()
+
+
+def test_clips_shorter_than_a_span_of_filterbank_frames_are_one_line(tmp_path):
+    import soundfile as sf
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(4):  # 0.1 s: 4 frames of 20 ms, too few for a span of 4 and a distractor
+        sf.write(clips / f"{i}.wav", np.random.default_rng(i).standard_normal(1600).astype(np.float32) * 0.1, 16000)
+    done = hfssl(
+        "pretrain", RECIPES["best-rq-w2v-bert"], *tiny("best-rq-w2v-bert"), "--data.train", clips,
+        "--data.min_seconds", "0.05", "--train.output_dir", tmp_path / "r", check=False,
+    )  # fmt: skip
+    assert "data.train" in one_line_error(done)
+    assert not (tmp_path / "r" / "final").exists()
