@@ -673,6 +673,11 @@ class SweepArgs:
     min_steps: int = arg(40, "fine-tuning steps at least, however few the labels (fine-tuning only)")
     output_dir: str = arg("runs/label-efficiency", "where the table, the plot and the card section are written")
     update_card: bool = arg(True, "add the results as a section of the model's card (a local model directory)")
+    baseline: bool = arg(
+        True,
+        "audio: also fit the classic pipeline on the same subsamples (MFCC statistics + logistic regression), so the "
+        "table says whether pretraining beat it",
+    )
 
     def __post_init__(self):
         _check(bool(self.fractions), "sweep.fractions", "needs at least one fraction")

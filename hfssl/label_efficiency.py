@@ -2,8 +2,9 @@
 
 For every label fraction and seed, the same architecture is trained twice on the same labelled subsample (stratified,
 seeded): once from the pretrained checkpoint and once from random initialisation; by fine-tuning (a fixed step budget
-on the Trainer) or by probing frozen features. The results become a CSV and JSON table, a PNG plot and a model-card
-section, which is also written into the model's own card when the model is a local directory.
+on the Trainer) or by probing frozen features. For audio, the classic pipeline (MFCC statistics + logistic regression,
+`hfssl.baselines`) is fitted on the same subsamples too. The results become a CSV and JSON table, a PNG plot and a
+model-card section, which is also written into the model's own card when the model is a local directory.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hfssl.probe import example_batches, fit_probe, parse_layer, pooled_features
 logger = logging.getLogger(__name__)
 
 MODELS = ("pretrained", "scratch")
+BASELINE = "mfcc"  # the model name of the classic pipeline's rows
 SECTION_START, SECTION_END = "<!-- hfssl:label-efficiency -->", "<!-- /hfssl:label-efficiency -->"
 PLOT = "label_efficiency.png"
 
@@ -45,6 +47,8 @@ def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
         rows = _probe_rows(cfg, processor, full, evaluation)
     else:
         rows = _finetune_rows(cfg, full, evaluation)
+    if sweep.baseline and cfg.data.task == "audio":
+        rows += _baseline_rows(cfg, processor, full)
     summary = summarise(rows)
     result = {
         "method": sweep.method,
@@ -134,6 +138,27 @@ def _probe_rows(cfg: LabelEfficiencyConfig, processor, full, evaluation: str) ->
     return rows
 
 
+def _baseline_rows(cfg: LabelEfficiencyConfig, processor, full) -> list[dict]:
+    """MFCC statistics + logistic regression on the subsamples the probe sweep draws (for the embedded task, the ones
+    fine-tuning draws too), scored on the same split."""
+    from hfssl.baselines import mfcc_features
+
+    eval_split = full.test if full.test is not None else full.validation
+    rate, seconds = processor.sampling_rate, cfg.data.max_seconds
+    train_x, test_x = mfcc_features(full.train, rate, seconds), mfcc_features(eval_split, rate, seconds)
+    labels, test_y = torch.tensor(full.train["label"]), torch.tensor(eval_split["label"])
+    rows = []
+    for fraction in cfg.sweep.fractions:
+        for seed in cfg.sweep.seeds:
+            chosen = _indices(full.train, fraction, seed)
+            scores = fit_probe(
+                train_x[chosen, None], labels[chosen], test_x[:, None], test_y, len(full.label_names), layer=0,
+                l2=cfg.probe.l2, seed=seed,
+            )  # fmt: skip
+            rows.append(_row(BASELINE, fraction, len(chosen), seed, scores))
+    return rows
+
+
 def _indices(train, fraction: float, seed: int) -> torch.Tensor:
     if fraction >= 1:
         return torch.arange(len(train))
@@ -185,12 +210,14 @@ def plot(summary: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
-    for kind, style in zip(MODELS, ("o-", "s--"), strict=True):
+    for kind, style in zip((*MODELS, BASELINE), ("o-", "s--", "^:"), strict=True):
         points = [e for e in summary if e["model"] == kind]
+        if not points:
+            continue
         x = [e["labels"] for e in points]
         mean = [e["accuracy"] for e in points]
         std = [e["accuracy_std"] for e in points]
-        axes.errorbar(x, mean, yerr=std, fmt=style, capsize=3, label=kind)
+        axes.errorbar(x, mean, yerr=std, fmt=style, capsize=3, label="MFCC + LR" if kind == BASELINE else kind)
     axes.set_xscale("log")
     axes.set_xlabel("labelled training examples")
     axes.set_ylabel("accuracy")
@@ -217,18 +244,30 @@ def card_section(summary: list[dict], method: str, split: str, image: str) -> st
         f"How much pretraining helps with few labels: the same architecture {how} from this checkpoint and from",
         f"random initialisation on stratified subsamples of the labelled data; {split} accuracy, mean ± standard",
         "deviation over seeds (written by `hfssl label-efficiency`).",
+    ]
+    baseline = any(BASELINE in entries for entries in by_fraction.values())
+    if baseline:
+        lines += [
+            "The classic pipeline, MFCC statistics (means and deviations of 13 MFCCs, deltas and delta-deltas) with",
+            "logistic regression, is fitted on the same subsamples: pretraining pays off where it beats that column.",
+        ]
+    lines += [
         "",
-        "| labels | fraction | pretrained | from scratch | gain |",
-        "|---|---|---|---|---|",
+        "| labels | fraction | pretrained | from scratch | gain |" + (" MFCC + LR |" if baseline else ""),
+        "|---|---|---|---|---|" + ("---|" if baseline else ""),
     ]
     for fraction, entries in sorted(by_fraction.items()):
         pre, scratch = entries.get("pretrained"), entries.get("scratch")
         if pre is None or scratch is None:
             continue
         gain = pre["accuracy"] - scratch["accuracy"]
+        classic = entries.get(BASELINE)
+        tail = (
+            f" {classic['accuracy']:.3f} ± {classic['accuracy_std']:.3f} |" if classic else (" - |" if baseline else "")
+        )
         lines.append(
             f"| {pre['labels']} | {fraction:g} | {pre['accuracy']:.3f} ± {pre['accuracy_std']:.3f} | "
-            f"{scratch['accuracy']:.3f} ± {scratch['accuracy_std']:.3f} | {gain:+.3f} |"
+            f"{scratch['accuracy']:.3f} ± {scratch['accuracy_std']:.3f} | {gain:+.3f} |{tail}"
         )
     lines += ["", f"![label efficiency]({image})", SECTION_END, ""]
     return "\n".join(lines)

@@ -83,3 +83,38 @@ def test_bad_fraction_is_one_line(capsys, mlm_export, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sweep.fractions[1]: must be in (0, 1]" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_audio_sweep_has_the_mfcc_baseline_on_the_same_subsamples(speech_export, tmp_path):
+    out = tmp_path / "sweep"
+    main(
+        [
+            "label-efficiency", "speech/label-efficiency-keywords-tiny", "--model.name_or_path", str(speech_export),
+            "--sweep.method", "probe", "--sweep.output_dir", str(out), "--sweep.update_card", "false",
+            "--data.synthetic_examples", "200", "--data.max_seconds", "1.0",
+            "--sweep.fractions", "[0.25, 1.0]", "--sweep.seeds", "[0, 1]",
+        ]
+    )  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    labels = {(r["model"], r["fraction"], r["seed"]): r["labels"] for r in rows}
+    assert {m for m, _, _ in labels} == {"pretrained", "scratch", "mfcc"}
+    for (_, fraction, seed), n in labels.items():
+        assert n == labels[("pretrained", fraction, seed)]  # the same subsample sizes as the probes'
+    full = [r["accuracy"] for r in rows if r["model"] == "mfcc" and r["fraction"] == 1.0]
+    assert min(full) > 0.25  # 10 keywords: chance is 0.1; MFCC statistics separate them well
+    section = (out / "label_efficiency.md").read_text()
+    assert "MFCC + LR |" in section and "MFCC statistics" in section
+
+
+def test_mfcc_statistics_describe_the_clip():
+    import numpy as np
+
+    from hfssl.baselines import MfccStatistics
+
+    features = MfccStatistics(16000)
+    t = np.arange(16000) / 16000
+    tone = features(np.sin(2 * np.pi * 440 * t).astype(np.float32))
+    noise = features(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    assert tone.shape == noise.shape == (78,)
+    assert not np.allclose(tone.numpy(), noise.numpy(), atol=1.0)
+    assert features(np.zeros(100, dtype=np.float32)).shape == (78,)  # shorter than a window: padded, not an error
