@@ -370,11 +370,12 @@ class AudioMaskingArgs:
 
 @dataclass
 class ObjectiveArgs:
-    name: Literal["contrastive", "hubert", "best-rq", "reconstruction"] = arg(
+    name: Literal["contrastive", "hubert", "best-rq", "reconstruction", "data2vec"] = arg(
         "contrastive",
         "contrastive: wav2vec 2.0 (pick the true quantized frame among distractors); hubert: predict k-means cluster "
         "targets (see the targets section); best-rq: predict a frozen random quantizer's codes of log-mel frames; "
-        "reconstruction: regress the masked log-mel frames (L1)",
+        "reconstruction: regress the masked log-mel frames (L1); data2vec: regress an EMA teacher's averaged top "
+        "layers at the masked frames",
     )
     num_negatives: int = arg(100, "contrastive: distractors per masked frame, from other masked frames of the clip")
     logits_temperature: float = arg(0.1, "contrastive: temperature of the cosine-similarity logits")
@@ -401,6 +402,15 @@ class ObjectiveArgs:
         "any objective: chance of masking each encoder feature channel too (SpecAugment's frequency masks, on the "
         "projected features)",
     )
+    ema_decay: float = arg(
+        0.999, "data2vec: the teacher's EMA decay at step 0 (teacher = d * teacher + (1 - d) * student)"
+    )
+    ema_end_decay: float = arg(0.9999, "data2vec: the decay reached after ema_anneal_steps, linearly, and kept")
+    ema_anneal_steps: int = arg(30000, "data2vec: optimizer steps over which the decay rises to ema_end_decay")
+    top_k_layers: int = arg(8, "data2vec: the teacher's top layers averaged (each instance-normalised) into targets")
+    mask_copies: int = arg(
+        1, "data2vec: differently masked copies of each clip per batch, sharing one teacher pass (data2vec 2.0: 8)"
+    )
 
     def __post_init__(self):
         _check(self.num_negatives >= 1, "objective.num_negatives", "must be at least 1")
@@ -418,6 +428,12 @@ class ObjectiveArgs:
         _check(self.codebook_dim >= 1, "objective.codebook_dim", "must be positive")
         _check(self.mel_bins >= 1, "objective.mel_bins", "must be positive")
         _check(0.0 <= self.feature_mask_prob < 1.0, "objective.feature_mask_prob", "must be in [0, 1)")
+        for name in ("ema_decay", "ema_end_decay"):
+            value = getattr(self, name)
+            _check(0.0 < value < 1.0, f"objective.{name}", f"must be in (0, 1), got {value}")
+        _check(self.ema_anneal_steps >= 0, "objective.ema_anneal_steps", "must not be negative")
+        _check(self.top_k_layers >= 1, "objective.top_k_layers", "must be at least 1")
+        _check(self.mask_copies >= 1, "objective.mask_copies", "must be at least 1")
 
 
 @dataclass

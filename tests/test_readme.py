@@ -31,9 +31,13 @@ DOWNSTREAM = ["--data.synthetic_examples", "300", "--data.max_length", "64"]
 SPEECH = ["--data.synthetic_utterances", "60", "--data.max_seconds", "2", "--data.batch_seconds", "8",
           "--model.conv_dim", "32", "--model.hidden_size", "32", "--train.max_steps", "6", "--train.eval_every", "3",
           "--train.save_every", "3", "--train.log_every", "3"]  # fmt: skip
+LOG_MEL = [arg for i, arg in enumerate(SPEECH) if "--model.conv_dim" not in SPEECH[max(i - 1, 0) : i + 1]]
+"""SPEECH for a log-mel (filterbank) encoder, which has no conv front end to size."""
 KEYWORDS = ["--data.synthetic_examples", "100", "--data.max_seconds", "1", "--training.num_train_epochs", "1"]
 # The first matching prefix applies: the speech recipes before the text ones.
 SHORTER = {
+    "hfssl pretrain recipes/speech/best-rq-w2v-bert": LOG_MEL,
+    "hfssl pretrain recipes/speech/data2vec-w2v-bert": LOG_MEL,
     "hfssl pretrain recipes/speech": SPEECH,
     "hfssl finetune recipes/speech": KEYWORDS,
     "hfssl pretrain": SHORT,

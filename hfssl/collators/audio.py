@@ -150,6 +150,9 @@ class AudioMaskCollator(SeededStream):
     """Contrastive distractors per masked frame; 0 leaves `sampled_negative_indices` out (masked prediction)."""
     max_samples: int | None = None
     """Clips longer than this are cropped to a random window of this many samples; None keeps them whole."""
+    mask_copies: int = 1
+    """Masks drawn per clip: `mask_time_indices` has `mask_copies` x batch rows, copy c of clip b at row c * batch + b
+    (data2vec 2.0's clones: one teacher pass, several masked student passes)."""
     pad_to_multiple_of: int | None = None
     """Pad each batch to a multiple of this many samples; None pads to the longest clip."""
     seed: int = 0
@@ -167,6 +170,10 @@ class AudioMaskCollator(SeededStream):
             raise UsageError(f"masking.min_masks: must not be negative, got {self.min_masks}")
         if self.num_negatives < 0:
             raise UsageError(f"objective.num_negatives: must not be negative, got {self.num_negatives}")
+        if self.mask_copies < 1:
+            raise UsageError(f"objective.mask_copies: must be at least 1, got {self.mask_copies}")
+        if self.mask_copies > 1 and self.num_negatives > 0:
+            raise UsageError("objective.mask_copies: contrastive negatives are drawn for one mask per clip")
         if self.num_negatives > 0 and self.mask_length < 2:
             # A span of 2 frames guarantees every masked clip another masked frame to contrast with.
             raise UsageError(
@@ -221,7 +228,9 @@ class AudioMaskCollator(SeededStream):
         else:
             key = "input_values"
             num_frames = int(frame_lengths(batch[key].shape[1], self.config))
-        mask = span_mask(lengths, num_frames, self.mask_prob, self.mask_length, self.min_masks, generator)
+        mask = span_mask(
+            lengths.repeat(self.mask_copies), num_frames, self.mask_prob, self.mask_length, self.min_masks, generator
+        )
         out = {
             key: batch[key].float(),
             "attention_mask": batch["attention_mask"].long(),

@@ -10,7 +10,8 @@ targets are (`MaskedSpeechConfig.target`) decides the head:
   between the projected frame and one learned embedding per class, over a temperature (HuBERT's head).
 - codes: class ids (BEST-RQ's codes of a frozen random-projection quantizer, `random_quantizer`); a linear softmax
   layer over the codebook.
-- features: real-valued frames (stacked, normalised log-mel frames); a linear layer regresses them (L1).
+- features: real-valued frames (stacked, normalised log-mel frames; or a teacher's averaged top layers, data2vec);
+  a linear layer regresses them, with an L1 or a squared-error loss (`regression_loss`).
 
 The loss weighs masked frames 1 and unmasked frames `unmasked_weight` (HuBERT's alpha = 1, beta = 0 by default), each
 term a mean over its frames. Nothing but the backbone leaves the run: export saves `model.backbone` as its own class.
@@ -51,6 +52,8 @@ class MaskedSpeechConfig(PreTrainedConfig):
         clusters: temperature of the cosine-similarity logits.
     target_dim (`int`, defaults to 160):
         features: values regressed per frame (log-mel bins times the 10 ms frames stacked per encoder frame).
+    regression_loss (`str`, defaults to `"l1"`):
+        features: "l1" (mean absolute error per frame) or "l2" (mean squared error per frame, data2vec's).
     unmasked_weight (`float`, defaults to 0.0):
         Weight of the unmasked frames' loss; masked frames weigh 1.
     mel_bins (`int`, defaults to 80):
@@ -70,6 +73,7 @@ class MaskedSpeechConfig(PreTrainedConfig):
     label_dim: int = 256
     logits_temperature: float = 0.1
     target_dim: int = 160
+    regression_loss: str = "l1"
     unmasked_weight: float = 0.0
     mel_bins: int = 80
     codebook_dim: int = 16
@@ -79,6 +83,8 @@ class MaskedSpeechConfig(PreTrainedConfig):
     def validate_architecture(self):
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.regression_loss not in ("l1", "l2"):
+            raise ValueError(f"regression_loss must be 'l1' or 'l2', got {self.regression_loss!r}")
         backbone = getattr(self.backbone_config, "model_type", None)
         if backbone is not None and backbone.replace("_", "-") not in BACKBONES:
             raise ValueError(f"backbone_config: {backbone} is not a supported encoder ({', '.join(BACKBONES)})")
@@ -143,6 +149,19 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         if hasattr(self.backbone, "feature_extractor"):
             self.backbone.feature_extractor._freeze_parameters()
 
+    def valid_frames(
+        self, attention_mask: torch.Tensor | None, shape: tuple[int, int], device: torch.device
+    ) -> torch.Tensor:
+        """bool (B, T): the encoder frames inside each clip, from the input's attention mask (samples, or
+        filterbank frames)."""
+        batch, frames = shape
+        if attention_mask is None:
+            return torch.ones(batch, frames, dtype=torch.bool, device=device)
+        if uses_filterbanks(self.config.backbone_config):
+            return attention_mask[:, :frames].bool().to(device)
+        lengths = frame_lengths(attention_mask.sum(-1).cpu(), self.config.backbone_config).to(device)
+        return torch.arange(frames, device=device) < lengths[:, None]
+
     def forward(
         self,
         input_values: torch.Tensor | None = None,
@@ -169,12 +188,7 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         )
         hidden = out.last_hidden_state
         batch, frames = hidden.shape[:2]
-        valid = torch.ones(batch, frames, dtype=torch.bool, device=hidden.device)
-        if attention_mask is not None and uses_filterbanks(self.config.backbone_config):
-            valid = attention_mask[:, :frames].bool()
-        elif attention_mask is not None:
-            lengths = frame_lengths(attention_mask.sum(-1).cpu(), self.config.backbone_config).to(hidden.device)
-            valid = torch.arange(frames, device=hidden.device) < lengths[:, None]
+        valid = self.valid_frames(attention_mask, (batch, frames), hidden.device)
         masked = valid.clone() if mask_time_indices is None else mask_time_indices.bool() & valid
         result = MaskedSpeechOutput(
             masked=masked, valid=valid, last_hidden_state=hidden, hidden_states=out.hidden_states
@@ -209,7 +223,8 @@ class MaskedSpeechForPreTraining(PreTrainedModel):
         target = self.config.target
         predicted = self.head(hidden).float()
         if target == "features":
-            return (predicted - labels.float()).abs().mean(-1), None
+            error = predicted - labels.float()
+            return (error.abs() if self.config.regression_loss == "l1" else error.square()).mean(-1), None
         if target == "clusters":
             embeddings = F.normalize(self.label_embeddings.float(), dim=-1)
             predicted = F.normalize(predicted, dim=-1) @ embeddings.T / self.config.logits_temperature

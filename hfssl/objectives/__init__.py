@@ -12,7 +12,7 @@ from typing import Any
 from hfssl import config as config_lib
 from hfssl.config import SPEECH_ARCHS, PretrainConfig, SpeechPretrainConfig
 from hfssl.errors import UsageError
-from hfssl.objectives import clm, masked_speech, mlm, rtd, wav2vec2
+from hfssl.objectives import clm, data2vec, masked_speech, mlm, rtd, wav2vec2
 from hfssl.objectives.base import ObjectiveModule
 
 OBJECTIVES: dict[str, ObjectiveModule] = {
@@ -23,6 +23,7 @@ OBJECTIVES: dict[str, ObjectiveModule] = {
     "hubert": masked_speech,
     "best-rq": masked_speech,
     "reconstruction": masked_speech,
+    "data2vec": data2vec,
 }
 
 # The objective a recipe trains when it names none: its schema's default, and the schema follows `model.arch`.

@@ -52,6 +52,7 @@ def audio_setup(
     objective: torch.nn.Module,
     encoder,
     num_negatives: int = 0,
+    mask_copies: int = 1,
     targets: MelTargets | None = None,
     label: Callable[[object, object], tuple[object, object]] | None = None,
 ) -> Setup:
@@ -59,6 +60,7 @@ def audio_setup(
 
     Args:
         num_negatives: distractors the collator samples per masked frame (contrastive objectives).
+        mask_copies: masks the collator draws per clip (teacher-student objectives).
         targets: per-frame targets the collator computes from the cropped audio (`labels`).
         label: `(train_clips, eval_clips) -> (train_set, eval_set)`, for targets computed ahead of training.
     """
@@ -79,6 +81,7 @@ def audio_setup(
             mask_length=cfg.masking.mask_length,
             min_masks=cfg.masking.min_masks,
             num_negatives=num_negatives,
+            mask_copies=mask_copies,
             max_samples=max_samples,
             seed=seed,
             targets=targets,

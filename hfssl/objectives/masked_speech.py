@@ -37,6 +37,10 @@ class Kind:
     """`MaskedSpeechConfig.target`: what the head predicts."""
     describe: str
     """The card's account of the targets, formatted with the objective and target settings as `o` and `t`."""
+    regression_loss: str = "l1"
+    """features: the loss of the regression head (`MaskedSpeechConfig.regression_loss`)."""
+    teacher: bool = False
+    """features: the targets are a teacher encoder's hidden states, as wide as the encoder (data2vec)."""
 
 
 KINDS = {
@@ -57,6 +61,16 @@ KINDS = {
         "features",
         "Masked acoustic reconstruction: {masking}; a linear layer regresses each masked frame's stacked, normalised "
         "log-mel features ({o.mel_bins} bins) from the encoder output, with an L1 loss",
+    ),
+    "data2vec": Kind(
+        "features",
+        "data2vec teacher-student prediction: {masking}; the student sees the masked clip ({o.mask_copies} "
+        "differently masked copies per clip) and regresses, at every masked frame, the average of the top "
+        "{o.top_k_layers} layers of a teacher that hears the whole clip, each layer instance-normalised over the "
+        "clip's frames; the teacher is an exponential moving average of the student (decay {o.ema_decay} rising "
+        "linearly to {o.ema_end_decay} over {o.ema_anneal_steps} steps); squared-error loss through a linear layer",
+        regression_loss="l2",
+        teacher=True,
     ),
 }
 
@@ -146,8 +160,8 @@ def upgrade(config: MaskedSpeechConfig) -> MaskedSpeechConfig:
 
 def head_config(encoder, objective: ObjectiveArgs, targets: TargetArgs, sampling_rate: int) -> MaskedSpeechConfig:
     """The masked-prediction head's config around `encoder`'s config."""
-    mel = MelTargets(encoder, sampling_rate, objective.mel_bins)
     kind = KINDS[objective.name]
+    mel = None if kind.teacher else MelTargets(encoder, sampling_rate, objective.mel_bins)
     if kind.target == "codes" and objective.codebook_dim > mel.dim:
         raise UsageError(
             f"objective.codebook_dim: {objective.codebook_dim} is more than the {mel.dim} log-mel values per frame it "
@@ -159,7 +173,8 @@ def head_config(encoder, objective: ObjectiveArgs, targets: TargetArgs, sampling
         num_classes=targets.clusters if kind.target == "clusters" else objective.codebook_size,
         label_dim=objective.label_dim,
         logits_temperature=objective.logits_temperature,
-        target_dim=mel.dim,
+        target_dim=encoder.hidden_size if kind.teacher else mel.dim,
+        regression_loss=kind.regression_loss,
         unmasked_weight=objective.unmasked_weight,
         mel_bins=objective.mel_bins,
         codebook_dim=objective.codebook_dim,
