@@ -60,6 +60,13 @@ def test_checkpoints_carry_the_teacher(trained):
     assert any(not torch.equal(weights[k], weights["model.backbone." + k.removeprefix("teacher.")]) for k in teacher)
 
 
+def test_export_command_reproduces_final(trained, tmp_path):
+    hfssl("export", trained / "checkpoints" / "step-0000040", tmp_path / "exported")
+    a = load_file(str(trained / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_killed_after_a_checkpoint_continues_to_the_same_weights(trained, tmp_path):
     args = [*TINY, "--train.max_steps", "40", "--train.lr", "2e-3", "--train.eval_every", "40",
             "--train.save_every", "20"]  # fmt: skip
