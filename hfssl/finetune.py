@@ -141,12 +141,13 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
+    config = load_config(m, **labels)
     augment = m.spec_augment()
-    if augment and not hasattr(load_config(m), "mask_time_prob"):
+    if augment and not hasattr(config, "mask_time_prob"):
         raise UsageError(
             f"model.{next(iter(augment))}: SpecAugment is for speech encoders; {m.name_or_path} has no such setting"
         )
-    config = load_config(m, **labels, **augment)
+    config.update(augment)
     if config.model_type == "modernbert":
         config.classifier_pooling = m.pooling
     auto = AutoModelForAudioClassification if cfg.data.task == "audio" else AutoModelForSequenceClassification

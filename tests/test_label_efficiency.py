@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 from hfssl.__main__ import main
@@ -109,12 +110,15 @@ def test_an_audio_sweep_has_the_mfcc_baseline_on_the_same_subsamples(speech_expo
 def test_mfcc_statistics_describe_the_clip():
     import numpy as np
 
-    from hfssl.baselines import MfccStatistics
+    from hfssl.baselines import mfcc_statistics
+    from hfssl.hubert_targets import MfccFeatures
 
-    features = MfccStatistics(16000)
+    features = MfccFeatures(16000, 160)
     t = np.arange(16000) / 16000
-    tone = features(np.sin(2 * np.pi * 440 * t).astype(np.float32))
-    noise = features(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    tone = mfcc_statistics(features, np.sin(2 * np.pi * 440 * t).astype(np.float32))
+    noise = mfcc_statistics(features, np.random.default_rng(0).standard_normal(16000).astype(np.float32))
     assert tone.shape == noise.shape == (78,)
     assert not np.allclose(tone.numpy(), noise.numpy(), atol=1.0)
-    assert features(np.zeros(100, dtype=np.float32)).shape == (78,)  # shorter than a window: padded, not an error
+    # shorter than a window: one padded frame, its deviations 0, not an error
+    short = mfcc_statistics(features, np.zeros(100, dtype=np.float32))
+    assert short.shape == (78,) and torch.equal(short[39:], torch.zeros(39))
