@@ -6,13 +6,13 @@ pretraining time and then downstream with few labels against MFCC statistics + l
         --only best-rq-w2v-bert-tiny,best-rq-tiny --seeds 0,1                      # ~2.5 hours on 2 cores
 
 Pretraining. Each shipped tiny recipe (wav2vec2-tiny: contrastive; hubert-tiny: k-means targets over MFCCs;
-best-rq-tiny; recon-tiny; best-rq-w2v-bert-tiny: BEST-RQ on the log-mel front end) runs `--steps` optimizer steps
-with its own settings, or, with `--minutes`, as many as fit that budget: a short run of the recipe
-(`--calibration-steps`, timed after the dry run's warm-up) measures its seconds per step, and the real run gets
-`train.max_steps` = budget / that, so its learning-rate schedule decays over the budget. Steps are timed by torch's
-global optimizer-step hook (`text_mlm.StepClock`): setup, evaluation, probes and the export are left out. All
-encoders are 2 layers x 64 with 20 ms frames; the raw-waveform ones learn a conv front end (`Wav2Vec2Model`,
-`HubertModel`), the log-mel one reads filterbanks (`Wav2Vec2BertModel`).
+best-rq-tiny; recon-tiny; best-rq-w2v-bert-tiny: BEST-RQ on the log-mel front end; data2vec-w2v-bert-tiny:
+teacher-student on it) runs `--steps` optimizer steps with its own settings, or, with `--minutes`, as many as fit that
+budget: a short run of the recipe (`--calibration-steps`, timed after the dry run's warm-up) measures its seconds per
+step, and the real run gets `train.max_steps` = budget / that, so its learning-rate schedule decays over the budget.
+Steps are timed by torch's global optimizer-step hook (`text_mlm.StepClock`): setup, evaluation, probes and the export
+are left out. All encoders are 2 layers x 64 with 20 ms frames; the raw-waveform ones learn a conv front end
+(`Wav2Vec2Model`, `HubertModel`), the log-mel ones read filterbanks (`Wav2Vec2BertModel`).
 
 Equal steps (the default). Each frozen encoder is probed on the embedded keyword task (10 words, speakers never heard
 in pretraining; the probe `train.probe_every` runs: mean-pooled layers, softmax-weighted, logistic regression), and
@@ -52,6 +52,7 @@ RECIPES = {
     "BEST-RQ": "best-rq-tiny",
     "reconstruction (L1)": "recon-tiny",
     "BEST-RQ, log-mel front end": "best-rq-w2v-bert-tiny",
+    "data2vec, log-mel front end": "data2vec-w2v-bert-tiny",
 }
 TASK = ROOT / "recipes" / "speech" / "label-efficiency-keywords-tiny.yaml"
 TARGET_FRACTION = 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import logging
 import os
@@ -186,7 +187,8 @@ def run_probe(args: argparse.Namespace) -> None:
         raise UsageError(f"probe.output: {output} is a directory; name the file the scores go to")
     check_output_dir(output.parent, "probe.output")
     processor = load_processor(cfg)
-    splits = load_labelled(cfg.data)
+    # a probe selects nothing (its L2 penalty is fixed): validation is only scored, whole, when there is no test split
+    splits = load_labelled(dataclasses.replace(cfg.data, few_label_validation="full"))
     backbone = load_backbone(cfg.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     p = cfg.probe

@@ -550,6 +550,13 @@ class LabelledDataArgs:
     validation_fraction: float = arg(0.1, "fraction of training examples held out for validation when none is given")
     test_fraction: float = arg(0.1, "fraction of training examples held out for testing when none is given (0: none)")
     label_fraction: float = arg(1.0, "train on this fraction of the training labels (stratified, seeded), in (0, 1]")
+    few_label_validation: Literal["fraction", "none", "full"] = arg(
+        "fraction",
+        "with label_fraction below 1, what chooses the checkpoint and stops early: 'fraction' validates on the same "
+        "fraction of the validation split (stratified, seeded), as a user with that few labels would; 'none' trains "
+        "every epoch and keeps the last, with no validation; 'full' the whole validation split (more labels than "
+        "the run trains on: its scores flatter few-label training)",
+    )
     max_length: int = arg(128, "tokens per example; longer texts are truncated")
     audio_column: str = arg("audio", "audio: column holding the audio in Hub datasets and parquet files")
     path_column: str = arg("path", "audio: column holding file paths in .csv/.jsonl lists")

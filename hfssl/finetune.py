@@ -221,8 +221,12 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     start = time.time()
     check_output_dir(Path(cfg.training.output_dir), "training.output_dir")
     audio = cfg.data.task == "audio"
-    # Audio clips stay undecoded in the dataset; the collator reads the "audio" column the Trainer would drop.
-    args = training_arguments(cfg, **({"remove_unused_columns": False} if audio else {}), **(changes or {}))
+    changes = dict(changes or {})
+    if audio:  # clips stay undecoded in the dataset; the collator reads the "audio" column the Trainer would drop
+        changes.setdefault("remove_unused_columns", False)
+    if cfg.data.label_fraction < 1.0 and cfg.data.few_label_validation == "none":
+        changes |= {"eval_strategy": "no", "load_best_model_at_end": False}
+    args = training_arguments(cfg, **changes)
     processor = load_processor(cfg)  # before the data, so a bad checkpoint fails before any work
     if not audio:
         config = load_config(cfg.model)
@@ -264,6 +268,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         "from_scratch": cfg.model.from_scratch,
         "train_examples": len(encoded["train"]),
         "labels": splits.label_names,
+        "selection": describe_selection(args, cfg, splits, len(encoded["validation"])),
         "validation": _strip(trainer.evaluate(encoded["validation"], metric_key_prefix="eval")),
     }
     if "test" in encoded:
@@ -290,6 +295,26 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         write_json(run_dir / "metrics.json", metrics)
         logger.info("fine-tuned model in %s", final)
     return metrics
+
+
+def describe_selection(args: TrainingArguments, cfg: FinetuneConfig, splits: LabelledSplits, n_val: int) -> str:
+    """How the kept checkpoint was chosen, and with how many validation labels."""
+    if args.eval_strategy == "no" or not args.load_best_model_at_end:
+        return "none: the last step was kept (no validation-based selection or early stopping)"
+    metric = args.metric_for_best_model.removeprefix("eval_")
+    every = "epoch" if args.eval_strategy == "epoch" else f"{args.eval_steps:g} steps"
+    text = f"the best {metric} on the validation split, evaluated every {every}"
+    patience = cfg.finetune.early_stopping_patience
+    if patience:
+        text += f", stopping after {patience} evaluations without improvement"
+    if cfg.data.label_fraction >= 1.0:
+        return f"{text} ({n_val} examples)"
+    if cfg.data.few_label_validation == "fraction":
+        return f"{text} ({n_val} of its {splits.full_validation} examples: the training labels' fraction)"
+    return (
+        f"{text} (all {n_val} examples, though training used {cfg.data.label_fraction:g} of its labels: more labels "
+        "chose the checkpoint than trained it)"
+    )
 
 
 def _strip(metrics: dict) -> dict:
@@ -343,8 +368,7 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         "head learning rate": f.head_learning_rate if f.head_learning_rate is not None else t.learning_rate,
         "epochs (at most)": t.num_train_epochs,
         "batch size": t.per_device_train_batch_size,
-        "early stopping patience": cfg.finetune.early_stopping_patience,
-        "best-model metric": t.metric_for_best_model,
+        "checkpoint selection": metrics.get("selection"),
         "training examples": metrics["train_examples"],
         "optimizer steps": metrics.get("steps"),
         "seed": t.seed,

@@ -34,6 +34,12 @@ MODELS = ("pretrained", "scratch")
 BASELINE = "mfcc"  # the model name of the classic pipeline's rows
 SECTION_START, SECTION_END = "<!-- hfssl:label-efficiency -->", "<!-- /hfssl:label-efficiency -->"
 PLOT = "label_efficiency.png"
+# No run of a sweep looks at validation labels: its scores use only the labels each row counts.
+SELECTION = {
+    "finetune": "none: each run trains a fixed step budget and is scored at its last step (no validation labels "
+    "choose a checkpoint or stop it early)",
+    "probe": "none: the probe's L2 penalty is fixed (probe.l2), not tuned on validation labels",
+}
 
 
 def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
@@ -53,6 +59,7 @@ def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
     result = {
         "method": sweep.method,
         "split": evaluation,
+        "selection": SELECTION[sweep.method],
         "model": cfg.model.name_or_path,
         "rows": rows,
         "summary": summary,
@@ -81,7 +88,9 @@ def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[di
                     run_cfg = dataclasses.replace(
                         cfg,
                         model=dataclasses.replace(cfg.model, from_scratch=kind == "scratch"),
-                        data=dataclasses.replace(cfg.data, label_fraction=fraction),
+                        # no selection here (a fixed step budget, scored at its last step): the validation split
+                        # is only scored, whole, when there is no test split
+                        data=dataclasses.replace(cfg.data, label_fraction=fraction, few_label_validation="full"),
                     )
                     changes = {
                         "output_dir": str(scratch_dir / f"{kind}-{fraction}-{seed}"),
@@ -243,7 +252,9 @@ def card_section(summary: list[dict], method: str, split: str, image: str) -> st
         "",
         f"How much pretraining helps with few labels: the same architecture {how} from this checkpoint and from",
         f"random initialisation on stratified subsamples of the labelled data; {split} accuracy, mean ± standard",
-        "deviation over seeds (written by `hfssl label-efficiency`).",
+        "deviation over seeds (written by `hfssl label-efficiency`). Model selection: "
+        + SELECTION[method].replace("none: ", "none; ")
+        + ".",
     ]
     baseline = any(BASELINE in entries for entries in by_fraction.values())
     if baseline:

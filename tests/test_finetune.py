@@ -249,3 +249,44 @@ def test_few_label_settings_out_of_range_are_one_line(capsys, tmp_path, mlm_expo
     )  # fmt: skip
     assert expected in message
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- few labels: what selects the checkpoint
+
+
+@pytest.mark.parametrize("mode", ["fraction", "none", "full"])
+def test_few_label_validation_draws_the_same_fraction_by_default(mode):
+    from hfssl.config import LabelledDataArgs
+    from hfssl.data.labelled import load_labelled
+
+    whole = load_labelled(LabelledDataArgs(synthetic_examples=400), seed=0)
+    few = load_labelled(LabelledDataArgs(synthetic_examples=400, label_fraction=0.25, few_label_validation=mode))
+    assert few.full_validation == len(whole.validation) == 40
+    assert len(few.train) < len(whole.train) / 3
+    if mode == "fraction":
+        assert 8 <= len(few.validation) <= 14  # about a quarter of 40, at least one per topic seen there
+        assert set(few.validation["text"]) <= set(whole.validation["text"])
+    else:
+        assert len(few.validation) == 40
+
+
+@pytest.mark.parametrize("mode", ["fraction", "none"])
+def test_few_label_runs_select_on_few_labels_or_none(mlm_export, tmp_path, mode):
+    from conftest import finetune_tiny
+
+    out = finetune_tiny(
+        mlm_export, tmp_path / "run", "text/classify-tiny",
+        **FAST, **{"data.label_fraction": "0.25", "data.few_label_validation": mode},
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    last = max(out.glob("checkpoint-*"), key=lambda path: int(path.name.rpartition("-")[2]))
+    state = json.loads((last / "trainer_state.json").read_text())
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    if mode == "none":
+        assert metrics["selection"].startswith("none: the last step") and not evaluations
+        assert state["best_model_checkpoint"] is None
+    else:
+        assert "of its 40 examples: the training labels' fraction" in metrics["selection"]
+        assert len(evaluations) == 2 and state["best_model_checkpoint"] is not None  # one per epoch, then the best
+    card = ModelCard.load(out / "final" / "README.md")
+    assert metrics["selection"] in card.text

@@ -65,6 +65,9 @@ def test_section_lands_in_the_models_card_once(sweep, mlm_export, tmp_path):
     ModelCard.load(model / "README.md")  # metadata still parses
     section = (out / "label_efficiency.md").read_text()
     assert section.strip() in card
+    # no run looked at validation labels, and the card says so
+    assert "Model selection: none; each run trains a fixed step budget" in section
+    assert json.loads((out / "results.json").read_text())["selection"].startswith("none: ")
 
 
 def test_bad_fraction_is_one_line(capsys, mlm_export, tmp_path):

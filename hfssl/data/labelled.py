@@ -26,17 +26,20 @@ _TEXT_FILES = {".json", ".jsonl", ".csv"}
 
 @dataclass
 class LabelledSplits:
-    """The three splits (test may be None), each with columns text[, text_pair], label (a ClassLabel)."""
+    """The three splits (test may be None), each with columns text[, text_pair], label (a ClassLabel);
+    `full_validation` is the validation split's size before a few-label subsample."""
 
     train: datasets.Dataset
     validation: datasets.Dataset
     test: datasets.Dataset | None
     label_names: list[str]
     source: str
+    full_validation: int = 0
 
 
 def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
-    """Load, check and split the labelled data named by `data`, then keep `data.label_fraction` of train.
+    """Load, check and split the labelled data named by `data`, then keep `data.label_fraction` of train (and of
+    validation, unless `data.few_label_validation` says otherwise).
 
     Raises:
         UsageError: a missing or unreadable source, a missing column, an empty split, a single class, or a label in
@@ -58,8 +61,13 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
             test_size=data.validation_fraction or 0.1, seed=seed, stratify_by_column=_stratify(splits["train"])
         )
         splits["train"], splits["validation"] = held["train"], held["test"]
+    full_validation = len(splits["validation"])
     if data.label_fraction < 1.0:
         splits["train"] = subsample(splits["train"], data.label_fraction, seed)
+        if data.few_label_validation == "fraction":
+            # as many validation labels, relative to the split, as training labels: selecting a checkpoint on the
+            # whole split would use more labels than the run claims to have
+            splits["validation"] = subsample(splits["validation"], data.label_fraction, seed)
     for split in ("train", "validation"):
         if len(splits[split]) == 0:
             raise UsageError(f"data.{split}: the {split} split is empty")
@@ -69,6 +77,7 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
         splits.get("test"),
         names,
         "synthetic" if data.train == "synthetic" else data.train,
+        full_validation,
     )
 
 
