@@ -175,6 +175,12 @@ class TrainArgs:
         0, "DataLoader workers; a streamed corpus resumes exactly with any number, a loaded one only with 0"
     )
     compile: bool = arg(False, "torch.compile the model")
+    report_to: list[str] = arg(
+        ["tensorboard"],
+        "experiment trackers Accelerate drives: tensorboard (in <output_dir>/logs), wandb, trackio, mlflow, comet_ml, "
+        "aim, clearml, dvclive, swanlab, all (every one installed), or none; each tracker's own settings (project, "
+        "offline mode, server) come from its environment variables",
+    )
 
     def __post_init__(self):
         _check(self.max_steps is None or self.max_steps > 0, "train.max_steps", "must be positive")
@@ -619,7 +625,7 @@ def _training_section() -> type:
         "warmup_steps": 0.1,
         "per_device_train_batch_size": 32,
         "per_device_eval_batch_size": 64,
-        "report_to": "none",
+        "report_to": "tensorboard",  # in <output_dir>/runs; any tracker the Trainer drives, or none
         "seed": 0,
         # the model card reports how much data the classifier saw (text tokens, audio samples)
         "include_num_input_tokens_seen": "non_padding",

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from hfssl.checkpoint import load_weights
 from hfssl.config import TrainArgs
 from hfssl.errors import UsageError
+from hfssl.trackers import pretraining_trackers
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +68,16 @@ def single_process_warning(num_processes: int, launched: int) -> str | None:
     return None
 
 
-def make_accelerator(t: TrainArgs, run_dir: Path) -> Accelerator:
-    """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs."""
+def make_accelerator(t: TrainArgs, run_dir: Path, track: bool = True) -> Accelerator:
+    """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs; with `track`, it
+    logs to the trackers of `train.report_to`."""
+    trackers = pretraining_trackers(t.report_to) if track else []
     launched = launched_processes()
     accelerator = Accelerator(
         cpu=on_cpus(launched),
         gradient_accumulation_steps=t.grad_accum,
         mixed_precision=resolve_mixed_precision(t.mixed_precision),
-        log_with="tensorboard",
+        log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         # Shuffles with seed + epoch, so a resumed run sees the same order, and every process the same permutation
         # (each takes its share of it), whatever the global seed is when the loader is prepared.

@@ -39,6 +39,7 @@ from hfssl.io import atomic_dir, check_local, check_output_dir, write_json
 from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
 from hfssl.models.speech import samples_per_frame, uses_filterbanks
 from hfssl.models.text import usable_positions
+from hfssl.trackers import finetuning_trackers, finish_finetuning_trackers
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
     """The recipe's `training:` block (plus `changes`) as `TrainingArguments`, its complaints as UsageError."""
     values = dataclasses.asdict(cfg.training) | changes
+    values["report_to"] = finetuning_trackers(values.get("report_to")) or "none"
     if values["learning_rate"] <= 0:
         raise UsageError(f"training.learning_rate: must be positive, got {values['learning_rate']}")
     metric = values.get("metric_for_best_model")
@@ -273,6 +275,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     }
     if "test" in encoded:
         metrics["test"] = _strip(trainer.predict(encoded["test"], metric_key_prefix="test").metrics)
+    finish_finetuning_trackers(args.report_to)
     metrics["wall_time_s"] = time.time() - start
     metrics["device"] = str(args.device)
     metrics["num_processes"] = args.world_size

@@ -101,6 +101,7 @@ def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[di
                         "logging_strategy": "no",
                         "load_best_model_at_end": False,
                         "disable_tqdm": True,
+                        "report_to": "none",  # dozens of short runs in a folder the sweep deletes
                     }
                     metrics = finetune(run_cfg, export=False, changes=changes)
                     scores = metrics.get(evaluation) or metrics["validation"]

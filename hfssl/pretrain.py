@@ -119,7 +119,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     t = cfg.train
     if cfg.data.streaming and t.max_steps is None:  # before the setup writes a tokenizer or targets
         raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
-    accelerator = make_accelerator(t, run_dir)
+    accelerator = make_accelerator(t, run_dir, track=not scratch)  # a dry run reports to no tracker
     if accelerator.is_main_process and not scratch:
         remove_partial(run_dir)  # a run killed while checkpointing leaves step-N.tmp, which is no checkpoint
     work_dir = run_dir
@@ -250,7 +250,9 @@ def begin(run: Run) -> None:
             run.setup.model.config.save_pretrained(tmp)
     tracker_config = {f"{s}.{k}": v for s, sec in to_dict(cfg).items() for k, v in sec.items()}
     accelerator.init_trackers(
-        "pretrain", config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))}
+        "pretrain",  # tensorboard's folder under logs/
+        config={k: v for k, v in tracker_config.items() if isinstance(v, (int, float, str, bool))},
+        init_kwargs={"wandb": {"name": run.run_dir.name}, "mlflow": {"run_name": run.run_dir.name}},
     )
     if not run.resumed:
         run_evaluation(run)
