@@ -160,6 +160,11 @@ def run_finetune(args: argparse.Namespace) -> None:
     from hfssl.finetune import finetune, summary
     from hfssl.hub import check_can_push, push_final
 
+    if cfg.hub.push_checkpoints:
+        raise UsageError(
+            "hub.push_checkpoints: pretraining only; for fine-tuning checkpoints use the Trainer's own "
+            "(--training.push_to_hub true --training.hub_strategy all_checkpoints)"
+        )
     check_can_push(cfg.hub)
     metrics = finetune(cfg)
     final = Path(cfg.training.output_dir) / "final"

@@ -219,9 +219,20 @@ class HubArgs:
     private: bool = arg(False, "create the repository private (an existing one keeps its visibility)")
     revision: str | None = arg(None, "branch to commit to, created from main if missing (empty: main)")
     commit_message: str | None = arg(None, "commit summary (empty: 'Upload <model> with hfssl')")
+    push_checkpoints: bool = arg(
+        False,
+        "pretraining: push the export of every saved checkpoint (train.save_every) to branch step-N of repo_id, in "
+        "the background while training goes on, so from_pretrained(repo_id, revision='step-N') loads it; the final "
+        "card lists the branches",
+    )
 
     def __post_init__(self):
         _check(not self.push_to_hub or bool(self.repo_id), "hub.repo_id", "must be set when hub.push_to_hub is true")
+        _check(
+            not self.push_checkpoints or bool(self.repo_id),
+            "hub.repo_id",
+            "must be set when hub.push_checkpoints is true",
+        )
         if self.repo_id:
             from huggingface_hub.errors import HFValidationError
             from huggingface_hub.utils import validate_repo_id

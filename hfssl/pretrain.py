@@ -32,6 +32,7 @@ from hfssl.checkpoint import (
 from hfssl.config import dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
 from hfssl.errors import TrainingStopped, UsageError, first_line
+from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
 from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
 
@@ -90,6 +91,8 @@ class Run:
     window: Window
     batches: Iterator[dict] | None = None
     progress: Any = None
+    pusher: CheckpointPusher | None = None
+    """The main process's background pusher of checkpoint exports (`hub.push_checkpoints`)."""
 
     @property
     def wall_time(self) -> float:
@@ -185,6 +188,8 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
         window=Window(units=torch.zeros_like(units)),
     )
     run.batches = batches(run)
+    if cfg.hub.push_checkpoints and not scratch and accelerator.is_main_process:
+        run.pusher = CheckpointPusher(cfg.hub)
     objective.train()
     return run
 
@@ -356,6 +361,23 @@ def save(run: Run) -> None:
     if run.setup.streaming:
         state["streams"] = gather_object([run.train_loader.state_dict()])
     save_checkpoint(accelerator, run.run_dir, state, run.cfg.train.keep_last)
+    if run.cfg.hub.push_checkpoints:
+        push_checkpoint(run)
+
+
+def push_checkpoint(run: Run) -> None:
+    """Export the model as it stands at this checkpoint and hand the export to the background pusher: the export is
+    written here (a few seconds at most), the upload happens while training goes on."""
+    whole = run.whole_weights()
+    if run.pusher is None:
+        return
+    state = run.state
+    metrics = {"steps": state["step"], run.seen_key: state[run.seen_key]}
+    if state["evals"]:
+        metrics |= {f"eval_{k}": v for k, v in state["evals"][-1].items() if k != "step"}
+    folder = Path(mkdtemp(prefix=f"hfssl-checkpoint-{state['step']}-"))
+    run.module.export(run.cfg, whole, run.work_dir, folder / "export", metrics)
+    run.pusher.submit(folder / "export", state["step"], cleanup=folder)
 
 
 def chores(run: Run) -> list[tuple[int, Callable[[Run], None]]]:
@@ -392,7 +414,12 @@ def finish(run: Run) -> dict:
     }
     whole = run.whole_weights()
     if accelerator.is_main_process:
-        run.module.export(run.cfg, whole, run.work_dir, run.run_dir / "final", metrics)
+        final = run.run_dir / "final"
+        run.module.export(run.cfg, whole, run.work_dir, final, metrics)
+        if run.pusher is not None:
+            run.pusher.close()  # every checkpoint's upload done before the final export is pushed or the run ends
+            metrics["hub_revisions"] = list_checkpoint_revisions(run.cfg.hub, run.pusher.pushed)
+            add_revisions_to_card(final, run.cfg.hub.repo_id, metrics["hub_revisions"])
         write_json(run.run_dir / "metrics.json", metrics)
     # Last: ending the run also ends the process group, which the barrier before it still needs.
     accelerator.wait_for_everyone()

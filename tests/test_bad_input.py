@@ -161,6 +161,8 @@ CASES = [
     ("finetune-tracker", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
                                        *DOWNSTREAM, "--training.report_to", "neptune", "--training.output_dir",
                                        t / "ft"], "training.report_to: neptune is not installed"),
+    ("finetune-push-checkpoints", lambda t, m: ["finetune", "text/classify-tiny", "--hub.push_checkpoints", "true",
+                                                "--hub.repo_id", "someone/x"], "hub.push_checkpoints: pretraining"),
     ("finetune-fraction", lambda t, m: ["finetune", "text/classify-tiny", "--data.label_fraction", "0"],
      "data.label_fraction"),
     ("finetune-max-length", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,

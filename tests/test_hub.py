@@ -1,13 +1,16 @@
 """`hfssl push` against a local stand-in for the Hub: what arrives, what stays home, and that the token never leaks."""
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -15,10 +18,12 @@ TOKEN = "hf_hfsslTestTokenThatMustNotLeak"
 
 
 class FakeHub(BaseHTTPRequestHandler):
-    """The endpoints HfApi.create_repo, create_branch and upload_folder call, recording what they receive."""
+    """The endpoints HfApi.create_repo, create_branch, upload_folder and list_repo_refs call, recording what they
+    receive; and file downloads by revision, as `from_pretrained(repo, revision=...)` makes them."""
 
     calls: list = []
-    files: dict = {}
+    files: dict = {}  # every file committed, whatever the branch
+    revisions: dict = {}  # branch -> {path: content}, as committed to that branch
 
     def log_message(self, *args):  # keep the test output clean
         pass
@@ -33,7 +38,38 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": b""})
-        self._reply({}, status=404)
+        if self.path.startswith("/api/models/") and self.path.split("?")[0].endswith("/refs"):
+            branches = [
+                {"name": name, "ref": f"refs/heads/{name}", "targetCommit": commit(name)} for name in self.revisions
+            ]
+            self._reply({"branches": branches, "tags": [], "converts": []})
+        elif "/resolve/" in self.path:
+            self._serve_file(body=True)
+        else:
+            self._reply({}, status=404)
+
+    def do_HEAD(self):
+        self._serve_file(body=False)
+
+    def _serve_file(self, body: bool):
+        """/{owner}/{name}/resolve/{revision}/{path}: the file as last committed to that branch."""
+        _, _, rest = self.path.split("?")[0].partition("/resolve/")
+        revision, _, name = unquote(rest).partition("/")
+        if revision not in self.revisions or name not in self.revisions[revision]:
+            code = "RevisionNotFound" if revision not in self.revisions else "EntryNotFound"
+            self.send_response(404)
+            self.send_header("X-Error-Code", code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        content = self.revisions[revision][name]
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", commit(revision))
+        self.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        if body:
+            self.wfile.write(content)
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -47,22 +83,32 @@ class FakeHub(BaseHTTPRequestHandler):
             files = json.loads(body)["files"]
             self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
         elif "/commit/" in self.path:
+            revision = unquote(self.path.split("?")[0].rpartition("/commit/")[2])
             for line in body.decode().splitlines():
                 item = json.loads(line)
                 if item["key"] == "file":
-                    self.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    content = base64.b64decode(item["value"]["content"])
+                    self.files[item["value"]["path"]] = content
+                    self.revisions.setdefault(revision, {})[item["value"]["path"]] = content
             self._reply({"commitUrl": f"{host}/someone/model/commit/abc123", "commitOid": "abc123"})
         elif self.path == "/api/validate-yaml":  # upload_folder has the Hub check a README's metadata first
             self._reply({"errors": [], "warnings": []})
         elif "/branch/" in self.path:
+            branch = unquote(self.path.split("?")[0].rpartition("/branch/")[2])
+            self.revisions.setdefault(branch, dict(self.revisions.get("main", {})))  # from main, as the Hub does
             self._reply({})
         else:
             self._reply({"error": f"unexpected {self.path}"}, status=404)
 
 
+def commit(revision: str) -> str:
+    """A stand-in commit hash for a branch's head."""
+    return hashlib.sha1(revision.encode()).hexdigest()
+
+
 @pytest.fixture
 def hub():
-    FakeHub.calls, FakeHub.files = [], {}
+    FakeHub.calls, FakeHub.files, FakeHub.revisions = [], {}, {}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -210,3 +256,51 @@ def test_a_push_that_cannot_happen_stops_the_run_before_training(hub, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith("hfssl: error: ") and expected in lines[0], done.stderr
     assert not run.exists()
     assert not [c for c in FakeHub.calls if c["body"]]
+
+
+# --------------------------------------------------------------------------- checkpoints as revisions
+
+LOAD_BY_REVISION = """
+import sys
+import tempfile
+import torch
+from transformers import AutoModelForMaskedLM
+
+repo, local_early, local_late = sys.argv[1:]
+early = AutoModelForMaskedLM.from_pretrained(repo, revision="step-2").state_dict()
+late = AutoModelForMaskedLM.from_pretrained(repo, revision="step-4").state_dict()
+assert "hfssl" not in sys.modules
+for name, loaded in (("step-2", early), ("step-4", late)):
+    local = AutoModelForMaskedLM.from_pretrained(local_early if name == "step-2" else local_late).state_dict()
+    assert loaded.keys() == local.keys() and all(torch.equal(loaded[k], local[k]) for k in local), name
+assert not all(torch.equal(early[k], late[k]) for k in early)
+print("loaded by revision")
+"""
+
+
+def test_checkpoints_are_pushed_as_revisions_that_load_by_name(hub, tmp_path):
+    run = tmp_path / "run"
+    done = hfssl(hub, tmp_path, "pretrain", "text/mlm-tiny", *TINY_RUN, "--train.save_every", "2",
+                 "--train.output_dir", run, "--hub.push_checkpoints", "true", "--hub.push_to_hub", "true",
+                 "--hub.repo_id", "someone/mlm")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {"step-2", "step-4", "main"} <= set(FakeHub.revisions)
+    for branch in ("step-2", "step-4"):
+        assert {"config.json", "model.safetensors", "README.md"} <= set(FakeHub.revisions[branch])
+    assert json.loads((run / "metrics.json").read_text())["hub_revisions"] == ["step-2", "step-4"]
+    card = (run / "final" / "README.md").read_text()
+    assert "## Intermediate checkpoints" in card and "`step-2`, `step-4`" in card
+    assert FakeHub.revisions["main"]["README.md"].decode() == card  # the final push carries the listing
+    assert not list(Path(tempfile.gettempdir()).glob("hfssl-checkpoint-*"))  # the exports were cleaned up
+
+    # what loads by revision is what `hfssl export` makes of that checkpoint
+    for step in (2, 4):
+        exported = hfssl(hub, tmp_path, "export", run / "checkpoints" / f"step-{step:07d}", tmp_path / f"e{step}")
+        assert exported.returncode == 0, exported.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    env.update(HF_ENDPOINT=hub, HF_HOME=str(tmp_path / "hf-home-2"))
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_BY_REVISION, "someone/mlm", tmp_path / "e2", tmp_path / "e4"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert loaded.returncode == 0 and "loaded by revision" in loaded.stdout, loaded.stderr[-3000:]
