@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hfssl import config as config_lib
 from hfssl.config import (
+    EvaluateConfig,
     FinetuneConfig,
     LabelEfficiencyConfig,
     PretrainConfig,
@@ -226,6 +227,20 @@ def run_label_efficiency(args: argparse.Namespace) -> None:
     print(f"table, plot and card section in {cfg.sweep.output_dir}")
 
 
+def run_evaluate(args: argparse.Namespace) -> None:
+    given = overrides(args, EvaluateConfig)
+    cfg = config_lib.load(EvaluateConfig, args.recipe, given)
+    from hfssl.suites import run_suite
+
+    # the data settings the recipe or the command line gives apply to every task, over the task's own
+    recipe = config_lib.read_recipe(args.recipe) if args.recipe is not None else {}
+    keys = set(recipe.get("data") or {}) | {k.removeprefix("data.") for k in given if k.startswith("data.")}
+    result = run_suite(cfg, {key: getattr(cfg.data, key) for key in keys})
+    for entry in result["summary"]:
+        print(f"{entry['row']:>14}  {entry['metric']} {entry['mean']:.4f} ± {entry['std']:.4f}")
+    print(f"{'average':>14}  {result['average']:.4f}; table in {cfg.suite.output_dir}")
+
+
 def run_push(args: argparse.Namespace) -> None:
     from hfssl.hub import push
 
@@ -247,6 +262,7 @@ COMMANDS = {
     "finetune": run_finetune,
     "probe": run_probe,
     "label-efficiency": run_label_efficiency,
+    "evaluate": run_evaluate,
     "export": run_export,
     "push": run_push,
 }
@@ -312,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
             "label-efficiency",
             LabelEfficiencyConfig,
             "pretrained vs from scratch at several label fractions: table, plot, model-card section",
+        ),
+        (
+            "evaluate",
+            EvaluateConfig,
+            "run a suite of tasks (embedded, keywords, glue, or your own) on one export: table, card entries",
         ),
     ):
         p = commands.add_parser(name, help=text)

@@ -4,12 +4,15 @@ metadata, training and compute rows, number formats, and which sources name Hub 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import torch
 from huggingface_hub import ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+
+from hfssl.io import write_text
 
 TEMPLATES = Path(__file__).parent / "model_cards"
 
@@ -115,3 +118,17 @@ def count(n: float) -> str:
 def fmt(value) -> str:
     """A metric for a card's table ("n/a" where it was not measured)."""
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def put_card_section(card: Path, text: str, start: str, end: str, section: str) -> None:
+    """Write `text` (a model card) to `card` with `section` (which begins with `start` and ends with `end`) in it:
+    in place of an earlier one, else before the Limitations section, else at the end."""
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        marker = "\n## Limitations"
+        text = (
+            text.replace(marker, "\n" + section + marker, 1) if marker in text else text.rstrip("\n") + "\n\n" + section
+        )
+    write_text(card, text)

@@ -559,7 +559,11 @@ class LabelledDataArgs:
     text_column: str = arg("text", "column with the text (the first text of a pair)")
     text_pair_column: str | None = arg(None, "column with the second text of a pair (empty: single texts)")
     label_column: str = arg("label", "column with the labels (strings or integers)")
-    hub_config: str | None = arg(None, "Hub dataset configuration name")
+    hub_config: str | None = arg(
+        None,
+        "Hub dataset configuration name; with it, a local folder in data.train is a copy of the dataset's Hub "
+        "repository",
+    )
     hub_split: str = arg("train", "Hub split to train on")
     hub_validation_split: str | None = arg(None, "Hub split to validate on (empty: hold out validation_fraction)")
     hub_test_split: str | None = arg(None, "Hub split to test on (empty: hold out test_fraction)")
@@ -580,6 +584,12 @@ class LabelledDataArgs:
     max_seconds: float = arg(10.0, "audio: seconds per example; longer clips are cut to their start")
     synthetic_examples: int = arg(
         3000, "examples in the embedded task (before the splits): topics for text, spoken keywords for audio"
+    )
+    synthetic_task: Literal["topics", "same_topic", "word_order"] = arg(
+        "topics",
+        "text: which embedded task; topics (a document's topic, 8 classes), same_topic (whether two passages share "
+        "a topic, a pair task), word_order (whether a sentence is as written or has two neighbouring words swapped, "
+        "an acceptability task)",
     )
     cache_dir: str | None = arg(None, "where datasets caches loaded data (empty: the datasets default)")
 
@@ -736,6 +746,40 @@ class LabelEfficiencyConfig:
     probe: ProbeArgs = field(default_factory=ProbeArgs)
     sweep: SweepArgs = field(default_factory=SweepArgs)
     export: ExportArgs = field(default_factory=ExportArgs)
+
+
+@dataclass
+class SuiteArgs:
+    name: str = arg(
+        "embedded",
+        "the suite: embedded (hfssl's generated text tasks, no downloads), keywords (speech: the embedded keyword "
+        "task, probed SUPERB-style and fine-tuned), glue (nyu-mll/glue), or a YAML file that lists tasks",
+    )
+    tasks: list[str] = arg([], "run only these of the suite's tasks (empty: all)")
+    seeds: list[int] = arg([0, 1, 2], "seeds per task (initialisation, data order; the probe's start)")
+    data_dir: str | None = arg(
+        None,
+        "a local copy of the Hub dataset the suite's tasks name (hf download nyu-mll/glue --repo-type dataset "
+        "--local-dir DIR), read instead of the Hub",
+    )
+    output_dir: str = arg("runs/evaluate", "where results.json, results.csv and the table (results.md) are written")
+    update_card: bool = arg(True, "add the table to the model's card, and its scores as model-index entries")
+
+    def __post_init__(self):
+        _check(bool(self.seeds), "suite.seeds", "needs at least one seed")
+
+
+@dataclass
+class EvaluateConfig:
+    """`hfssl evaluate`: one export, one set of hyperparameters, every task of a suite, several seeds. The data
+    section's settings (those a recipe or the command line sets) apply to every task, over the task's own."""
+
+    model: ClassifierModelArgs = field(default_factory=ClassifierModelArgs)
+    data: LabelledDataArgs = field(default_factory=LabelledDataArgs)
+    finetune: FinetuneArgs = field(default_factory=FinetuneArgs)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    probe: ProbeArgs = field(default_factory=ProbeArgs)
+    suite: SuiteArgs = field(default_factory=SuiteArgs)
 
 
 @dataclass

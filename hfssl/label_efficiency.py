@@ -14,7 +14,6 @@ import dataclasses
 import io
 import logging
 import math
-import re
 import shutil
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from hfssl.cards import put_card_section
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
 from hfssl.finetune import finetune, load_backbone, load_processor
@@ -288,16 +288,8 @@ def card_section(summary: list[dict], method: str, split: str, image: str) -> st
 def add_to_card(model_dir: Path, section: str, image: Path) -> None:
     """Put `section` into the model's README.md (replacing an earlier one) and copy the plot next to it."""
     card = model_dir / "README.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        marker = "\n## Limitations"
-        text = (
-            text.replace(marker, "\n" + section + marker, 1) if marker in text else text.rstrip("\n") + "\n\n" + section
-        )
     tmp = model_dir / (image.name + ".tmp")
     shutil.copyfile(image, tmp)
     tmp.replace(model_dir / image.name)
-    write_text(card, text)
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    put_card_section(card, text, SECTION_START, SECTION_END, section)

@@ -191,6 +191,13 @@ CASES = [
      "sweep.fractions[0]"),
     ("sweep-seeds", lambda t, m: ["label-efficiency", "text/label-efficiency-tiny", "--sweep.seeds", "[]"],
      "sweep.seeds"),
+    # evaluate
+    ("evaluate-suite", lambda t, m: ["evaluate", "text/evaluate-tiny", "--model.name_or_path", m.text_export,
+                                     "--suite.name", "superglue", "--suite.output_dir", t / "ev"],
+     "'superglue' is not a suite"),
+    ("evaluate-seeds", lambda t, m: ["evaluate", "text/evaluate-tiny", "--suite.seeds", "[]"], "suite.seeds"),
+    ("evaluate-model-path", lambda t, m: ["evaluate", "text/evaluate-tiny", "--model.name_or_path", "./no/model",
+                                          "--suite.output_dir", t / "ev"], "no such directory"),
     # push
     ("push-no-folder", lambda t, m: ["push", t / "none", "--repo-id", "someone/model"], "none"),
     ("push-bad-repo", lambda t, m: ["push", m.text_export, "--repo-id", "a/b/c"], "a/b/c"),
@@ -228,13 +235,16 @@ def models(mlm_export):
 SUBCOMMANDS = {
     "text": "pretrain", "clm": "pretrain", "speech": "pretrain", "targets": "hubert-targets", "tokenizer": "tokenizer",
     "export": "export", "finetune": "finetune", "probe": "probe", "sweep": "label-efficiency", "push": "push",
+    "evaluate": "evaluate",
 }  # fmt: skip
 
 
 def test_the_matrix_covers_every_subcommand():
     assert len(CASES) >= 60 and len({case for case, _, _ in CASES}) == len(CASES)
+    from hfssl.__main__ import COMMANDS
+
     covered = {SUBCOMMANDS[case.split("-")[0]] for case, _, _ in CASES}
-    assert covered == set(SUBCOMMANDS.values())
+    assert covered == set(SUBCOMMANDS.values()) == {name.split()[0] for name in COMMANDS}
 
 
 @pytest.mark.parametrize("case, build, expected", CASES, ids=[case for case, _, _ in CASES])

@@ -8,6 +8,7 @@ import pytest
 from hfssl import config as config_lib
 from hfssl.__main__ import build_parser
 from hfssl.config import (
+    EvaluateConfig,
     FinetuneConfig,
     LabelEfficiencyConfig,
     PretrainConfig,
@@ -17,9 +18,11 @@ from hfssl.config import (
 )
 from hfssl.errors import UsageError
 from hfssl.objectives import pretrain_schema
+from hfssl.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "suites")
+SUITES = sorted((ROOT / "recipes" / "suites").glob("*.yaml"))
 
 
 def test_recipes_found():
@@ -36,11 +39,20 @@ def test_every_recipe_validates(recipe):
         "finetune": FinetuneConfig,
         "probe": ProbeConfig,
         "label-efficiency": LabelEfficiencyConfig,
+        "evaluate": EvaluateConfig,
     }[command]
     cfg = config_lib.load(schema, recipe)
     assert isinstance(cfg, schema)
     if "/speech/" in str(recipe) and command == "pretrain":
         assert schema is SpeechPretrainConfig
+    if command == "evaluate":
+        assert load_suite(cfg.suite.name)
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
+def test_every_shipped_suite_loads_by_name_and_by_path(suite):
+    by_name, by_path = load_suite(suite.stem), load_suite(str(suite))
+    assert by_name == by_path and len({task.name for task in by_name}) == len(by_name)
 
 
 def test_yaml_values_and_overrides(tmp_path):

@@ -44,6 +44,7 @@ SHORTER = {
     "torchrun --standalone --nproc_per_node 2 -m hfssl pretrain": SHORT,
     "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1"],
     "hfssl probe": DOWNSTREAM,
+    "hfssl evaluate": [*DOWNSTREAM, "--training.num_train_epochs", "1", "--suite.seeds", "[0]"],
     "hfssl label-efficiency": [*DOWNSTREAM, "--sweep.seeds", "[0]", "--sweep.min_steps", "4",
                                "--training.num_train_epochs", "1"],
 }  # fmt: skip

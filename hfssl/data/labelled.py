@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import random
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -115,11 +118,60 @@ def _synthetic(data: LabelledDataArgs) -> dict[str, datasets.Dataset]:
 
             splits[split] = synthetic_keywords(size, SYNTHETIC_SEED + offset).select_columns(["audio", "label"])
             continue
-        documents = synthetic_documents(size, SYNTHETIC_SEED + offset)
-        splits[split] = datasets.Dataset.from_dict(
-            {"text": [d["text"] for d in documents], "label": [d["topic"] for d in documents]}
-        )
+        splits[split] = _SYNTHETIC_TEXT[data.synthetic_task](size, SYNTHETIC_SEED + offset)
     return splits
+
+
+def _topics(size: int, seed: int) -> datasets.Dataset:
+    documents = synthetic_documents(size, seed)
+    return datasets.Dataset.from_dict(
+        {"text": [d["text"] for d in documents], "label": [d["topic"] for d in documents]}
+    )
+
+
+def _passage(text: str, sentences: int = 2) -> str:
+    return " ".join(re.split(r"(?<=[.!?]) ", text)[:sentences])
+
+
+def _same_topic(size: int, seed: int) -> datasets.Dataset:
+    """Pairs of two-sentence passages from different documents, half of them about the same topic."""
+    rng = random.Random(seed)
+    documents = synthetic_documents(3 * size, seed)
+    by_topic: dict[str, list[str]] = {}
+    for d in documents:
+        by_topic.setdefault(d["topic"], []).append(_passage(d["text"]))
+    rows = {"text": [], "text_pair": [], "label": []}
+    for d in documents[:size]:
+        same = rng.random() < 0.5
+        topic = d["topic"] if same else rng.choice([t for t in by_topic if t != d["topic"]])
+        rows["text"].append(_passage(d["text"]))
+        rows["text_pair"].append(rng.choice([p for p in by_topic[topic] if p != rows["text"][-1]] or by_topic[topic]))
+        rows["label"].append("same" if same else "different")
+    return datasets.Dataset.from_dict(rows)
+
+
+def _word_order(size: int, seed: int) -> datasets.Dataset:
+    """Single sentences, about half as generated and half with two neighbouring (different) words after the first
+    swapped."""
+    rng = random.Random(seed)
+    sentences = [s for d in synthetic_documents(size, seed) for s in re.split(r"(?<=[.!?]) ", d["text"])]
+    rows = {"text": [], "label": []}
+    for sentence in rng.sample(sentences, min(size, len(sentences))):
+        words = sentence.rstrip(".!?").split()
+        # not the first word: a capital in mid-sentence would give the swap away
+        spots = [i for i in range(1, len(words) - 1) if words[i].lower() != words[i + 1].lower()]
+        if rng.random() < 0.5 and spots:
+            i = rng.choice(spots)
+            words[i], words[i + 1] = words[i + 1], words[i]
+            rows["text"].append(" ".join(words) + sentence[-1])
+            rows["label"].append("unacceptable")
+        else:
+            rows["text"].append(sentence)
+            rows["label"].append("acceptable")
+    return datasets.Dataset.from_dict(rows)
+
+
+_SYNTHETIC_TEXT = {"topics": _topics, "same_topic": _same_topic, "word_order": _word_order}
 
 
 def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Dataset]:
@@ -130,7 +182,7 @@ def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Datas
     ):
         if source:
             splits[split] = _load(source, f"data.{split}", data, hub_split or split)
-        elif hub_split and _local_files(data.train, "data.train") is None:
+        elif hub_split and (_dataset_repo(data.train, data) or _local_files(data.train, "data.train") is None):
             splits[split] = _load(data.train, f"data.hub_{split}_split", data, hub_split)
     if "test" not in splits and data.test_fraction > 0:
         train = _encode_labels(splits["train"], _label_names(splits["train"], data), "train", data)
@@ -141,10 +193,16 @@ def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Datas
     return splits
 
 
+def _dataset_repo(source: str, data: LabelledDataArgs) -> bool:
+    """Whether `source` is a local copy of a Hub dataset repository (`hf download NAME --repo-type dataset
+    --local-dir DIR`), loaded by configuration and split as the Hub name would be: a folder, with data.hub_config."""
+    return data.hub_config is not None and Path(os.path.expanduser(source)).is_dir()
+
+
 def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
     if data.task == "audio":
         return _load_audio(source, key, data, hub_split)
-    local = _local_files(source, key)
+    local = None if _dataset_repo(source, data) else _local_files(source, key)
     try:
         if local is None:
             dataset = datasets.load_dataset(
@@ -224,6 +282,12 @@ def _label_names(train: datasets.Dataset, data: LabelledDataArgs) -> list[str]:
             )
         return names
     values = [v for v in set(train["label"]) if v is not None]
+    scores = [v for v in values if isinstance(v, float) and not v.is_integer()]
+    if scores:
+        raise UsageError(
+            f"data.train: column {data.label_column!r} of {data.train} holds real-valued scores (such as "
+            f"{scores[0]:g}), not classes; hfssl fine-tunes and probes classifiers"
+        )
     if len(values) < 2:
         raise UsageError(
             f"data.train: column {data.label_column!r} of {data.train} has a single class "

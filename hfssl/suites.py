@@ -1,0 +1,345 @@
+"""`hfssl evaluate`: a suite of downstream tasks run on one export with one set of hyperparameters and several seeds,
+reported as the field reports them (mean ± standard deviation per task, the suite's average).
+
+A suite is a YAML list of tasks. Each task names its labelled data in the form of a fine-tuning recipe's `data:`
+section, how the export is evaluated on it (`method: finetune`, or `probe`: frozen features, a learned mix of layers
+and a linear classifier, as SUPERB does), the metric its row reports, and optionally which splits are reported under
+which row names (MNLI reports matched and mismatched from one run). Shipped suites live in `recipes/suites/`.
+
+Nothing looks at an evaluated split before it is scored: fine-tuning trains the recipe's epochs and is scored at its
+last step (no early stopping or best-checkpoint choice on a split that is then reported), and the probe's penalty is
+fixed. GLUE's test labels are hidden, so its rows are validation scores, as GLUE papers report them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from hfssl import config as config_lib
+from hfssl.cards import put_card_section
+from hfssl.config import EvaluateConfig, ExportArgs, FinetuneConfig, HubArgs, LabelledDataArgs
+from hfssl.data.labelled import load_labelled
+from hfssl.errors import UsageError
+from hfssl.io import check_local, write_json, write_text
+from hfssl.metrics import METRIC_NAMES
+
+logger = logging.getLogger(__name__)
+
+SUITES = Path(__file__).parent / "recipes" / "suites"
+SECTION_START, SECTION_END = "<!-- hfssl:evaluate -->", "<!-- /hfssl:evaluate -->"
+_SPLITS = ("validation", "test")
+
+
+@dataclass
+class Task:
+    name: str
+    data: LabelledDataArgs
+    method: str = "finetune"
+    metric: str = "accuracy"
+    scores: dict[str, str] = field(default_factory=dict)
+    """row name -> split scored under it; empty: one row, the task's name, on test (validation without one)."""
+    dataset: str | None = None
+    """what the card's model-index calls the data (the Hub id the task names; empty: its data.train)."""
+
+    def rows(self, has_test: bool) -> dict[str, str]:
+        return self.scores or {self.name: "test" if has_test else "validation"}
+
+
+def suite_file(name: str) -> Path:
+    """A shipped suite's file, or the YAML file a user names."""
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"suite.name: {name}: no such suite file")
+        return path
+    shipped = SUITES / f"{name}.yaml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(p.stem for p in SUITES.glob("*.yaml")))
+        raise UsageError(f"suite.name: {name!r} is not a suite; choose from {names}, or name a YAML file of tasks")
+    return shipped
+
+
+def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = None) -> list[Task]:
+    """The suite's tasks, each task's data checked as a recipe's `data:` section would be, with `overrides`
+    (data settings for every task) applied over the task's own and `data_dir` in place of the Hub dataset."""
+    path = suite_file(name)
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if isinstance(entries, dict) and "tasks" in entries:
+        entries = entries["tasks"]
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{path}: a suite is a non-empty YAML list of tasks (name, method, metric, data)")
+    fields = config_lib.section_fields(LabelledDataArgs)
+    tasks, seen = [], set()
+    for i, entry in enumerate(entries):
+        where = f"{path}: task {i + 1}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise UsageError(f"{where}: each task is a mapping with a name")
+        where = f"{path}: task {entry['name']!r}"
+        unknown = set(entry) - {"name", "method", "metric", "data", "scores", "dataset"}
+        if unknown:
+            raise UsageError(
+                f"{where}: unknown key {sorted(unknown)[0]!r}; a task has name, method, metric, data, scores"
+            )
+        if entry["name"] in seen:
+            raise UsageError(f"{where}: a second task of that name")
+        seen.add(entry["name"])
+        method, metric = entry.get("method", "finetune"), entry.get("metric", "accuracy")
+        if method not in ("finetune", "probe"):
+            raise UsageError(f"{where}: method {method!r} is not finetune or probe")
+        if metric not in METRIC_NAMES:
+            raise UsageError(f"{where}: metric {metric!r} is not one hfssl computes ({', '.join(METRIC_NAMES)})")
+        given = dict(entry.get("data") or {})
+        dataset = entry.get("dataset") or given.get("train")
+        if data_dir is not None and given.get("hub_config") and given.get("train", "synthetic") != "synthetic":
+            given["train"] = data_dir
+        given |= overrides or {}
+        kwargs = {}
+        for key, value in given.items():
+            if key not in fields:
+                raise config_lib._unknown(f"{where}: data.{key}", list(fields))
+            kwargs[key] = config_lib.coerce(value, fields[key][0], f"{where}: data.{key}")
+        try:
+            data = LabelledDataArgs(**kwargs)
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
+        scores = entry.get("scores") or {}
+        if not isinstance(scores, dict) or any(split not in _SPLITS for split in scores.values()):
+            raise UsageError(f"{where}: scores maps row names to validation or test")
+        tasks.append(Task(entry["name"], data, method, metric, dict(scores), dataset))
+    return tasks
+
+
+def check_model_fits(cfg: EvaluateConfig, tasks: list[Task], suite: str) -> None:
+    """A text export for text tasks, a speech encoder for audio ones."""
+    from hfssl.finetune import load_config
+    from hfssl.models.speech import is_speech_encoder
+
+    check_local(cfg.model.name_or_path, "model.name_or_path", "pretrain or export a model there first")
+    config = load_config(cfg.model)
+    speech = is_speech_encoder(config)
+    for task in tasks:
+        if (task.data.task == "audio") != speech:
+            kind = "a speech encoder" if speech else "a text model"
+            raise UsageError(
+                f"suite.name: {suite}'s task {task.name!r} is {task.data.task}, and {cfg.model.name_or_path} is {kind} "
+                f"({config.model_type}); evaluate it on a {'speech' if speech else 'text'} suite"
+            )
+
+
+def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
+    """Every task x seed, then the table: results.json/.csv/.md in `suite.output_dir`, and the model's card."""
+    suite = cfg.suite
+    tasks = load_suite(suite.name, suite.data_dir, data_overrides)
+    if suite.tasks:
+        missing = [name for name in suite.tasks if name not in {t.name for t in tasks}]
+        if missing:
+            raise UsageError(
+                f"suite.tasks: {missing[0]!r} is not a task of {suite.name} ({', '.join(t.name for t in tasks)})"
+            )
+        tasks = [t for t in tasks if t.name in suite.tasks]
+    check_model_fits(cfg, tasks, suite.name)
+    out = Path(suite.output_dir)
+    rows = []
+    for task in tasks:
+        for seed in suite.seeds:
+            try:
+                rows += _run_task(cfg, task, seed)
+            except UsageError as err:
+                raise UsageError(f"task {task.name}: {err}") from None
+    summary = summarise(rows)
+    average = statistics.fmean(entry["mean"] for entry in summary)
+    result = {
+        "suite": suite.name,
+        "model": cfg.model.name_or_path,
+        "from_scratch": cfg.model.from_scratch,
+        "seeds": suite.seeds,
+        "rows": rows,
+        "summary": summary,
+        "average": average,
+        "selection": "none: fine-tuning trains its epochs and is scored at its last step; the probe's L2 is fixed",
+    }
+    table = markdown_table(summary, average)
+    write_json(out / "results.json", result)
+    write_text(out / "results.csv", _csv(rows))
+    write_text(out / "results.md", table + "\n")
+    model_dir = Path(cfg.model.name_or_path)
+    if suite.update_card and not cfg.model.from_scratch and (model_dir / "config.json").is_file():
+        add_to_card(model_dir, suite.name, summary, average, tasks, cfg)
+    return result
+
+
+def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
+    if task.method == "probe":
+        scores, has_test = _probe(cfg, task, seed)
+        by_split = {("test" if has_test else "validation"): scores}
+    else:
+        by_split = _finetune(cfg, task, seed)
+        has_test = "test" in by_split
+    rows = []
+    for row, split in task.rows(has_test).items():
+        if split not in by_split:
+            raise UsageError(f"scores: row {row} reports the {split} split, which the task's data does not have")
+        scores = by_split[split]
+        rows.append(
+            {
+                "task": task.name,
+                "row": row,
+                "method": task.method,
+                "split": split,
+                "seed": seed,
+                "metric": task.metric,
+                "value": scores[task.metric],
+                **{name: scores[name] for name in METRIC_NAMES if name in scores},
+            }
+        )
+        logger.info("%s, seed %d: %s %.4f", row, seed, task.metric, scores[task.metric])
+    return rows
+
+
+def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
+    from hfssl.finetune import finetune
+
+    with tempfile.TemporaryDirectory(prefix="hfssl-evaluate-") as scratch:
+        run_cfg = FinetuneConfig(
+            model=cfg.model,
+            data=dataclasses.replace(task.data, few_label_validation="full"),
+            finetune=cfg.finetune,
+            training=dataclasses.replace(cfg.training, output_dir=str(Path(scratch) / "run"), seed=seed),
+            export=ExportArgs(),
+            hub=HubArgs(),
+        )
+        changes = {
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "logging_strategy": "no",
+            "load_best_model_at_end": False,
+            "disable_tqdm": True,
+            "report_to": "none",
+        }
+        metrics = finetune(run_cfg, export=False, changes=changes)
+    return {split: metrics[split] for split in _SPLITS if split in metrics}
+
+
+def _probe(cfg: EvaluateConfig, task: Task, seed: int) -> tuple[dict, bool]:
+    from hfssl.finetune import load_backbone, load_processor
+    from hfssl.probe import probe
+
+    processor = load_processor(dataclasses.replace(cfg, data=task.data))
+    splits = load_labelled(dataclasses.replace(task.data, few_label_validation="full"), seed=seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backbone = load_backbone(cfg.model, scratch=cfg.model.from_scratch, seed=seed).to(device)
+    p = cfg.probe
+    scores = probe(
+        backbone, processor, splits, p.layer, p.l2, p.batch_size, task.data.max_length, device, seed=seed,
+        max_seconds=task.data.max_seconds,
+    )  # fmt: skip
+    return scores, splits.test is not None
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds per row name, in the order the rows first appear."""
+    grouped: dict[str, list[dict]] = {}
+    for r in rows:
+        grouped.setdefault(r["row"], []).append(r)
+    summary = []
+    for name, group in grouped.items():
+        values = [r["value"] for r in group]
+        summary.append(
+            {
+                "row": name,
+                "task": group[0]["task"],
+                "method": group[0]["method"],
+                "split": group[0]["split"],
+                "metric": group[0]["metric"],
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "seeds": len(values),
+            }
+        )
+    return summary
+
+
+def markdown_table(summary: list[dict], average: float) -> str:
+    lines = ["| task | method | metric | split | score |", "|---|---|---|---|---|"]
+    for e in summary:
+        lines.append(
+            f"| {e['row']} | {e['method']} | {e['metric']} | {e['split']} | {e['mean']:.3f} ± {e['std']:.3f} |"
+        )
+    lines.append(f"| **average** | | | | **{average:.3f}** |")
+    return "\n".join(lines)
+
+
+def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float, tasks: list[Task], cfg) -> None:
+    """The table as a section of the model's card, and each row's mean as a model-index entry (replacing entries of
+    the same dataset, configuration, split and metric)."""
+    from huggingface_hub import EvalResult, ModelCard
+
+    by_name = {t.name: t for t in tasks}
+    card_path = model_dir / "README.md"
+    card = ModelCard.load(card_path) if card_path.is_file() else ModelCard("---\n---\n")
+    results = []
+    for e in summary:
+        task = by_name[e["task"]]
+        synthetic = task.data.train == "synthetic"
+        kind = "audio" if task.data.task == "audio" else "text"
+        name = (
+            f"hfssl synthetic {task.data.synthetic_task if kind == 'text' else 'keywords'}"
+            if synthetic
+            else task.dataset
+        )
+        results.append(
+            EvalResult(
+                task_type=f"{kind}-classification",
+                task_name=e["row"],
+                dataset_type=f"hfssl/{name.removeprefix('hfssl synthetic ')}" if synthetic else task.dataset,
+                dataset_name=name,
+                dataset_config=task.data.hub_config,
+                dataset_split=e["split"],
+                metric_type=e["metric"],
+                metric_value=round(e["mean"], 4),
+                metric_name=f"{e['metric']} ({e['method']}, mean of {e['seeds']} seeds)",
+            )
+        )
+    key = lambda r: (r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type, r.task_name)  # noqa: E731
+    kept = [r for r in card.data.eval_results or [] if key(r) not in {key(n) for n in results}]
+    card.data.eval_results = kept + results
+    card.data.model_name = card.data.model_name or model_dir.resolve().name
+    t = cfg.training
+    section = "\n".join(
+        [
+            SECTION_START,
+            f"## Evaluation: the {suite} suite",
+            "",
+            f"Every task run on this checkpoint with one set of hyperparameters (learning rate {t.learning_rate:g}, "
+            f"{t.num_train_epochs:g} epochs, batch size {t.per_device_train_batch_size}), each fine-tuning scored at "
+            f"its last step with no checkpoint chosen on a reported split; mean ± standard deviation over "
+            f"{len(cfg.suite.seeds)} seeds (written by `hfssl evaluate`).",
+            "",
+            markdown_table(summary, average),
+            SECTION_END,
+            "",
+        ]
+    )
+    put_card_section(card_path, card.content, SECTION_START, SECTION_END, section)
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    names = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES]
+    writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

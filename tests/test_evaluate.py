@@ -1,0 +1,195 @@
+"""`hfssl evaluate`: a suite run end to end on a tiny export (table, results files, card entries), the GLUE suite's
+loading on local copies shaped like the Hub's repository, and bad suites and tasks."""
+
+import csv
+import json
+import shutil
+import statistics
+
+import datasets
+import pytest
+from huggingface_hub import ModelCard
+
+from hfssl.__main__ import main
+from hfssl.config import EvaluateConfig, LabelledDataArgs
+from hfssl.data.labelled import load_labelled
+from hfssl.suites import SECTION_END, SECTION_START, load_suite
+
+TINY = ["--data.synthetic_examples", "200", "--data.max_length", "32", "--training.num_train_epochs", "1",
+        "--training.per_device_train_batch_size", "16", "--suite.seeds", "[0, 1]"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluated(mlm_export, tmp_path_factory):
+    model = tmp_path_factory.mktemp("model") / "mlm"
+    shutil.copytree(mlm_export, model)
+    out = model.parent / "suite"
+    main(["evaluate", "text/evaluate-tiny", "--model.name_or_path", str(model), "--suite.output_dir", str(out), *TINY])
+    return model, out
+
+
+def test_every_task_and_seed_is_a_row_and_the_table_averages_them(evaluated):
+    _, out = evaluated
+    result = json.loads((out / "results.json").read_text())
+    rows = {(r["row"], r["seed"]) for r in result["rows"]}
+    assert rows == {(t, s) for t in ("topics", "same-topic", "word-order", "topics-probe") for s in (0, 1)}
+    by_row = {e["row"]: e for e in result["summary"]}
+    for name, entry in by_row.items():
+        values = [r["value"] for r in result["rows"] if r["row"] == name]
+        assert entry["mean"] == pytest.approx(statistics.fmean(values)) and entry["seeds"] == 2
+        assert entry["split"] == "test"
+    assert by_row["word-order"]["metric"] == "matthews_correlation" and by_row["topics-probe"]["method"] == "probe"
+    assert result["average"] == pytest.approx(statistics.fmean(e["mean"] for e in result["summary"]))
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == 8
+    assert "| **average** |" in (out / "results.md").read_text()
+
+
+def test_the_card_gets_the_table_and_model_index_entries_once(evaluated):
+    model, out = evaluated
+    card = ModelCard.load(model / "README.md")
+    assert card.text.count(SECTION_START) == 1 and card.text.count(SECTION_END) == 1
+    assert (out / "results.md").read_text().strip() in card.text
+    entries = {(r.task_name, r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    summary = {e["row"]: e for e in json.loads((out / "results.json").read_text())["summary"]}
+    assert entries[("word-order", "hfssl/word_order", "matthews_correlation")] == round(
+        summary["word-order"]["mean"], 4
+    )
+    assert ("same-topic", "hfssl/same_topic", "accuracy") in entries
+
+    # a second run replaces its entries and its section rather than adding to them
+    from hfssl.suites import add_to_card
+
+    result = json.loads((out / "results.json").read_text())
+    tasks = load_suite("embedded")
+    add_to_card(model, "embedded", result["summary"], result["average"], tasks, EvaluateConfig())
+    again = ModelCard.load(model / "README.md")
+    assert len(again.data.eval_results) == len(card.data.eval_results)
+    assert again.text.count(SECTION_START) == 1
+
+
+def test_the_embedded_tasks_are_balanced_and_their_splits_disjoint():
+    for task, labels in (("same_topic", {"same", "different"}), ("word_order", {"acceptable", "unacceptable"})):
+        splits = load_labelled(LabelledDataArgs(synthetic_examples=400, synthetic_task=task))
+        assert set(splits.label_names) == labels
+        counts = [splits.train["label"].count(i) for i in range(2)]
+        assert min(counts) > 0.35 * sum(counts)
+    pairs = load_labelled(LabelledDataArgs(synthetic_examples=400, synthetic_task="same_topic"))
+    assert pairs.train.column_names == ["text", "text_pair", "label"]
+
+
+# --------------------------------------------------------------------------- GLUE on a local copy
+
+GLUE = {  # config: (columns, label names, extra validation splits)
+    "cola": (["sentence"], ["unacceptable", "acceptable"], []),
+    "sst2": (["sentence"], ["negative", "positive"], []),
+    "mrpc": (["sentence1", "sentence2"], ["not_equivalent", "equivalent"], []),
+    "qqp": (["question1", "question2"], ["not_duplicate", "duplicate"], []),
+    "mnli": (["premise", "hypothesis"], ["entailment", "neutral", "contradiction"], ["matched", "mismatched"]),
+    "qnli": (["question", "sentence"], ["entailment", "not_entailment"], []),
+    "rte": (["sentence1", "sentence2"], ["entailment", "not_entailment"], []),
+    "wnli": (["sentence1", "sentence2"], ["not_entailment", "entailment"], []),
+}
+
+
+@pytest.fixture(scope="module")
+def glue_copy(tmp_path_factory):
+    """A folder laid out as `hf download nyu-mll/glue --repo-type dataset` leaves it: parquet per config and split,
+    and a README whose metadata declares the configurations; test labels hidden (-1), as on the Hub."""
+    root = tmp_path_factory.mktemp("glue")
+    configs = []
+    for name, (columns, names, extra) in GLUE.items():
+        splits = ["train", *(f"validation_{e}" for e in extra), *(f"test_{e}" for e in extra)] if extra else [
+            "train", "validation", "test"]  # fmt: skip
+        files = []
+        for split in splits:
+            n = 40 if split == "train" else 12
+            rows = {c: [f"{name} {split} {c} {i}" for i in range(n)] for c in columns}
+            rows["label"] = [-1 if split.startswith("test") else i % len(names) for i in range(n)]
+            rows["idx"] = list(range(n))
+            features = datasets.Features(
+                {**{c: datasets.Value("string") for c in columns}, "label": datasets.ClassLabel(names=names),
+                 "idx": datasets.Value("int32")}
+            )  # fmt: skip
+            path = root / name / f"{split}-00000-of-00001.parquet"
+            path.parent.mkdir(exist_ok=True)
+            datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+            files.append(f"  - split: {split}\n    path: {name}/{split}-*")
+        configs.append(f"- config_name: {name}\n  data_files:\n" + "\n".join(files))
+    (root / "README.md").write_text("---\nconfigs:\n" + "\n".join(configs) + "\n---\n# GLUE (a local stand-in)\n")
+    return root
+
+
+def test_every_glue_task_loads_from_a_local_copy_of_the_hub_repository(glue_copy):
+    tasks = {t.name: t for t in load_suite("glue", data_dir=str(glue_copy))}
+    assert set(tasks) == set(GLUE)
+    for name, (columns, names, _) in GLUE.items():
+        splits = load_labelled(tasks[name].data)
+        assert splits.label_names == names, name
+        assert len(splits.train) == 40 and len(splits.validation) == 12, name
+        expected = {"text", "text_pair", "label"} if len(columns) == 2 else {"text", "label"}
+        assert set(splits.train.column_names) == expected, name
+        assert splits.train[0]["text"] == f"{name} train {columns[0]} 0"
+        if name == "mnli":
+            assert splits.validation[0]["text"].startswith("mnli validation_matched")
+            assert splits.test[0]["text"].startswith("mnli validation_mismatched")
+            assert tasks[name].rows(has_test=True) == {"mnli-m": "validation", "mnli-mm": "test"}
+        else:
+            assert splits.test is None and tasks[name].rows(has_test=False) == {name: "validation"}
+
+
+# --------------------------------------------------------------------------- bad suites
+
+
+def run_error(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hfssl: error: "), err
+    return err[0]
+
+
+def test_a_speech_export_on_glue_is_one_line(capsys, speech_export, tmp_path):
+    out = tmp_path / "out"
+    message = run_error(capsys, "evaluate", "text/glue", "--model.name_or_path", speech_export,
+                        "--suite.output_dir", out)  # fmt: skip
+    assert "is a speech encoder (wav2vec2); evaluate it on a speech suite" in message
+    assert not out.exists()
+
+
+def write_suite(path, text: str):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "suite, expected",
+    [
+        ("nosuch", "suite.name: 'nosuch' is not a suite; choose from embedded, glue, keywords"),
+        ("- name: a\n  metric: auroc\n  data: {train: synthetic}\n", "metric 'auroc' is not one hfssl computes"),
+        ("- name: a\n  method: zeroshot\n", "method 'zeroshot' is not finetune or probe"),
+        ("- name: a\n  data: {trian: x}\n", "data.trian"),
+        ("- name: a\n- name: a\n", "a second task of that name"),
+        ("name: a\n", "a suite is a non-empty YAML list of tasks"),
+        ("SCORES", "holds real-valued scores (such as 3.8), not classes"),
+    ],
+)
+def test_bad_suites_are_one_line(capsys, tmp_path, mlm_export, suite, expected):
+    if suite == "SCORES":  # an STS-B-like task: similarity scores where a classifier needs classes
+        rows = [{"text": f"a {i}", "text_pair": f"b {i}", "label": 3.8 if i % 2 else 1.0} for i in range(20)]
+        data = tmp_path / "sts.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        suite = f"- name: sts\n  data: {{train: {data}, text_pair_column: text_pair}}\n"
+    if suite != "nosuch":
+        suite = str(write_suite(tmp_path / "suite.yaml", suite))
+    out = tmp_path / "out"
+    message = run_error(capsys, "evaluate", "text/evaluate-tiny", "--model.name_or_path", mlm_export,
+                        "--suite.name", suite, "--suite.output_dir", out)  # fmt: skip
+    assert expected in message
+    assert not out.exists()
+
+
+def test_an_unknown_task_of_the_suite_is_named(capsys, mlm_export, tmp_path):
+    message = run_error(capsys, "evaluate", "text/evaluate-tiny", "--model.name_or_path", mlm_export,
+                        "--suite.tasks", "[topics, sentiment]", "--suite.output_dir", tmp_path / "o")  # fmt: skip
+    assert "suite.tasks: 'sentiment' is not a task of embedded" in message
