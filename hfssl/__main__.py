@@ -188,6 +188,8 @@ def run_probe(args: argparse.Namespace) -> None:
     from hfssl.io import check_output_dir, write_json
     from hfssl.probe import probe
 
+    if cfg.data.regression:
+        raise UsageError("data.regression: the probe is a classifier (logistic regression); fine-tune for scores")
     output = Path(cfg.probe.output)
     if output.is_dir():
         raise UsageError(f"probe.output: {output} is a directory; name the file the scores go to")

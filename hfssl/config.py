@@ -559,6 +559,11 @@ class LabelledDataArgs:
     text_column: str = arg("text", "column with the text (the first text of a pair)")
     text_pair_column: str | None = arg(None, "column with the second text of a pair (empty: single texts)")
     label_column: str = arg("label", "column with the labels (strings or integers)")
+    regression: bool = arg(
+        False,
+        "the labels are real-valued scores (STS-B's similarity): a one-output regression head, squared-error loss, "
+        "Pearson and Spearman correlation",
+    )
     hub_config: str | None = arg(
         None,
         "Hub dataset configuration name; with it, a local folder in data.train is a copy of the dataset's Hub "

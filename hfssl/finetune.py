@@ -36,7 +36,13 @@ from hfssl.config import ClassifierModelArgs, FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, check_local, check_output_dir, write_json
-from hfssl.metrics import METRIC_NAMES, trainer_compute_metrics
+from hfssl.metrics import (
+    METRIC_NAMES,
+    REGRESSION_METRIC_NAMES,
+    metric_names,
+    trainer_compute_metrics,
+    trainer_regression_metrics,
+)
 from hfssl.models.speech import samples_per_frame, uses_filterbanks
 from hfssl.models.text import usable_positions
 from hfssl.trackers import finetuning_trackers, finish_finetuning_trackers
@@ -51,10 +57,10 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
     if values["learning_rate"] <= 0:
         raise UsageError(f"training.learning_rate: must be positive, got {values['learning_rate']}")
     metric = values.get("metric_for_best_model")
-    if metric is not None and metric.removeprefix("eval_") not in (*METRIC_NAMES, "loss"):
+    names = (*metric_names(cfg.data.regression), "loss")
+    if metric is not None and metric.removeprefix("eval_") not in names:
         raise UsageError(
-            f"training.metric_for_best_model: {metric!r} is not a metric of this run; choose one of "
-            f"{', '.join((*METRIC_NAMES, 'loss'))}"
+            f"training.metric_for_best_model: {metric!r} is not a metric of this run; choose one of {', '.join(names)}"
         )
     # The Trainer saves its arguments (training_args.bin) with every checkpoint: a token goes to the environment
     # the Hub client reads instead, never to disk.
@@ -143,6 +149,8 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
+    if cfg.data.regression:  # one output, squared error: the transformers heads' regression problem type
+        labels = {"num_labels": 1, "problem_type": "regression", "id2label": {0: "score"}, "label2id": {"score": 0}}
     config = load_config(m, **labels)
     augment = m.spec_augment()
     if augment and not hasattr(config, "mask_time_prob"):
@@ -259,7 +267,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         eval_dataset=encoded["validation"],
         processing_class=processor,
         data_collator=collator,
-        compute_metrics=trainer_compute_metrics,
+        compute_metrics=trainer_regression_metrics if cfg.data.regression else trainer_compute_metrics,
         callbacks=callbacks,
     )
     if cfg.finetune.head_learning_rate is not None:
@@ -325,7 +333,7 @@ def _strip(metrics: dict) -> dict:
     out = {}
     for key, value in metrics.items():
         name = key.partition("_")[2]
-        if name in METRIC_NAMES or name == "loss":
+        if name in METRIC_NAMES or name in REGRESSION_METRIC_NAMES or name == "loss":
             out[name] = float(value)
     return out
 
@@ -336,6 +344,7 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
     dataset_name = f"hfssl synthetic {synthetic}" if splits.source == "synthetic" else splits.source
     dataset_type = f"hfssl/synthetic-{synthetic}" if splits.source == "synthetic" else splits.source
     split_name = "test" if "test" in metrics else "validation"
+    shown = metric_names(cfg.data.regression)
     hub_data = splits.source != "synthetic" and bool(hub_dataset_ids(splits.source))
     results = [
         EvalResult(
@@ -350,7 +359,7 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
             metric_args={"average": "macro"} if name in ("f1", "precision", "recall") else None,
         )
         for name, value in metrics[split_name].items()
-        if name in METRIC_NAMES
+        if name in shown
     ]
     name = model_name(cfg.export, cfg.training.output_dir)
     card_data = ModelCardData(
@@ -383,7 +392,7 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         tokens = metrics.get("tokens_seen")
         seen = ("tokens seen", "not counted" if tokens is None else f"{int(tokens):,}")
     table = "\n".join(
-        f"| {split} | " + " | ".join(f"{metrics[split].get(m, float('nan')):.4f}" for m in METRIC_NAMES) + " |"
+        f"| {split} | " + " | ".join(f"{metrics[split].get(m, float('nan')):.4f}" for m in shown) + " |"
         for split in ("validation", "test")
         if split in metrics
     )
@@ -394,12 +403,13 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         base=cfg.model.name_or_path if not cfg.model.from_scratch else "random initialisation (no pretraining)",
         arch=model.config.model_type,
         labels=", ".join(splits.label_names),
+        regression=cfg.data.regression,
         data=dataset_name,
         hyperparameters=hyperparameters,
         compute=compute_rows(metrics, seen),
         objective=describe_finetune_objective(cfg, model),
-        metric_names=" | ".join(METRIC_NAMES),
-        metric_rule="|".join(["---"] * (len(METRIC_NAMES) + 1)),
+        metric_names=" | ".join(shown),
+        metric_rule="|".join(["---"] * (len(shown) + 1)),
         results_table=table,
         load_path=name,
         kind="audio" if cfg.data.task == "audio" else "text",
@@ -415,10 +425,16 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
 
 def describe_finetune_objective(cfg: FinetuneConfig, model) -> str:
     start = "random initialisation" if cfg.model.from_scratch else "the pretrained weights"
-    text = (
-        f"Supervised fine-tuning from {start}, with a new classification head over the pooled encoder outputs; the "
-        f"loss is cross-entropy over the {model.config.num_labels} labels."
-    )
+    if cfg.data.regression:
+        text = (
+            f"Supervised fine-tuning from {start}, with a new one-output regression head over the pooled encoder "
+            "outputs; the loss is the squared error against the real-valued labels."
+        )
+    else:
+        text = (
+            f"Supervised fine-tuning from {start}, with a new classification head over the pooled encoder outputs; "
+            f"the loss is cross-entropy over the {model.config.num_labels} labels."
+        )
     if cfg.finetune.freeze_encoder:
         return text + " The encoder stayed frozen: only the head was trained, on its features."
     conv = getattr(model.base_model, "feature_extractor", None)  # a speech encoder's convolutional front end
@@ -433,6 +449,8 @@ def describe_finetune_objective(cfg: FinetuneConfig, model) -> str:
 def summary(metrics: dict) -> str:
     split = "test" if "test" in metrics else "validation"
     scores = metrics[split]
+    if "pearson" in scores:
+        return f"{split}: Pearson {scores['pearson']:.4f}, Spearman {scores['spearman']:.4f}"
     return (
         f"{split}: accuracy {scores.get('accuracy', float('nan')):.4f}, macro F1 {scores.get('f1', float('nan')):.4f}"
     )

@@ -24,6 +24,7 @@ import torch
 from hfssl.cards import put_card_section
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
+from hfssl.errors import UsageError
 from hfssl.finetune import finetune, load_backbone, load_processor
 from hfssl.io import write_json, write_text
 from hfssl.probe import example_batches, fit_probe, parse_layer, pooled_features
@@ -45,6 +46,8 @@ SELECTION = {
 def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
     """Run the sweep; returns {"rows": [...], "summary": [...]} as also written to the output directory."""
     sweep = cfg.sweep
+    if cfg.data.regression:
+        raise UsageError("data.regression: the sweep's table, probe and baseline score classes; fine-tune for scores")
     out = Path(sweep.output_dir)
     processor = load_processor(cfg)
     full = load_labelled(dataclasses.replace(cfg.data, label_fraction=1.0), seed=cfg.training.seed)

@@ -31,7 +31,7 @@ from hfssl.config import EvaluateConfig, ExportArgs, FinetuneConfig, HubArgs, La
 from hfssl.data.labelled import load_labelled
 from hfssl.errors import UsageError
 from hfssl.io import check_local, write_json, write_text
-from hfssl.metrics import METRIC_NAMES
+from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
         method, metric = entry.get("method", "finetune"), entry.get("metric", "accuracy")
         if method not in ("finetune", "probe"):
             raise UsageError(f"{where}: method {method!r} is not finetune or probe")
-        if metric not in METRIC_NAMES:
-            raise UsageError(f"{where}: metric {metric!r} is not one hfssl computes ({', '.join(METRIC_NAMES)})")
+        known = (*METRIC_NAMES, *REGRESSION_METRIC_NAMES)
+        if metric not in known:
+            raise UsageError(f"{where}: metric {metric!r} is not one hfssl computes ({', '.join(known)})")
         given = dict(entry.get("data") or {})
         dataset = entry.get("dataset") or given.get("train")
         if data_dir is not None and given.get("hub_config") and given.get("train", "synthetic") != "synthetic":
@@ -115,6 +116,11 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
             data = LabelledDataArgs(**kwargs)
         except UsageError as err:
             raise UsageError(f"{where}: {err}") from None
+        if metric not in metric_names(data.regression):
+            kind = "real-valued (data.regression)" if data.regression else "classes"
+            raise UsageError(f"{where}: its labels are {kind}, which metric {metric} does not score")
+        if method == "probe" and data.regression:
+            raise UsageError(f"{where}: the probe classifies; fine-tune for real-valued labels")
         scores = entry.get("scores") or {}
         if not isinstance(scores, dict) or any(split not in _SPLITS for split in scores.values()):
             raise UsageError(f"{where}: scores maps row names to validation or test")
@@ -202,7 +208,7 @@ def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
                 "seed": seed,
                 "metric": task.metric,
                 "value": scores[task.metric],
-                **{name: scores[name] for name in METRIC_NAMES if name in scores},
+                **{name: scores[name] for name in (*METRIC_NAMES, *REGRESSION_METRIC_NAMES) if name in scores},
             }
         )
         logger.info("%s, seed %d: %s %.4f", row, seed, task.metric, scores[task.metric])
@@ -338,7 +344,7 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
 
 def _csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    names = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES]
+    names = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES, *REGRESSION_METRIC_NAMES]
     writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

@@ -84,6 +84,7 @@ GLUE = {  # config: (columns, label names, extra validation splits)
     "sst2": (["sentence"], ["negative", "positive"], []),
     "mrpc": (["sentence1", "sentence2"], ["not_equivalent", "equivalent"], []),
     "qqp": (["question1", "question2"], ["not_duplicate", "duplicate"], []),
+    "stsb": (["sentence1", "sentence2"], None, []),  # similarity scores in [0, 5]
     "mnli": (["premise", "hypothesis"], ["entailment", "neutral", "contradiction"], ["matched", "mismatched"]),
     "qnli": (["question", "sentence"], ["entailment", "not_entailment"], []),
     "rte": (["sentence1", "sentence2"], ["entailment", "not_entailment"], []),
@@ -104,12 +105,16 @@ def glue_copy(tmp_path_factory):
         for split in splits:
             n = 40 if split == "train" else 12
             rows = {c: [f"{name} {split} {c} {i}" for i in range(n)] for c in columns}
-            rows["label"] = [-1 if split.startswith("test") else i % len(names) for i in range(n)]
+            if names is None:
+                rows["label"] = [-1.0 if split.startswith("test") else (i * 0.37) % 5 for i in range(n)]
+                label = datasets.Value("float32")
+            else:
+                rows["label"] = [-1 if split.startswith("test") else i % len(names) for i in range(n)]
+                label = datasets.ClassLabel(names=names)
             rows["idx"] = list(range(n))
             features = datasets.Features(
-                {**{c: datasets.Value("string") for c in columns}, "label": datasets.ClassLabel(names=names),
-                 "idx": datasets.Value("int32")}
-            )  # fmt: skip
+                {**{c: datasets.Value("string") for c in columns}, "label": label, "idx": datasets.Value("int32")}
+            )
             path = root / name / f"{split}-00000-of-00001.parquet"
             path.parent.mkdir(exist_ok=True)
             datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
@@ -124,7 +129,10 @@ def test_every_glue_task_loads_from_a_local_copy_of_the_hub_repository(glue_copy
     assert set(tasks) == set(GLUE)
     for name, (columns, names, _) in GLUE.items():
         splits = load_labelled(tasks[name].data)
-        assert splits.label_names == names, name
+        assert splits.label_names == (names or []), name
+        if names is None:
+            assert tasks[name].data.regression and splits.train.features["label"].dtype == "float32"
+            assert max(splits.train["label"]) > 4.5 and tasks[name].metric == "spearman"
         assert len(splits.train) == 40 and len(splits.validation) == 12, name
         expected = {"text", "text_pair", "label"} if len(columns) == 2 else {"text", "label"}
         assert set(splits.train.column_names) == expected, name
@@ -170,8 +178,14 @@ def write_suite(path, text: str):
         ("- name: a\n  method: zeroshot\n", "method 'zeroshot' is not finetune or probe"),
         ("- name: a\n  data: {trian: x}\n", "data.trian"),
         ("- name: a\n- name: a\n", "a second task of that name"),
+        ("- name: a\n  metric: pearson\n  data: {train: synthetic}\n", "its labels are classes, which metric pearson"),
+        ("- name: a\n  metric: accuracy\n  data: {train: x.jsonl, regression: true}\n", "its labels are real-valued"),
+        (
+            "- name: a\n  method: probe\n  metric: spearman\n  data: {train: x.jsonl, regression: true}\n",
+            "the probe classifies",
+        ),
         ("name: a\n", "a suite is a non-empty YAML list of tasks"),
-        ("SCORES", "holds real-valued scores (such as 3.8), not classes"),
+        ("SCORES", "holds real-valued scores (such as 3.8), not classes; set data.regression: true"),
     ],
 )
 def test_bad_suites_are_one_line(capsys, tmp_path, mlm_export, suite, expected):

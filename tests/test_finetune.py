@@ -118,6 +118,8 @@ ROWS = [{"sentence": f"text number {i}", "label": ["good", "bad"][i % 2]} for i 
         ("no_tokenizer", "has no loadable tokenizer"),
         ("negative_learning_rate", "training.learning_rate: must be positive, got -1.0"),
         ("unknown_metric", "training.metric_for_best_model: 'auroc' is not a metric of this run; choose one of "),
+        ("score_not_a_number", "row 3 has label 'good', not a number"),
+        ("regression_metric", "'f1' is not a metric of this run; choose one of pearson, spearman, loss"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, case, expected):
@@ -143,6 +145,14 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, mlm_export, 
         extra = ["--training.learning_rate", "-1"]
     elif case == "unknown_metric":
         extra = ["--training.metric_for_best_model", "auroc"]
+    elif case in ("score_not_a_number", "regression_metric"):
+        scores = [dict(r, label=float(i % 5)) for i, r in enumerate(ROWS)]
+        if case == "score_not_a_number":
+            scores[2]["label"] = "good"
+        train = write_jsonl(tmp_path / "train.jsonl", scores)
+        valid = write_jsonl(tmp_path / "valid.jsonl", scores[:10] if case == "score_not_a_number" else scores[3:13])
+        extra = ["--data.regression", "true"]
+        extra += ["--training.metric_for_best_model", "spearman" if case == "score_not_a_number" else "f1"]
     elif case == "no_tokenizer":
         model = tmp_path / "bare"
         shutil.copytree(mlm_export, model)
@@ -290,3 +300,45 @@ def test_few_label_runs_select_on_few_labels_or_none(mlm_export, tmp_path, mode)
         assert len(evaluations) == 2 and state["best_model_checkpoint"] is not None  # one per epoch, then the best
     card = ModelCard.load(out / "final" / "README.md")
     assert metrics["selection"] in card.text
+
+
+# --------------------------------------------------------------------------- regression (STS-B's kind of labels)
+
+
+def test_a_regression_head_learns_scores_and_loads_without_hfssl(mlm_export, tmp_path):
+    from conftest import finetune_tiny
+
+    fillers = "friend morning sister brother green week day dollars pill".split()  # words the tiny tokenizer knows
+    rows = []
+    for i in range(240):
+        cows = i % 6  # the score to predict, 0-5: how many times the second text says "cow"
+        first = [fillers[(i + k) % 9] for k in range(5)]
+        second = ["cow"] * cows + [fillers[(i + 3 + k) % 9] for k in range(5 - cows)]
+        rows.append({"text": " ".join(first), "text_pair": " ".join(second), "label": float(cows)})
+    data = {split: write_jsonl(tmp_path / f"{split}.jsonl", rows[a:b])
+            for split, a, b in (("train", 0, 200), ("validation", 200, 220), ("test", 220, 240))}  # fmt: skip
+    out = finetune_tiny(
+        mlm_export, tmp_path / "sts", "text/classify-tiny",
+        **{"data.train": str(data["train"]), "data.validation": str(data["validation"]), "data.test": str(data["test"]),
+           "data.text_pair_column": "text_pair", "data.regression": "true", "data.max_length": "32",
+           "training.metric_for_best_model": "spearman", "training.num_train_epochs": "5"},
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"pearson", "spearman", "loss"} and metrics["labels"] == []
+    assert metrics["test"]["spearman"] > 0.5  # the cows are there to be counted
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+    card = ModelCard.load(out / "final" / "README.md")
+    assert {r.metric_type for r in card.data.eval_results} == {"pearson", "spearman"}
+    assert "regressor" in card.text and "squared error" in card.text
+    code = f"""
+import sys
+from transformers import pipeline
+score = pipeline("text-classification", model="{out / "final"}")(
+    {{"text": "friend morning sister", "text_pair": "cow cow green"}}, function_to_apply="none"
+)["score"]
+assert "hfssl" not in sys.modules and isinstance(score, float)
+print(score)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -370,3 +370,34 @@ def test_loads_offline_with_an_empty_cache(offline_run):
     # evaluate copied the scripts into the empty cache it was given, so nothing came from an earlier run's.
     copied = {path.name for path in (workdir / "hf_home" / "modules" / "evaluate_modules" / "metrics").iterdir()}
     assert copied >= set(METRIC_NAMES)
+
+
+# --------------------------------------------------------------------------- correlations (regression labels)
+
+
+def test_correlations_as_local_modules():
+    import evaluate
+
+    from hfssl.metrics import compute_regression_metrics, metric_path
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    y = 0.5 * x + rng.normal(size=50)
+    pearson = evaluate.load(metric_path("pearson")).compute(predictions=x, references=y)["pearson"]
+    assert pearson == pytest.approx(np.corrcoef(x, y)[0, 1])
+    # ties share their mean rank: ranks of [1, 2, 2, 3] are [1, 2.5, 2.5, 4]
+    scores = compute_regression_metrics([1.0, 2.0, 2.0, 3.0], [10.0, 20.0, 30.0, 40.0])
+    assert scores["spearman"] == pytest.approx(np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1])
+    assert compute_regression_metrics(np.exp(x), x)["spearman"] == pytest.approx(1.0)  # monotone, not linear
+    assert compute_regression_metrics([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == {"pearson": 0.0, "spearman": 0.0}
+
+
+@pytest.mark.parametrize(
+    "predictions, references, message",
+    [([1.0], [1.0], "at least two"), ([1.0, 2.0], [1.0], "2 predictions but 1"), ([1.0, np.nan], [1.0, 2.0], "finite")],
+)
+def test_correlations_refuse_what_they_cannot_score(predictions, references, message):
+    from hfssl.metrics import compute_regression_metrics
+
+    with pytest.raises(ValueError, match=message):
+        compute_regression_metrics(predictions, references)

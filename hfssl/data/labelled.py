@@ -53,24 +53,35 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
     else:
         splits = _from_sources(data, seed)
     train = splits["train"]
-    names = _label_names(train, data)
-    for split, dataset in splits.items():
-        if dataset is not None:
-            splits[split] = _encode_labels(dataset, names, split, data)
+    if data.regression:
+        names = []
+        for split, dataset in splits.items():
+            if dataset is not None:
+                splits[split] = _as_scores(dataset, split, data)
+    else:
+        names = _label_names(train, data)
+        for split, dataset in splits.items():
+            if dataset is not None:
+                splits[split] = _encode_labels(dataset, names, split, data)
+    stratify = None if data.regression else "label"
     if "validation" not in splits:
         if len(splits["train"]) < 4:
             raise UsageError(f"data.train: {data.train} has {len(splits['train'])} examples, too few to split")
         held = splits["train"].train_test_split(
-            test_size=data.validation_fraction or 0.1, seed=seed, stratify_by_column=_stratify(splits["train"])
+            test_size=data.validation_fraction or 0.1,
+            seed=seed,
+            stratify_by_column=stratify and _stratify(splits["train"]),
         )
         splits["train"], splits["validation"] = held["train"], held["test"]
     full_validation = len(splits["validation"])
     if data.label_fraction < 1.0:
-        splits["train"] = subsample(splits["train"], data.label_fraction, seed)
+        splits["train"] = subsample(splits["train"], data.label_fraction, seed, stratify=stratify is not None)
         if data.few_label_validation == "fraction":
             # as many validation labels, relative to the split, as training labels: selecting a checkpoint on the
             # whole split would use more labels than the run claims to have
-            splits["validation"] = subsample(splits["validation"], data.label_fraction, seed)
+            splits["validation"] = subsample(
+                splits["validation"], data.label_fraction, seed, stratify=stratify is not None
+            )
     for split in ("train", "validation"):
         if len(splits[split]) == 0:
             raise UsageError(f"data.{split}: the {split} split is empty")
@@ -84,10 +95,14 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
     )
 
 
-def subsample(train: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
-    """A seeded, stratified `fraction` of `train` with at least one example of every class."""
-    labels = np.asarray(train["label"])
+def subsample(train: datasets.Dataset, fraction: float, seed: int, stratify: bool = True) -> datasets.Dataset:
+    """A seeded, stratified `fraction` of `train` with at least one example of every class (of real-valued labels,
+    with `stratify` off: a seeded sample, at least two examples)."""
     rng = np.random.default_rng(seed)
+    if not stratify:
+        count = min(len(train), max(2, round(fraction * len(train))))
+        return train.select(sorted(rng.choice(len(train), size=count, replace=False).tolist()))
+    labels = np.asarray(train["label"])
     keep = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
@@ -185,10 +200,14 @@ def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Datas
         elif hub_split and (_dataset_repo(data.train, data) or _local_files(data.train, "data.train") is None):
             splits[split] = _load(data.train, f"data.hub_{split}_split", data, hub_split)
     if "test" not in splits and data.test_fraction > 0:
-        train = _encode_labels(splits["train"], _label_names(splits["train"], data), "train", data)
+        if data.regression:
+            train = _as_scores(splits["train"], "train", data)
+        else:
+            train = _encode_labels(splits["train"], _label_names(splits["train"], data), "train", data)
         if len(train) < 4:
             raise UsageError(f"data.train: {data.train} has {len(train)} examples, too few to hold out a test split")
-        held = train.train_test_split(test_size=data.test_fraction, seed=seed, stratify_by_column=_stratify(train))
+        stratify = None if data.regression else _stratify(train)
+        held = train.train_test_split(test_size=data.test_fraction, seed=seed, stratify_by_column=stratify)
         splits["train"], splits["test"] = held["train"], held["test"]
     return splits
 
@@ -286,7 +305,7 @@ def _label_names(train: datasets.Dataset, data: LabelledDataArgs) -> list[str]:
     if scores:
         raise UsageError(
             f"data.train: column {data.label_column!r} of {data.train} holds real-valued scores (such as "
-            f"{scores[0]:g}), not classes; hfssl fine-tunes and probes classifiers"
+            f"{scores[0]:g}), not classes; set data.regression: true for a regression head"
         )
     if len(values) < 2:
         raise UsageError(
@@ -299,6 +318,27 @@ def _label_names(train: datasets.Dataset, data: LabelledDataArgs) -> list[str]:
         raise UsageError(
             f"data.train: column {data.label_column!r} mixes label types; use all strings or all integers"
         ) from None
+
+
+def _as_scores(dataset: datasets.Dataset, split: str, data: LabelledDataArgs) -> datasets.Dataset:
+    """Real-valued labels (data.regression) as float32, failing on one that is not a number (a file that mixes
+    numbers and words reaches here as strings)."""
+    feature = dataset.features["label"]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("float32", "float64"):
+        return dataset.cast_column("label", datasets.Value("float32"))
+    scores = []
+    for row, value in enumerate(dataset["label"]):
+        try:
+            score = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            score = math.nan
+        if not math.isfinite(score):
+            raise UsageError(
+                f"data.{split}: row {row + 1} has label {value!r}, not a number (data.regression takes real-valued "
+                f"scores in column {data.label_column!r})"
+            )
+        scores.append(score)
+    return dataset.remove_columns("label").add_column("label", scores, feature=datasets.Value("float32"))
 
 
 def _encode_labels(dataset: datasets.Dataset, names: list[str], split: str, data: LabelledDataArgs) -> datasets.Dataset:

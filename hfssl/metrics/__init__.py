@@ -19,11 +19,13 @@ import evaluate
 import numpy as np
 
 from hfssl.metrics.classification import check_class_ids
+from hfssl.metrics.regression import check_scores
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction
 
 METRIC_NAMES = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
+REGRESSION_METRIC_NAMES = ("pearson", "spearman")  # real-valued labels (data.regression), as STS-B reports
 
 # Positions the transformers losses ignore (token classification pads labels with it); they are not examples.
 _IGNORE_INDEX = -100
@@ -31,14 +33,15 @@ _IGNORE_INDEX = -100
 
 def metric_path(name: str) -> str:
     """The folder holding metric `name`'s script, as `evaluate.load` takes it."""
-    if name not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {name!r}; the local metrics are {', '.join(METRIC_NAMES)}")
+    if name not in (*METRIC_NAMES, *REGRESSION_METRIC_NAMES):
+        known = ", ".join((*METRIC_NAMES, *REGRESSION_METRIC_NAMES))
+        raise ValueError(f"unknown metric {name!r}; the local metrics are {known}")
     return str(Path(__file__).parent / name)
 
 
 @functools.cache
 def load_metric(name: str) -> evaluate.EvaluationModule:
-    """Load one of `METRIC_NAMES` from its local script (no network), once per process.
+    """Load one of `METRIC_NAMES` (or `REGRESSION_METRIC_NAMES`) from its local script (no network), once per process.
 
     F1, precision and recall average over classes with `average="macro"` unless `compute` is given another.
     """
@@ -92,3 +95,27 @@ def trainer_compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]
         )
     keep = references != _IGNORE_INDEX
     return compute_classification_metrics(predictions[keep], references[keep])
+
+
+def metric_names(regression: bool) -> tuple[str, ...]:
+    """The scores a classifier reports, or a regressor (data.regression)."""
+    return REGRESSION_METRIC_NAMES if regression else METRIC_NAMES
+
+
+def compute_regression_metrics(predictions, references) -> dict[str, float]:
+    """Pearson's and Spearman's correlation of predicted against reference scores (1-D, at least two)."""
+    predictions, references = check_scores(predictions, references)
+    return {
+        name: float(load_metric(name).compute(predictions=predictions, references=references)[name])
+        for name in REGRESSION_METRIC_NAMES
+    }
+
+
+def trainer_regression_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
+    """`compute_metrics` for `transformers.Trainer` on a one-output regression head."""
+    predictions = eval_prediction.predictions
+    if isinstance(predictions, tuple):
+        predictions = predictions[0]
+    return compute_regression_metrics(
+        np.asarray(predictions).reshape(-1), np.asarray(eval_prediction.label_ids).reshape(-1)
+    )
