@@ -146,8 +146,14 @@ class TrainArgs:
     adam_beta1: float = arg(0.9, "AdamW beta1")
     adam_beta2: float = arg(0.98, "AdamW beta2; 0.98 is steadier than 0.999 at high learning rates")
     adam_eps: float = arg(1e-6, "AdamW epsilon")
-    schedule: Literal["linear", "cosine", "constant"] = arg(
-        "linear", "learning-rate decay after warmup (linear and cosine reach zero at the last step)"
+    schedule: Literal["linear", "cosine", "constant", "wsd"] = arg(
+        "linear",
+        "learning-rate decay after warmup (linear and cosine reach zero at the last step); wsd: warmup, stable, "
+        "then decay over the last decay_fraction of the steps (ModernBERT, MiniCPM)",
+    )
+    decay_fraction: float = arg(0.2, "wsd: the fraction of the steps spent decaying at the end")
+    decay_shape: Literal["linear", "cosine", "1-sqrt"] = arg(
+        "1-sqrt", "wsd: the decay's shape; 1-sqrt falls fast at first and ends at zero"
     )
     warmup_ratio: float = arg(0.06, "fraction of the steps spent warming up")
     warmup_steps: int | None = arg(None, "warmup steps (overrides warmup_ratio)")
@@ -193,6 +199,9 @@ class TrainArgs:
         _check(self.lr > 0, "train.lr", "must be positive")
         _check(self.weight_decay >= 0, "train.weight_decay", "must be non-negative")
         _check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio", "must be in [0, 1)")
+        _check(
+            0.0 < self.decay_fraction <= 1.0, "train.decay_fraction", f"must be in (0, 1], got {self.decay_fraction}"
+        )
         _check(self.warmup_steps is None or self.warmup_steps >= 0, "train.warmup_steps", "must be non-negative")
         _check(self.num_workers >= 0, "train.num_workers", "must be non-negative")
         _check(self.eval_batches is None or self.eval_batches > 0, "train.eval_batches", "must be positive")

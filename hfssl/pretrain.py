@@ -38,7 +38,26 @@ from hfssl.objectives.base import ObjectiveModule, Setup
 
 logger = logging.getLogger(__name__)
 
-SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup", "wsd": "warmup_stable_decay"}
+
+
+def make_schedule(t, optimizer, warmup: int, total_steps: int):
+    """The learning-rate schedule `train.schedule` names, from transformers, over `total_steps` optimizer steps."""
+    specific = None
+    if t.schedule == "wsd":
+        decay = max(1, round(t.decay_fraction * total_steps))
+        if warmup + decay > total_steps:
+            raise UsageError(
+                f"train.decay_fraction: {warmup} warmup and {decay} decay steps do not fit in {total_steps} steps"
+            )
+        specific = {"num_decay_steps": decay, "decay_type": t.decay_shape}
+    return get_scheduler(
+        SCHEDULES[t.schedule],
+        optimizer,
+        num_warmup_steps=warmup,
+        num_training_steps=total_steps,
+        scheduler_specific_kwargs=specific,
+    )
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -154,7 +173,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     steps_per_epoch = None if made.streaming else max(1, math.ceil(len(train_loader) / t.grad_accum))
     total_steps = t.max_steps or math.ceil(t.epochs * steps_per_epoch)
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
-    scheduler = get_scheduler(SCHEDULES[t.schedule], optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    scheduler = make_schedule(t, optimizer, warmup, total_steps)
     scheduler = accelerator.prepare(scheduler)
 
     seen_key = f"{module.UNIT}_seen"
