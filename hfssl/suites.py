@@ -91,7 +91,7 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
         unknown = set(entry) - {"name", "method", "metric", "data", "scores", "dataset"}
         if unknown:
             raise UsageError(
-                f"{where}: unknown key {sorted(unknown)[0]!r}; a task has name, method, metric, data, scores"
+                f"{where}: unknown key {sorted(unknown)[0]!r}; a task has name, method, metric, data, scores, dataset"
             )
         if entry["name"] in seen:
             raise UsageError(f"{where}: a second task of that name")
