@@ -135,3 +135,12 @@ def load_weights(objective: torch.nn.Module, weights: dict, source: str) -> None
     if unexpected or set(missing) - loaded_elsewhere:
         raise UsageError(f"{source}: weights do not match the run's model (missing {missing}, unexpected {unexpected})")
     objective.model.tie_weights()
+
+
+def state_metrics(state: dict, unit: str) -> dict:
+    """What a checkpoint's export card reports from the run's state at that checkpoint: its step, the data seen
+    (`unit`: tokens or audio seconds) and the latest evaluation."""
+    final = state["evals"][-1] if state.get("evals") else {}
+    metrics = {"steps": state["step"], **{f"eval_{k}": v for k, v in final.items() if k != "step"}}
+    metrics[f"{unit}_seen"] = state.get(f"{unit}_seen", 0)
+    return metrics

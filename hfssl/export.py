@@ -9,7 +9,7 @@ from transformers import AutoConfig
 
 from hfssl import config as config_lib
 from hfssl import objectives
-from hfssl.checkpoint import checkpoint_weights, find_checkpoint, load_weights, read_state
+from hfssl.checkpoint import checkpoint_weights, find_checkpoint, load_weights, read_state, state_metrics
 from hfssl.errors import UsageError
 
 
@@ -28,9 +28,5 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
             raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks {needed}; is this an hfssl checkpoint?")
     objective = module.rebuild(cfg, AutoConfig.from_pretrained(run_dir / "model_config"))
     load_weights(objective, checkpoint_weights(checkpoint), str(checkpoint))
-    state = read_state(checkpoint)
-    final = state["evals"][-1] if state.get("evals") else {}
-    metrics = {"steps": state["step"], **{f"eval_{k}": v for k, v in final.items() if k != "step"}}
-    seen = f"{module.UNIT}_seen"
-    metrics[seen] = state.get(seen, 0)
+    metrics = state_metrics(read_state(checkpoint), module.UNIT)
     return module.export(cfg, objective, run_dir, Path(out_dir), metrics)

@@ -50,6 +50,18 @@ from hfssl.trackers import finetuning_trackers, finish_finetuning_trackers
 logger = logging.getLogger(__name__)
 
 
+# TrainingArguments changes for a run scored at its last step, as one row of a sweep or a suite: no evaluation, no
+# checkpoint chosen or saved, no logging, no progress bar, no tracker (dozens of short runs in a folder deleted after)
+SCORED_AT_LAST_STEP = {
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "logging_strategy": "no",
+    "load_best_model_at_end": False,
+    "disable_tqdm": True,
+    "report_to": "none",
+}
+
+
 def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
     """The recipe's `training:` block (plus `changes`) as `TrainingArguments`, its complaints as UsageError."""
     values = dataclasses.asdict(cfg.training) | changes

@@ -25,7 +25,7 @@ from hfssl.cards import put_card_section
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
 from hfssl.errors import UsageError
-from hfssl.finetune import finetune, load_backbone, load_processor
+from hfssl.finetune import SCORED_AT_LAST_STEP, finetune, load_backbone, load_processor
 from hfssl.io import write_json, write_text
 from hfssl.probe import example_batches, fit_probe, parse_layer, pooled_features
 
@@ -95,16 +95,10 @@ def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[di
                         # is only scored, whole, when there is no test split
                         data=dataclasses.replace(cfg.data, label_fraction=fraction, few_label_validation="full"),
                     )
-                    changes = {
+                    changes = SCORED_AT_LAST_STEP | {
                         "output_dir": str(scratch_dir / f"{kind}-{fraction}-{seed}"),
                         "seed": seed,
                         "max_steps": steps,
-                        "eval_strategy": "no",
-                        "save_strategy": "no",
-                        "logging_strategy": "no",
-                        "load_best_model_at_end": False,
-                        "disable_tqdm": True,
-                        "report_to": "none",  # dozens of short runs in a folder the sweep deletes
                     }
                     metrics = finetune(run_cfg, export=False, changes=changes)
                     scores = metrics.get(evaluation) or metrics["validation"]

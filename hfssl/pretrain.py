@@ -28,6 +28,7 @@ from hfssl.checkpoint import (
     read_state,
     remove_partial,
     save_checkpoint,
+    state_metrics,
 )
 from hfssl.config import dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
@@ -390,13 +391,10 @@ def push_checkpoint(run: Run) -> None:
     whole = run.whole_weights()
     if run.pusher is None:
         return
-    state = run.state
-    metrics = {"steps": state["step"], run.seen_key: state[run.seen_key]}
-    if state["evals"]:
-        metrics |= {f"eval_{k}": v for k, v in state["evals"][-1].items() if k != "step"}
-    folder = Path(mkdtemp(prefix=f"hfssl-checkpoint-{state['step']}-"))
-    run.module.export(run.cfg, whole, run.work_dir, folder / "export", metrics)
-    run.pusher.submit(folder / "export", state["step"], cleanup=folder)
+    step = run.state["step"]
+    folder = Path(mkdtemp(prefix=f"hfssl-checkpoint-{step}-"))
+    run.module.export(run.cfg, whole, run.work_dir, folder / "export", state_metrics(run.state, run.module.UNIT))
+    run.pusher.submit(folder / "export", step, cleanup=folder)
 
 
 def chores(run: Run) -> list[tuple[int, Callable[[Run], None]]]:

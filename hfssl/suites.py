@@ -216,7 +216,7 @@ def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
 
 
 def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
-    from hfssl.finetune import finetune
+    from hfssl.finetune import SCORED_AT_LAST_STEP, finetune
 
     with tempfile.TemporaryDirectory(prefix="hfssl-evaluate-") as scratch:
         run_cfg = FinetuneConfig(
@@ -227,15 +227,7 @@ def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
             export=ExportArgs(),
             hub=HubArgs(),
         )
-        changes = {
-            "eval_strategy": "no",
-            "save_strategy": "no",
-            "logging_strategy": "no",
-            "load_best_model_at_end": False,
-            "disable_tqdm": True,
-            "report_to": "none",
-        }
-        metrics = finetune(run_cfg, export=False, changes=changes)
+        metrics = finetune(run_cfg, export=False, changes=SCORED_AT_LAST_STEP)
     return {split: metrics[split] for split in _SPLITS if split in metrics}
 
 

@@ -52,36 +52,24 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
         splits = _synthetic(data)
     else:
         splits = _from_sources(data, seed)
-    train = splits["train"]
-    if data.regression:
-        names = []
-        for split, dataset in splits.items():
-            if dataset is not None:
-                splits[split] = _as_scores(dataset, split, data)
-    else:
-        names = _label_names(train, data)
-        for split, dataset in splits.items():
-            if dataset is not None:
-                splits[split] = _encode_labels(dataset, names, split, data)
-    stratify = None if data.regression else "label"
+    names = [] if data.regression else _label_names(splits["train"], data)
+    for split, dataset in splits.items():
+        if dataset is not None:
+            splits[split] = _with_labels(dataset, names, split, data)
     if "validation" not in splits:
         if len(splits["train"]) < 4:
             raise UsageError(f"data.train: {data.train} has {len(splits['train'])} examples, too few to split")
         held = splits["train"].train_test_split(
-            test_size=data.validation_fraction or 0.1,
-            seed=seed,
-            stratify_by_column=stratify and _stratify(splits["train"]),
+            test_size=data.validation_fraction or 0.1, seed=seed, stratify_by_column=_stratify(splits["train"])
         )
         splits["train"], splits["validation"] = held["train"], held["test"]
     full_validation = len(splits["validation"])
     if data.label_fraction < 1.0:
-        splits["train"] = subsample(splits["train"], data.label_fraction, seed, stratify=stratify is not None)
+        splits["train"] = subsample(splits["train"], data.label_fraction, seed)
         if data.few_label_validation == "fraction":
             # as many validation labels, relative to the split, as training labels: selecting a checkpoint on the
             # whole split would use more labels than the run claims to have
-            splits["validation"] = subsample(
-                splits["validation"], data.label_fraction, seed, stratify=stratify is not None
-            )
+            splits["validation"] = subsample(splits["validation"], data.label_fraction, seed)
     for split in ("train", "validation"):
         if len(splits[split]) == 0:
             raise UsageError(f"data.{split}: the {split} split is empty")
@@ -95,11 +83,11 @@ def load_labelled(data: LabelledDataArgs, seed: int = 0) -> LabelledSplits:
     )
 
 
-def subsample(train: datasets.Dataset, fraction: float, seed: int, stratify: bool = True) -> datasets.Dataset:
-    """A seeded, stratified `fraction` of `train` with at least one example of every class (of real-valued labels,
-    with `stratify` off: a seeded sample, at least two examples)."""
+def subsample(train: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
+    """A seeded, stratified `fraction` of `train` with at least one example of every class (of real-valued labels:
+    a seeded sample, at least two examples)."""
     rng = np.random.default_rng(seed)
-    if not stratify:
+    if not _is_classes(train):
         count = min(len(train), max(2, round(fraction * len(train))))
         return train.select(sorted(rng.choice(len(train), size=count, replace=False).tolist()))
     labels = np.asarray(train["label"])
@@ -111,7 +99,15 @@ def subsample(train: datasets.Dataset, fraction: float, seed: int, stratify: boo
     return train.select(sorted(keep))
 
 
+def _is_classes(dataset: datasets.Dataset) -> bool:
+    """Whether the labels are classes (a ClassLabel column), not real-valued scores (data.regression)."""
+    return isinstance(dataset.features["label"], datasets.ClassLabel)
+
+
 def _stratify(dataset: datasets.Dataset) -> str | None:
+    """The column to stratify a split by: the labels, when they are classes with two examples each at least."""
+    if not _is_classes(dataset):
+        return None
     counts = np.bincount(np.asarray(dataset["label"]))
     return "label" if counts[counts > 0].min() >= 2 else None
 
@@ -200,14 +196,11 @@ def _from_sources(data: LabelledDataArgs, seed: int) -> dict[str, datasets.Datas
         elif hub_split and (_dataset_repo(data.train, data) or _local_files(data.train, "data.train") is None):
             splits[split] = _load(data.train, f"data.hub_{split}_split", data, hub_split)
     if "test" not in splits and data.test_fraction > 0:
-        if data.regression:
-            train = _as_scores(splits["train"], "train", data)
-        else:
-            train = _encode_labels(splits["train"], _label_names(splits["train"], data), "train", data)
+        names = [] if data.regression else _label_names(splits["train"], data)
+        train = _with_labels(splits["train"], names, "train", data)
         if len(train) < 4:
             raise UsageError(f"data.train: {data.train} has {len(train)} examples, too few to hold out a test split")
-        stratify = None if data.regression else _stratify(train)
-        held = train.train_test_split(test_size=data.test_fraction, seed=seed, stratify_by_column=stratify)
+        held = train.train_test_split(test_size=data.test_fraction, seed=seed, stratify_by_column=_stratify(train))
         splits["train"], splits["test"] = held["train"], held["test"]
     return splits
 
@@ -318,6 +311,11 @@ def _label_names(train: datasets.Dataset, data: LabelledDataArgs) -> list[str]:
         raise UsageError(
             f"data.train: column {data.label_column!r} mixes label types; use all strings or all integers"
         ) from None
+
+
+def _with_labels(dataset: datasets.Dataset, names: list[str], split: str, data: LabelledDataArgs) -> datasets.Dataset:
+    """The split with its labels checked: real-valued scores (data.regression), or ids of `names` as a ClassLabel."""
+    return _as_scores(dataset, split, data) if data.regression else _encode_labels(dataset, names, split, data)
 
 
 def _as_scores(dataset: datasets.Dataset, split: str, data: LabelledDataArgs) -> datasets.Dataset:
