@@ -98,7 +98,13 @@ class DataArgs:
     hub_revision: str | None = arg(None, "Hub dataset revision (branch, tag or commit)")
     streaming: bool = arg(False, "stream the corpus instead of loading it (for corpora larger than memory)")
     seq_len: int = arg(128, "tokens per training sequence")
-    packing: bool = arg(True, "pack documents into full seq_len blocks; false: one (split) line per sequence")
+    packing: Literal["documents", "separator", "none", True, False] = arg(
+        "documents",
+        "documents: pack documents into full seq_len blocks, each token attending only to its own document, positions "
+        "restarting at each (separator packing where the model cannot take the mask); separator: the same blocks, "
+        "attention crossing documents; none: one (split) line per sequence; true / false (older recipes): documents "
+        "/ none",
+    )
     num_proc: int | None = arg(None, "processes for tokenization (empty: all cores)")
     cache_dir: str | None = arg(None, "where datasets caches loaded and tokenized data (empty: the datasets default)")
     synthetic_documents: int = arg(20000, "documents in the embedded synthetic corpus")
@@ -107,6 +113,8 @@ class DataArgs:
         _check(0.0 < self.validation_fraction < 1.0, "data.validation_fraction", "must be in (0, 1)")
         _check(self.validation_documents > 0, "data.validation_documents", "must be positive")
         _check(self.seq_len >= 8, "data.seq_len", f"must be at least 8, got {self.seq_len}")
+        if isinstance(self.packing, bool):  # recipes from before the choice: packing meant blocks, now document ones
+            self.packing = "documents" if self.packing else "none"
         _check(self.num_proc is None or self.num_proc > 0, "data.num_proc", "must be positive")
         _check(self.synthetic_documents > 0, "data.synthetic_documents", "must be positive")
 

@@ -74,6 +74,17 @@ def test_string_choices_are_not_yaml_booleans():
     assert cfg.train.mixed_precision == "no"
 
 
+@pytest.mark.parametrize(
+    "given, packing", [("true", "documents"), ("false", "none"), ("separator", "separator"), (None, "documents")]
+)
+def test_packing_choices_and_older_recipes_booleans(tmp_path, given, packing):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  seq_len: 64\n" + (f"  packing: {given}\n" if given else ""))
+    assert config_lib.load(PretrainConfig, recipe).data.packing == packing
+    if given:
+        assert config_lib.load(PretrainConfig, None, {"data.packing": given}).data.packing == packing
+
+
 def test_override_to_empty_and_strings_stay_strings(tmp_path):
     cfg = config_lib.load(
         PretrainConfig, None, {"train.max_steps": "null", "train.epochs": "2", "data.hub_config": "2"}
@@ -90,6 +101,7 @@ def test_override_to_empty_and_strings_stay_strings(tmp_path):
         ("train:\n  max_steps: five\n", {}, "train.max_steps: expected an integer"),
         ("train:\n  max_steps: 2.5\n", {}, "train.max_steps"),
         ("masking:\n  strategy: words\n", {}, "'token', 'whole_word', 'span'"),
+        ("data:\n  packing: blocks\n", {}, "data.packing: 'blocks' is not valid; choose 'documents', 'separator'"),
         ("model:\n  dropout: yes\n", {}, "model.dropout"),
         ("train: 3\n", {}, "section 'train'"),
         ("- a\n- b\n", {}, "mapping"),

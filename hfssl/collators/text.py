@@ -3,7 +3,8 @@
 Each collator pads a list of examples itself (no `tokenizer.pad`), picks the positions to hide with vectorised
 tensor ops, and hands them to `mask_tokens`, which does the 80/10/10 corruption. They work with any
 transformers masked-LM and any fast tokenizer whose word boundaries can be read off its tokens (`##` WordPiece,
-`Ġ` byte-level BPE, `▁` SentencePiece).
+`Ġ` byte-level BPE, `▁` SentencePiece). With `documents`, every collator here also says where each document of a
+packed block starts (`document_layout`), so that the model attends within documents only.
 """
 
 from __future__ import annotations
@@ -178,22 +179,27 @@ class MLMCollator(SeededStream):
     sampling_noise: bool = False
     """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
     detection samples its generator's tokens (so a resumed run samples the same ones)."""
+    documents: bool = False
+    """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
+    _separator: int | None = field(init=False, repr=False)
 
     def __post_init__(self):
         _check_rates(self.tokenizer, self.mask_rate, self.replace_prob, self.random_prob, self.pad_to_multiple_of)
         self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=False)
         self._rng = SeededGenerator(self.seed)
+        self._separator = separator_id(self.tokenizer) if self.documents else None
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
         generator = self._rng.get()
         selected = maskable & (torch.rand(input_ids.shape, generator=generator) < self.mask_rate)
-        return self._vocab.finish(
+        batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
+        return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
 
 
 @dataclass
@@ -215,22 +221,27 @@ class WholeWordMaskCollator(SeededStream):
     sampling_noise: bool = False
     """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
     detection samples its generator's tokens (so a resumed run samples the same ones)."""
+    documents: bool = False
+    """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
+    _separator: int | None = field(init=False, repr=False)
 
     def __post_init__(self):
         _check_rates(self.tokenizer, self.mask_rate, self.replace_prob, self.random_prob, self.pad_to_multiple_of)
         self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=True)
         self._rng = SeededGenerator(self.seed)
+        self._separator = separator_id(self.tokenizer) if self.documents else None
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
         generator = self._rng.get()
         selected = select_words(maskable, word_starts(input_ids, maskable, self._vocab), self.mask_rate, generator)
-        return self._vocab.finish(
+        batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
+        return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
 
 
 @dataclass
@@ -252,12 +263,15 @@ class SpanMaskCollator(SeededStream):
     sampling_noise: bool = False
     """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
     detection samples its generator's tokens (so a resumed run samples the same ones)."""
+    documents: bool = False
+    """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
     span_p: float = 0.2
     """Geometric parameter of the span length in words (SpanBERT: 0.2); 1 gives single-word spans."""
     max_span: int = 10
     """Longest span, in words; longer draws are clipped to it."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
+    _separator: int | None = field(init=False, repr=False)
 
     def __post_init__(self):
         _check_rates(self.tokenizer, self.mask_rate, self.replace_prob, self.random_prob, self.pad_to_multiple_of)
@@ -267,6 +281,7 @@ class SpanMaskCollator(SeededStream):
             raise UsageError(f"max_span must be at least 1 word, got {self.max_span}")
         self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=True)
         self._rng = SeededGenerator(self.seed)
+        self._separator = separator_id(self.tokenizer) if self.documents else None
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
@@ -274,9 +289,10 @@ class SpanMaskCollator(SeededStream):
         generator = self._rng.get()
         starts = word_starts(input_ids, maskable, self._vocab)
         selected = select_spans(maskable, starts, self.mask_rate, self.span_p, self.max_span, generator)
-        return self._vocab.finish(
+        batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
+        return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
 
 
 def pad_input_ids(
@@ -304,6 +320,39 @@ def pad_input_ids(
     input_ids[real] = flat
     attention_mask = (real & (input_ids != pad_token_id)).long()
     return input_ids, attention_mask
+
+
+def separator_id(tokenizer) -> int:
+    """The token that ends each document in packed blocks: sep, else eos (as packing puts it there)."""
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if sep is None:
+        raise UsageError("the tokenizer has neither a sep_token nor an eos_token to end documents with")
+    return sep
+
+
+def document_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, separator: int) -> dict[str, torch.Tensor]:
+    """Where each document of packed blocks starts: a document runs up to and including its separator.
+
+    Args:
+        input_ids: (B, L) right-padded blocks, separators not yet corrupted.
+        attention_mask: (B, L), 1 on real tokens.
+        separator: the id that ends each document.
+
+    Returns:
+        `document_ids`, long (B, L): 0, 1, ... for the documents of each row, padding taking its row's last one (so
+        that no query attends to nothing: a padding position's attention row would otherwise be all masked);
+        `position_ids`, long (B, L): each real token's position in its own document, 0 on padding (a valid index
+        whatever the model's position table, and never attended to).
+    """
+    real = attention_mask.bool()
+    starts = torch.zeros_like(real)
+    starts[:, 1:] = (input_ids[:, :-1] == separator) & real[:, 1:]
+    positions = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+    document_start = torch.where(starts, positions, 0).cummax(1).values
+    return {
+        "document_ids": starts.long().cumsum(1),
+        "position_ids": torch.where(real, positions - document_start, 0),
+    }
 
 
 def _check_rates(tokenizer, mask_rate, replace_prob, random_prob, pad_to_multiple_of) -> None:
@@ -424,20 +473,20 @@ class CausalLMCollator:
     """A transformers tokenizer with a pad token and a separator (sep, else eos) between documents."""
     pad_to_multiple_of: int | None = 8
     """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
+    documents: bool = False
+    """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
 
     def __post_init__(self):
         if self.tokenizer.pad_token_id is None:
             raise UsageError("the tokenizer has no padding token")
-        sep = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else self.tokenizer.eos_token_id
-        if sep is None:
-            raise UsageError("the tokenizer has neither a sep_token nor an eos_token to end documents with")
-        self.separator = sep
+        self.separator = separator_id(self.tokenizer)
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": causal_labels(
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": causal_labels(
             input_ids, attention_mask, self.separator
         )}  # fmt: skip
+        return batch | document_layout(input_ids, attention_mask, self.separator) if self.documents else batch
 
     # Nothing here is random: there is no stream position to save, restore or restart.
     def state_dict(self) -> dict:

@@ -311,18 +311,20 @@ def special_ids(tokenizer) -> tuple[int | None, int]:
 def pack(tokenized: Corpus, tokenizer, data: DataArgs) -> torch.utils.data.Dataset | torch.utils.data.IterableDataset:
     """Turn tokenized documents into training sequences; every item is `{"input_ids": 1-D LongTensor}`.
 
-    With `data.packing`, all documents, each followed by the separator, form one token stream cut into blocks of
-    `data.seq_len`: the prefix token then `seq_len - 1` stream tokens (`seq_len` when the tokenizer has no prefix
-    token). Only the last block is shorter. Without packing, each document is one item `[prefix] doc [sep]`, split
-    into consecutive items of at most `seq_len` tokens when longer. No token is dropped either way.
+    With `data.packing` "documents" or "separator", all documents, each followed by the separator, form one token
+    stream cut into blocks of `data.seq_len`: the prefix token then `seq_len - 1` stream tokens (`seq_len` when the
+    tokenizer has no prefix token). Only the last block is shorter. The two give the same blocks: which tokens attend
+    to which is the collator's and the model's business. With "none", each document is one item `[prefix] doc [sep]`,
+    split into consecutive items of at most `seq_len` tokens when longer. No token is dropped either way.
 
     A map-style `tokenized` gives a map-style dataset (`PackedBlocks` or `DocumentChunks`); a streamed one gives a
     `StreamedBlocks` iterable.
     """
     cls, sep = special_ids(tokenizer)
+    packing = data.packing != "none"
     if isinstance(tokenized, datasets.IterableDataset):
-        return StreamedBlocks(tokenized, data.seq_len, cls, sep, data.packing)
-    if data.packing:
+        return StreamedBlocks(tokenized, data.seq_len, cls, sep, packing)
+    if packing:
         return PackedBlocks(tokenized, data.seq_len, cls, sep)
     return DocumentChunks(tokenized, data.seq_len, cls, sep)
 

@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+import logging
 
-from hfssl.config import ModelArgs
+import torch
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.masking_utils import (
+    create_bidirectional_mask,
+    create_bidirectional_sliding_window_mask,
+    create_causal_mask,
+    create_sliding_window_causal_mask,
+)
+
+from hfssl.config import DataArgs, ModelArgs
 from hfssl.errors import UsageError, first_line
 from hfssl.models import load_config
+
+logger = logging.getLogger(__name__)
 
 # (layers, hidden, heads); feed-forward width follows the architecture's convention.
 SIZES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8), "base": (12, 768, 12)}
@@ -15,6 +26,13 @@ ENCODERS = ("modernbert", "bert", "roberta", "electra")
 """Bidirectional architectures built from scratch (masked objectives and replaced-token detection)."""
 DECODERS = ("llama", "modernbert-decoder", "gpt2")
 """Causal architectures built from scratch (next-word prediction)."""
+DOCUMENT_ATTENTION = (*ENCODERS, *DECODERS, "xlm-roberta")
+"""Architectures whose attention takes the per-document masks of `model_inputs` (their models build masks with
+transformers' masking_utils, which passes a ready 4D mask, or one per layer type, through as it is); the tests
+check each but xlm-roberta, whose modelling code is RoBERTa's."""
+DOCUMENT_MASK_IMPLEMENTATIONS = ("eager", "sdpa")
+"""Attention implementations that apply a block-diagonal mask. Flash attention would need varlen sequence lengths
+instead, which hfssl does not build (it runs models with sdpa): such a model falls back to separator packing."""
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
@@ -130,12 +148,75 @@ def is_causal(config) -> bool:
     return any(name.endswith("ForCausalLM") for name in getattr(config, "architectures", None) or ())
 
 
+def _first_position(config) -> int:
+    """The position id of a sequence's first token: RoBERTa numbers positions from padding_idx + 1."""
+    return (config.pad_token_id or 0) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
+
+
 def usable_positions(config) -> int:
     """Longest sequence (specials included) the model's position embeddings can take."""
-    positions = config.max_position_embeddings
-    if config.model_type in ("roberta", "xlm-roberta"):
-        positions -= (config.pad_token_id or 0) + 1
-    return positions
+    return config.max_position_embeddings - _first_position(config)
+
+
+def document_packing(data: DataArgs, model: PreTrainedModel) -> bool:
+    """Whether batches for `model` carry document ids and positions: `data.packing` "documents" on a model that can
+    take the masks; otherwise it says, in one log line, that it falls back to separator packing."""
+    if data.packing != "documents":
+        return False
+    config = model.config
+    if config.model_type in DOCUMENT_ATTENTION and config._attn_implementation in DOCUMENT_MASK_IMPLEMENTATIONS:
+        return True
+    logger.warning(
+        "data.packing: documents needs attention masked per document, which %s with %s attention cannot take; "
+        "packing with separators instead (tokens attend across documents)",
+        config.model_type,
+        config._attn_implementation,
+    )
+    return False
+
+
+def model_inputs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    document_ids: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+) -> dict:
+    """Keyword arguments of `model`'s forward for a batch; with `document_ids` (document packing), each token
+    attends only to its own document, at its `position_ids` within it.
+
+    The masks are the ones the model would build itself from `attention_mask` (bidirectional or causal, sliding where
+    its layers slide, in its attention implementation's format), narrowed to same-document pairs; a model with
+    several layer types (ModernBERT) takes them as a dict by type.
+    """
+    if document_ids is None:
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+    config = model.config
+    causal = is_causal(config)
+
+    def same_document(batch, head, query, key):
+        return document_ids[batch, query] == document_ids[batch, key]
+
+    # The builders read only the batch size, length, dtype and device of the embeddings: an empty stand-in will do.
+    shape = input_ids.new_empty((*input_ids.shape, 0), dtype=model.dtype)
+    kwargs = {
+        "config": config,
+        "inputs_embeds": shape,
+        "attention_mask": attention_mask.bool(),
+        "and_mask_function": same_document,
+    }
+    builders = {
+        "full_attention": create_causal_mask if causal else create_bidirectional_mask,
+        "sliding_attention": create_sliding_window_causal_mask if causal else create_bidirectional_sliding_window_mask,
+    }
+    if causal:
+        kwargs["cache"] = None
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        mask = {kind: builders[kind](**kwargs) for kind in set(layer_types)}
+    else:
+        mask = builders["full_attention"](**kwargs)
+    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids + _first_position(config)}
 
 
 def check_positions(args: ModelArgs, seq_len: int) -> None:

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from hfssl.collators.text import CausalLMCollator
 from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.errors import UsageError
-from hfssl.models.text import build_model, check_kind, check_positions
+from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
@@ -46,8 +46,9 @@ class CausalLM(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, labels) -> ObjectiveOutput:
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    def forward(self, input_ids, attention_mask, labels, document_ids=None, position_ids=None) -> ObjectiveOutput:
+        inputs = model_inputs(self.model, input_ids, attention_mask, document_ids, position_ids)
+        logits = self.model(**inputs).logits[:, :-1]
         targets = labels[:, 1:]
         predicted = targets != -100
         return token_output(logits[predicted], targets[predicted], predicted)
@@ -83,7 +84,10 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     check_positions(cfg.model, cfg.data.seq_len)
     data = load_text(cfg, accelerator, work_dir, resuming, adapt=lambda tokenizer, source: for_generation(tokenizer))
     objective = CausalLM(build_model(cfg.model, data.tokenizer, AutoModelForCausalLM))
-    return text_setup(cfg, accelerator, data, objective, lambda seed: CausalLMCollator(data.tokenizer))
+    documents = document_packing(cfg.data, objective.model)
+    return text_setup(
+        cfg, accelerator, data, objective, lambda seed: CausalLMCollator(data.tokenizer, documents=documents)
+    )
 
 
 def rebuild(cfg: PretrainConfig, model_config) -> CausalLM:
@@ -96,7 +100,7 @@ def export(cfg: PretrainConfig, objective: CausalLM, run_dir: Path, out_dir: Pat
 
 
 def describe(cfg: PretrainConfig) -> str:
-    layout = "packed blocks" if cfg.data.packing else "one line per sequence"
+    layout = "one line per sequence" if cfg.data.packing == "none" else "packed blocks"
     return (
         f"Next-word prediction: every token of the {layout} of {cfg.data.seq_len} tokens is predicted from the ones "
         "before it, with cross-entropy; the first token of a document is never predicted from the end of the "

@@ -13,7 +13,7 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
 from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.errors import UsageError
-from hfssl.models.text import build_model, check_kind, check_positions
+from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
@@ -67,16 +67,18 @@ class MaskedLM(torch.nn.Module):
         self.model = model
         self.head = MLM_HEADS.get(model.config.model_type)
 
-    def forward(self, input_ids, attention_mask, labels, **kwargs) -> ObjectiveOutput:
+    def forward(self, input_ids, attention_mask, labels, document_ids=None, position_ids=None) -> ObjectiveOutput:
         predicted = labels != -100
-        logits = self.predict(input_ids, attention_mask, predicted, **kwargs)
+        logits = self.predict(input_ids, attention_mask, predicted, document_ids, position_ids)
         return token_output(logits, labels[predicted], predicted)
 
-    def predict(self, input_ids, attention_mask, predicted, **kwargs) -> torch.Tensor:
-        """Vocabulary logits at the positions where bool (batch, length) `predicted` is set, in their order."""
+    def predict(self, input_ids, attention_mask, predicted, document_ids=None, position_ids=None) -> torch.Tensor:
+        """Vocabulary logits at the positions where bool (batch, length) `predicted` is set, in their order; with
+        `document_ids` and `position_ids` (document packing), each token sees only its own document."""
+        inputs = model_inputs(self.model, input_ids, attention_mask, document_ids, position_ids)
         if self.head is None:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[predicted]
-        logits = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0][predicted]
+            return self.model(**inputs).logits[predicted]
+        logits = self.model.base_model(**inputs)[0][predicted]
         for name in self.head:
             logits = getattr(self.model, name)(logits)
         return logits
@@ -96,8 +98,9 @@ class MaskedLM(torch.nn.Module):
         return None
 
 
-def make_collator(masking: MaskingArgs, tokenizer, seed: int, sampling_noise: bool = False):
-    """The masking section's collator; with `sampling_noise`, its batches carry `sample_u` too (see `MLMCollator`)."""
+def make_collator(masking: MaskingArgs, tokenizer, seed: int, sampling_noise: bool = False, documents: bool = False):
+    """The masking section's collator; with `sampling_noise`, its batches carry `sample_u` too (see `MLMCollator`),
+    with `documents`, `document_ids` and `position_ids` (document packing)."""
     common = dict(
         tokenizer=tokenizer,
         mask_rate=masking.mask_rate,
@@ -105,6 +108,7 @@ def make_collator(masking: MaskingArgs, tokenizer, seed: int, sampling_noise: bo
         random_prob=masking.random_prob,
         seed=seed,
         sampling_noise=sampling_noise,
+        documents=documents,
     )
     if masking.strategy == "whole_word":
         return WholeWordMaskCollator(**common)
@@ -124,7 +128,14 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     check_positions(cfg.model, cfg.data.seq_len)
     data = load_text(cfg, accelerator, work_dir, resuming, adapt=needs_mask_token)
     objective = MaskedLM(build_model(cfg.model, data.tokenizer, AutoModelForMaskedLM))
-    return text_setup(cfg, accelerator, data, objective, lambda seed: make_collator(cfg.masking, data.tokenizer, seed))
+    documents = document_packing(cfg.data, objective.model)
+    return text_setup(
+        cfg,
+        accelerator,
+        data,
+        objective,
+        lambda seed: make_collator(cfg.masking, data.tokenizer, seed, documents=documents),
+    )
 
 
 def rebuild(cfg: PretrainConfig, model_config) -> MaskedLM:

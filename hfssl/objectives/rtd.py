@@ -31,7 +31,7 @@ from transformers.activations import ACT2FN
 from hfssl.cards import fmt
 from hfssl.config import PretrainConfig, TextObjectiveArgs
 from hfssl.models import load_config
-from hfssl.models.text import build_model, check_kind, check_positions
+from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.mlm import STRATEGIES, MaskedLM, make_collator, needs_mask_token
 from hfssl.objectives.text import (
@@ -151,10 +151,12 @@ class ReplacedTokenDetection(torch.nn.Module):
             never[: len(sampleable)] = ~sampleable
         self.register_buffer("never_sampled", never, persistent=False)
 
-    def forward(self, input_ids, attention_mask, labels, sample_u) -> ObjectiveOutput:
+    def forward(
+        self, input_ids, attention_mask, labels, sample_u, document_ids=None, position_ids=None
+    ) -> ObjectiveOutput:
         masked = labels != -100
         targets = labels[masked]
-        logits = self.generator.predict(input_ids, attention_mask, masked).float()
+        logits = self.generator.predict(input_ids, attention_mask, masked, document_ids, position_ids).float()
         generated = token_output(logits, targets, masked)
 
         with torch.no_grad():
@@ -165,10 +167,11 @@ class ReplacedTokenDetection(torch.nn.Module):
             original = torch.where(masked, labels, input_ids)
             replaced = corrupted != original
 
+        inputs = model_inputs(self.model, corrupted, attention_mask, document_ids, position_ids)
         if self.head is None:
-            detection = self.model(input_ids=corrupted, attention_mask=attention_mask).logits
+            detection = self.model(**inputs).logits
         else:
-            detection = self.head(self.model(input_ids=corrupted, attention_mask=attention_mask)[0])
+            detection = self.head(self.model(**inputs)[0])
         real = attention_mask.bool()
         token_loss = F.binary_cross_entropy_with_logits(detection.float(), replaced.float(), reduction="none") * real
         tokens = real.sum()
@@ -270,12 +273,14 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     data = load_text(cfg, accelerator, work_dir, resuming, adapt=needs_mask_token)
     model = build_discriminator(cfg, data.tokenizer)
     objective = ReplacedTokenDetection(model, cfg.objective, sampleable_ids(data.tokenizer))
+    # The generator is the discriminator's architecture with its attention implementation: one answer for both.
+    documents = document_packing(cfg.data, model)
     return text_setup(
         cfg,
         accelerator,
         data,
         objective,
-        lambda seed: make_collator(cfg.masking, data.tokenizer, seed, sampling_noise=True),
+        lambda seed: make_collator(cfg.masking, data.tokenizer, seed, sampling_noise=True, documents=documents),
     )
 
 

@@ -200,7 +200,11 @@ def describe_data(cfg: PretrainConfig, metrics: dict) -> str:
     """The model card's account of the training text."""
     d = cfg.data
     source = "the synthetic English-like corpus embedded in hfssl" if d.train == "synthetic" else f"`{d.train}`"
-    layout = "packed into blocks" if d.packing else "one line per sequence"
+    layout = {
+        "documents": "packed into blocks in which each token attends only to its own document",
+        "separator": "packed into blocks",
+        "none": "one line per sequence",
+    }[d.packing]
     return (
         f"Trained on {source}, {layout} of {d.seq_len} tokens; {int(metrics.get('tokens_seen', 0)):,} tokens seen "
         f"over {metrics.get('steps', 0):,} optimizer steps."

@@ -13,6 +13,7 @@ from hfssl.collators.text import (
     MLMCollator,
     SpanMaskCollator,
     WholeWordMaskCollator,
+    document_layout,
     mask_tokens,
     sample_span_lengths,
 )
@@ -312,6 +313,38 @@ def test_reproducible_streams(collator_class, tokenizers, encoded, tmp_path):
     assert same(first, batches(collator, examples))
     collator.reset(seed=2)
     assert same(batches(collator_class(tokenizer, seed=2), examples), batches(collator, examples))
+
+
+def test_document_layout():
+    sep, pad = 3, 0
+    input_ids = torch.tensor([[2, 10, 11, sep, 12, sep, 13, 14], [2, 15, sep, pad, pad, pad, pad, pad]])
+    layout = document_layout(input_ids, (input_ids != pad).long(), sep)
+    # A document runs up to and including its separator; padding joins its row's last document at position 0.
+    assert layout["document_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 2, 2], [0] * 8]
+    assert layout["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 0, 1], [0, 1, 2, 0, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("collator_class", COLLATORS)
+def test_document_packing_masks_as_separator_packing_does(collator_class, tokenizers, encoded):
+    """Documents only add the layout: the same masks from the same stream (so a resumed run is unchanged), and
+    positions that restart after every separator."""
+    tokenizer = tokenizers["wordpiece"]
+    ids = encoded["wordpiece"][0]
+    examples = [{"input_ids": ids[i] + ids[i + 1] + ids[i + 2]} for i in range(0, 48, 3)]
+    plain = collator_class(tokenizer, seed=1)(examples)
+    packed = collator_class(tokenizer, seed=1, documents=True)(examples)
+    assert same([plain], [{key: packed[key] for key in plain}])
+    assert (packed["labels"][packed["attention_mask"] == 0] == -100).all()
+    for row, example in enumerate(examples):
+        document, position, documents, positions = 0, 0, [], []
+        for token in example["input_ids"]:
+            documents.append(document)
+            positions.append(position)
+            document, position = (document + 1, 0) if token == tokenizer.sep_token_id else (document, position + 1)
+        length = len(example["input_ids"])
+        assert packed["document_ids"][row, :length].tolist() == documents
+        assert packed["position_ids"][row, :length].tolist() == positions
+        assert (packed["document_ids"][row, length:] == documents[-1]).all()
 
 
 @pytest.mark.parametrize("collator_class", COLLATORS)

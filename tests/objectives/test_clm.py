@@ -157,3 +157,24 @@ def test_a_causal_checkpoint_is_no_masked_lm(trained, tmp_path):
     )  # fmt: skip
     assert "is a llama model; masked-LM pretraining trains an encoder" in one_line_error(done)
     assert not (tmp_path / "r").exists()
+
+
+def test_document_packing_restarts_positions_and_no_label_crosses_a_document():
+    class Tokenizer:
+        pad_token_id, sep_token_id, eos_token_id = 0, 3, None
+
+    collator = CausalLMCollator(Tokenizer(), pad_to_multiple_of=4, documents=True)
+    batch = collator([{"input_ids": [2, 5, 6, 3, 7, 8, 9, 3, 4]}, {"input_ids": [2, 5, 3]}])
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0, 0], [0, 1, 2] + [0] * 9]
+    assert batch["document_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2], [0] * 12]
+    # The model predicts labels[t] from the tokens before t: every target and the token before it share a document,
+    # and no document's first token (position 0) is a target.
+    targets = batch["labels"][:, 1:] != -100
+    assert targets.sum() == 8
+    assert (batch["document_ids"][:, 1:] == batch["document_ids"][:, :-1])[targets].all()
+    assert (batch["position_ids"][:, 1:][targets] > 0).all()
+    # Labels and inputs are those of separator packing.
+    plain = CausalLMCollator(Tokenizer(), pad_to_multiple_of=4)(
+        [{"input_ids": [2, 5, 6, 3, 7, 8, 9, 3, 4]}, {"input_ids": [2, 5, 3]}]
+    )
+    assert all(torch.equal(plain[key], batch[key]) for key in plain)

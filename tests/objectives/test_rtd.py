@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
+from hfssl.collators.text import document_layout
 from hfssl.config import TextObjectiveArgs
 from hfssl.objectives.rtd import DisentangledEmbedding, ReplacedTokenDetection, generator_config
 
@@ -255,3 +256,34 @@ def test_a_tokenizer_without_a_mask_token_is_one_line(tmp_path):
     )
     assert "the tokenizer has no mask token" in one_line_error(done)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("model_type", ["modernbert", "bert"])
+def test_generator_and_discriminator_see_only_their_own_document(model_type):
+    """Document packing reaches both models: changing the first document leaves the second one's hidden states in
+    the generator and the discriminator as they were (and with separator packing they change)."""
+    torch.manual_seed(0)
+    objective = ReplacedTokenDetection(tiny_encoder(model_type), TextObjectiveArgs(name="rtd")).eval()
+    hidden = []
+    for model in (objective.generator.model.base_model, objective.model):
+        model.register_forward_hook(lambda module, args, out: hidden.append(out[0][0, 8:]))
+
+    def run(first: list[int], documents: bool) -> list[torch.Tensor]:
+        input_ids = torch.tensor([[1, *first, 2, 20, 3, 22, 3, 24, 25, 26, 2]])
+        labels = torch.full_like(input_ids, -100)
+        labels[0, [9, 11]] = torch.tensor([21, 23])  # the masked tokens: in the second document only
+        attention_mask = torch.ones_like(input_ids)
+        batch = dict(
+            input_ids=input_ids, attention_mask=attention_mask, labels=labels, sample_u=torch.full((1, 16), 0.5)
+        )
+        layout = document_layout(input_ids, attention_mask, separator=2) if documents else {}
+        hidden.clear()
+        with torch.no_grad():
+            objective(**batch, **layout)
+        assert len(hidden) == 2  # the generator's, then the discriminator's
+        return list(hidden)
+
+    for before, after in zip(run([10, 11, 12, 13, 14, 15], True), run([30, 31, 32, 33, 34, 35], True), strict=True):
+        torch.testing.assert_close(before, after, rtol=0, atol=1e-5)
+    for before, after in zip(run([10, 11, 12, 13, 14, 15], False), run([30, 31, 32, 33, 34, 35], False), strict=True):
+        assert (before - after).abs().max() > 1e-3

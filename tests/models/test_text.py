@@ -1,0 +1,80 @@
+"""Document packing on every text architecture: a token attends only to its own document, at positions that restart
+with it, on each attention implementation this machine has; separator packing lets documents see each other."""
+
+import logging
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+from hfssl.collators.text import document_layout
+from hfssl.config import DataArgs, ModelArgs
+from hfssl.models.text import DECODERS, ENCODERS, document_packing, model_inputs, scratch_config
+
+PAD, CLS, SEP = 0, 2, 3
+FIRST, SECOND = 9, 12  # the two documents' lengths, their separators included
+IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+class Tokenizer:  # what the presets read from a tokenizer
+    pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = PAD, CLS, SEP, CLS, SEP
+
+    def __len__(self):
+        return 100
+
+
+def tiny(arch: str, implementation: str):
+    config = scratch_config(ModelArgs(arch=arch, num_layers=2, hidden_size=32, num_heads=2), Tokenizer())
+    config.initializer_range = 0.2  # weights large enough that attending to another document shows plainly
+    if arch.startswith("modernbert"):
+        config.sliding_window = 4  # far shorter than a document, so that sliding layers are checked too
+    auto = AutoModelForCausalLM if arch in DECODERS else AutoModelForMaskedLM
+    torch.manual_seed(0)
+    return auto.from_config(config, attn_implementation=implementation).eval()
+
+
+def block(first: torch.Tensor, second: torch.Tensor) -> dict:
+    """Row 0: [cls] first [sep] second [sep] then padding; row 1: the second document alone at the start."""
+    row = torch.cat([torch.tensor([CLS]), first, torch.tensor([SEP]), second, torch.tensor([SEP, PAD, PAD])])
+    alone = torch.cat([second, torch.tensor([SEP]), torch.full((len(row) - SECOND,), PAD)])
+    input_ids = torch.stack([row, alone])
+    attention_mask = (input_ids != PAD).long()
+    return {"input_ids": input_ids, "attention_mask": attention_mask} | document_layout(input_ids, attention_mask, SEP)
+
+
+def logits(model, batch: dict, documents: bool) -> torch.Tensor:
+    if not documents:
+        batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        return model(**model_inputs(model, **batch)).logits
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("arch", ENCODERS + DECODERS)
+def test_a_document_sees_only_itself(arch, implementation):
+    model = tiny(arch, implementation)
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randint(5, 100, (FIRST - 2,), generator=generator)
+    second = torch.randint(5, 100, (SECOND - 1,), generator=generator)
+    changed = torch.randint(5, 100, (FIRST - 2,), generator=generator)
+    while (changed == first).any():  # every token of the first document differs
+        changed = torch.randint(5, 100, (FIRST - 2,), generator=generator)
+    a, b = block(first, second), block(changed, second)
+    assert a["position_ids"][0, FIRST : FIRST + SECOND].tolist() == list(range(SECOND))
+    in_block = slice(FIRST, FIRST + SECOND)
+    documents_a, documents_b = logits(model, a, True), logits(model, b, True)
+    torch.testing.assert_close(documents_a[0, in_block], documents_b[0, in_block], rtol=0, atol=1e-5)
+    # ... and it is what the document gives on its own, from position 0: nothing of the block leaks in.
+    torch.testing.assert_close(documents_a[0, in_block], documents_a[1, :SECOND], rtol=1e-4, atol=1e-5)
+    separator_a, separator_b = logits(model, a, False), logits(model, b, False)
+    assert (separator_a[0, in_block] - separator_b[0, in_block]).abs().max() > 1e-2
+
+
+def test_an_architecture_without_the_masks_falls_back_to_separators(caplog):
+    model = tiny("bert", "sdpa")
+    assert document_packing(DataArgs(packing="documents"), model)
+    assert not document_packing(DataArgs(packing="separator"), model)
+    model.config.model_type = "distilbert"  # any architecture hfssl has not checked takes no document masks
+    with caplog.at_level(logging.WARNING, logger="hfssl.models.text"):
+        assert not document_packing(DataArgs(packing="documents"), model)
+    assert [r.getMessage() for r in caplog.records if "packing with separators instead" in r.getMessage()]
