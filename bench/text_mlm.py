@@ -13,6 +13,11 @@
    (hfssl runs with eval_every = save_every = N and no probe, so it evaluates only after the last step). Quality: both
    models are scored by one function on hfssl's packed validation blocks masked by its evaluation collator (seed + 1,
    the recipe's mask rate): mean cross-entropy over masked tokens. It reproduces hfssl's own metrics.json eval loss.
+   hfssl runs twice, with `data.packing` documents (the recipe's default: each token attends only to its own
+   document, positions restart with it) and separator (the same blocks, attention across documents); each model is
+   scored as it was trained (document masks for the first, none for the second and the baseline), on the same
+   masked tokens. On a GPU the document run uses sdpa with a block-diagonal mask too: hfssl builds no flash-attention
+   varlen path, so GPU MFU rows of issue 14 are not measured here.
 
 2. Collator examples/s on 2,000 tokenized synthetic documents (up to 128 tokens, batches of 32), passes interleaved,
    median kept; with one torch thread (as in DataLoader workers) and with torch's default count (the main process,
@@ -68,6 +73,7 @@ from hfssl.config import PretrainConfig, load
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.distributed import resolve_mixed_precision
+from hfssl.models.text import model_inputs
 from hfssl.pretrain import pretrain
 
 logger = logging.getLogger("bench.text_mlm")
@@ -189,23 +195,31 @@ def train_baseline(model, tokenizer, blocks, cfg: PretrainConfig, steps: int, de
 
 
 def eval_batches(cfg: PretrainConfig, tokenizer, validation, mask_rate: float, device) -> list[dict]:
-    """hfssl's evaluation batches (packed validation blocks, token collator seeded seed + 1) at `mask_rate`."""
+    """hfssl's evaluation batches (packed validation blocks, token collator seeded seed + 1) at `mask_rate`, with
+    the document layout (which `masked_loss` uses only when asked: the masks are the same either way)."""
     blocks = pack(tokenize_corpus(validation, tokenizer, cfg.data), tokenizer, cfg.data)
     m = cfg.masking
     collator = MLMCollator(
-        tokenizer, mask_rate=mask_rate, replace_prob=m.replace_prob, random_prob=m.random_prob, seed=cfg.train.seed + 1
+        tokenizer,
+        mask_rate=mask_rate,
+        replace_prob=m.replace_prob,
+        random_prob=m.random_prob,
+        seed=cfg.train.seed + 1,
+        documents=True,
     )
     loader = DataLoader(blocks, batch_size=cfg.train.eval_batch_size or cfg.train.batch_size, collate_fn=collator)
     return [{k: v.to(device) for k, v in batch.items()} for batch in islice(loader, cfg.train.eval_batches)]
 
 
 @torch.no_grad()
-def masked_loss(model, batches: list[dict]) -> float:
-    """Mean cross-entropy over the masked tokens of `batches`, from the model's full logits."""
+def masked_loss(model, batches: list[dict], documents: bool = False) -> float:
+    """Mean cross-entropy over the masked tokens of `batches`, from the model's full logits; with `documents`, each
+    token attending only to its own document, as document packing trains."""
     model.eval()
     total, count = 0.0, 0
     for batch in batches:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        layout = (batch["document_ids"], batch["position_ids"]) if documents else ()
+        logits = model(**model_inputs(model, batch["input_ids"], batch["attention_mask"], *layout)).logits
         masked = batch["labels"] != -100
         total += F.cross_entropy(logits[masked].float(), batch["labels"][masked], reduction="sum").item()
         count += int(masked.sum())
@@ -213,18 +227,28 @@ def masked_loss(model, batches: list[dict]) -> float:
     return total / count
 
 
-def throughput(args, device, corpus, run: Path) -> dict:
-    """Comparison 1: hfssl's loop against the transformers-only loop, same ModernBERT, data and steps."""
+def hfssl_throughput(args, device, run: Path, packing: str) -> dict:
+    """hfssl's loop on the recipe for `args.steps` steps with `data.packing` `packing`: its config, metrics,
+    tokens/s and the other processes' load."""
     steps = str(args.steps)
     cfg = hfssl_config(
         {**args.overrides, "train.max_steps": steps, "train.eval_every": steps, "train.save_every": steps,
-         "train.probe_every": "", "train.output_dir": str(run)}
+         "train.probe_every": "", "train.output_dir": str(run), "data.packing": packing}
     )  # fmt: skip
-    logger.info("throughput: hfssl, %d steps", args.steps)
-    with StepClock(device) as clock, OtherLoad() as hfssl_load:
+    logger.info("throughput: hfssl, %s packing, %d steps", packing, args.steps)
+    with StepClock(device) as clock, OtherLoad() as load:
         metrics = pretrain(cfg)
     seconds, intervals = clock.train_time()
-    hfssl_tps = metrics["tokens_seen"] / metrics["steps"] * intervals / seconds
+    tps = metrics["tokens_seen"] / metrics["steps"] * intervals / seconds
+    return {"cfg": cfg, "metrics": metrics, "tokens_per_s": tps, "load": load.cores}
+
+
+def throughput(args, device, corpus, run: Path) -> dict:
+    """Comparison 1: hfssl's loop, with document and with separator packing, against the transformers-only loop,
+    same ModernBERT, data and steps."""
+    documents = hfssl_throughput(args, device, run, "documents")
+    separator = hfssl_throughput(args, device, run.with_name("throughput-separator"), "separator")
+    cfg, metrics, hfssl_tps = documents["cfg"], documents["metrics"], documents["tokens_per_s"]
 
     logger.info("throughput: transformers baseline, %d steps", args.steps)
     tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
@@ -239,16 +263,20 @@ def throughput(args, device, corpus, run: Path) -> dict:
 
     batches = eval_batches(cfg, tokenizer, corpus[1], cfg.masking.mask_rate, device)
     trained = AutoModelForMaskedLM.from_pretrained(run / "final").to(device)
+    trained_separator = AutoModelForMaskedLM.from_pretrained(run.with_name("throughput-separator") / "final")
     result = {
         "model": f"{cfg.model.arch} {cfg.model.size}",
         "steps": args.steps,
         "mask_rate": cfg.masking.mask_rate,
         "hfssl_tokens_per_s": hfssl_tps,
+        "separator_tokens_per_s": separator["tokens_per_s"],
         "baseline_tokens_per_s": base_tps,
-        "hfssl_eval_loss": masked_loss(trained, batches),
+        "hfssl_eval_loss": masked_loss(trained, batches, documents=True),
         "hfssl_metrics_eval_loss": metrics["eval_loss"],
+        "separator_eval_loss": masked_loss(trained_separator.to(device), batches),
+        "separator_metrics_eval_loss": separator["metrics"]["eval_loss"],
         "baseline_eval_loss": masked_loss(base["model"], batches),
-        "other_cores": [hfssl_load.cores, base_load.cores],
+        "other_cores": [documents["load"], separator["load"], base_load.cores],
     }
     return result
 
@@ -372,6 +400,8 @@ def table(results: dict) -> str:
 
     tps = t["hfssl_tokens_per_s"] / t["baseline_tokens_per_s"]
     loss = t["hfssl_eval_loss"] / t["baseline_eval_loss"]
+    packing_tps = t["hfssl_tokens_per_s"] / t["separator_tokens_per_s"]
+    packing_loss = t["hfssl_eval_loss"] / t["separator_eval_loss"]
     token = c["token_hfssl"] / c["token_transformers"]
     wwm = c["whole_word_hfssl"] / c["whole_word_transformers"]
     plain = d["hfssl_eval_loss"] / d["baseline_eval_loss"]
@@ -382,8 +412,15 @@ def table(results: dict) -> str:
             t["baseline_tokens_per_s"], ">=1.5x", tps >= 1.5),
         row(f"   eval loss @{t['mask_rate']:.0%}, same blocks and masks", t["hfssl_eval_loss"],
             t["baseline_eval_loss"], f"<={EQUAL_LOSS}x", loss <= EQUAL_LOSS),
-        f"   (hfssl's own metrics.json eval loss {t['hfssl_metrics_eval_loss']:.4f}; "
-        f"other processes' cores busy {others(t['other_cores'])})",
+        row("   train tokens/s, document vs separator packing (hfssl)", t["hfssl_tokens_per_s"],
+            t["separator_tokens_per_s"], ">=1x", packing_tps >= 1.0),
+        row("   eval loss, document vs separator packing (hfssl)", t["hfssl_eval_loss"], t["separator_eval_loss"],
+            f"<={EQUAL_LOSS}x", packing_loss <= EQUAL_LOSS),
+        f"   (hfssl's own metrics.json eval loss {t['hfssl_metrics_eval_loss']:.4f} documents, "
+        f"{t['separator_metrics_eval_loss']:.4f} separator; separator packing vs baseline: tokens/s "
+        f"{t['separator_tokens_per_s'] / t['baseline_tokens_per_s']:.2f}x, eval loss "
+        f"{t['separator_eval_loss'] / t['baseline_eval_loss']:.2f}x; "
+        f"other processes' cores busy {others(t['other_cores'])} documents/separator/baseline)",
         row("2. collator examples/s, 1 thread: token MLM", c["token_hfssl"], c["token_transformers"], ">=1x",
             token >= 1.0),
         row("   whole-word (transformers: pre-padded + offsets)", c["whole_word_hfssl"],
@@ -423,8 +460,7 @@ def main(argv: list[str] | None = None) -> dict:
         # Accelerate's switch for every Accelerator in the process, hfssl's included.
         os.environ["ACCELERATE_USE_CPU"] = "true"
     mixed_precision = resolve_mixed_precision("auto") if device.type == "cuda" else "no"
-    # Quoted: a bare `no` is YAML for false, which the schema rejects.
-    args.overrides = {"train.mixed_precision": f"'{mixed_precision}'"}
+    args.overrides = {"train.mixed_precision": mixed_precision}
     if args.quick:
         args.overrides["data.synthetic_documents"] = "600"
         args.steps = args.recipe_steps = 4

@@ -7,12 +7,6 @@ import logging
 
 import torch
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.masking_utils import (
-    create_bidirectional_mask,
-    create_bidirectional_sliding_window_mask,
-    create_causal_mask,
-    create_sliding_window_causal_mask,
-)
 
 from hfssl.config import DataArgs, ModelArgs
 from hfssl.errors import UsageError, first_line
@@ -28,8 +22,8 @@ DECODERS = ("llama", "modernbert-decoder", "gpt2")
 """Causal architectures built from scratch (next-word prediction)."""
 DOCUMENT_ATTENTION = (*ENCODERS, *DECODERS, "xlm-roberta")
 """Architectures whose attention takes the per-document masks of `model_inputs` (their models build masks with
-transformers' masking_utils, which passes a ready 4D mask, or one per layer type, through as it is); the tests
-check each but xlm-roberta, whose modelling code is RoBERTa's."""
+transformers' masking_utils, which passes a ready 4D mask, or ModernBERT's dict of one per layer type, through as
+it is); the tests check each but xlm-roberta, whose modelling code is RoBERTa's."""
 DOCUMENT_MASK_IMPLEMENTATIONS = ("eager", "sdpa")
 """Attention implementations that apply a block-diagonal mask. Flash attention would need varlen sequence lengths
 instead, which hfssl does not build (it runs models with sdpa): such a model falls back to separator packing."""
@@ -183,40 +177,52 @@ def model_inputs(
     position_ids: torch.Tensor | None = None,
 ) -> dict:
     """Keyword arguments of `model`'s forward for a batch; with `document_ids` (document packing), each token
-    attends only to its own document, at its `position_ids` within it.
-
-    The masks are the ones the model would build itself from `attention_mask` (bidirectional or causal, sliding where
-    its layers slide, in its attention implementation's format), narrowed to same-document pairs; a model with
-    several layer types (ModernBERT) takes them as a dict by type.
-    """
+    attends only to its own document, at its `position_ids` within it (see `document_masks`)."""
     if document_ids is None:
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-    config = model.config
+    masks = document_masks(model.config, document_ids, attention_mask, model.dtype)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": masks,
+        "position_ids": position_ids + _first_position(model.config),
+    }
+
+
+def document_masks(config, document_ids: torch.Tensor, attention_mask: torch.Tensor, dtype: torch.dtype):
+    """The 4D (batch, 1, query, key) masks `config`'s model would build from `attention_mask`, bidirectional or
+    causal, sliding in its sliding layers, narrowed to pairs of tokens in the same document.
+
+    Built here by broadcasting, not by transformers' mask functions (vmapped per element, ~30x slower on a CPU batch
+    and most of what document packing cost). tests/models/test_text.py checks them against a document run alone
+    through the model's own masks. Every token may attend to itself, so that no padding query's row is empty
+    (a softmax over nothing); no real token ever sees padding.
+
+    Returns:
+        For sdpa a bool mask (True: attend), for eager an additive float one of `dtype`; a dict by layer type where
+        the config names its layers' types (ModernBERT), which its model takes as it is.
+    """
+    length = document_ids.shape[1]
+    index = torch.arange(length, device=document_ids.device)
+    query, key = index[:, None], index[None, :]
+    same = document_ids[:, None, :, None] == document_ids[:, None, None, :]
+    allowed = same & attention_mask.bool()[:, None, None, :]
     causal = is_causal(config)
-
-    def same_document(batch, head, query, key):
-        return document_ids[batch, query] == document_ids[batch, key]
-
-    # The builders read only the batch size, length, dtype and device of the embeddings: an empty stand-in will do.
-    shape = input_ids.new_empty((*input_ids.shape, 0), dtype=model.dtype)
-    kwargs = {
-        "config": config,
-        "inputs_embeds": shape,
-        "attention_mask": attention_mask.bool(),
-        "and_mask_function": same_document,
-    }
-    builders = {
-        "full_attention": create_causal_mask if causal else create_bidirectional_mask,
-        "sliding_attention": create_sliding_window_causal_mask if causal else create_bidirectional_sliding_window_mask,
-    }
     if causal:
-        kwargs["cache"] = None
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types:
-        mask = {kind: builders[kind](**kwargs) for kind in set(layer_types)}
-    else:
-        mask = builders["full_attention"](**kwargs)
-    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids + _first_position(config)}
+        allowed = allowed & (key <= query)
+    masks = {"full_attention": allowed}
+    layer_types = getattr(config, "layer_types", None) or ()
+    if "sliding_attention" in layer_types:
+        # transformers' windows: a causal layer sees the last `sliding_window` keys, a bidirectional one every key
+        # within `sliding_window` either side.
+        window = config.sliding_window
+        near = key > query - window if causal else (query - key).abs() <= window
+        masks["sliding_attention"] = allowed & near
+    for kind, mask in masks.items():
+        mask = mask | (query == key)
+        if config._attn_implementation == "eager":
+            mask = torch.zeros((), dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+        masks[kind] = mask
+    return {kind: masks[kind] for kind in set(layer_types)} if layer_types else masks["full_attention"]
 
 
 def check_positions(args: ModelArgs, seq_len: int) -> None:
