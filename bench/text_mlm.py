@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
     parser.add_argument("--threads", type=int, help="torch intra-op threads for training (default: torch's own)")
     parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--compile", action="store_true", help="torch.compile hfssl's model (train.compile) throughout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> dict:
         # Accelerate's switch for every Accelerator in the process, hfssl's included.
         os.environ["ACCELERATE_USE_CPU"] = "true"
     mixed_precision = resolve_mixed_precision("auto") if device.type == "cuda" else "no"
-    args.overrides = {"train.mixed_precision": mixed_precision}
+    args.overrides = {"train.mixed_precision": mixed_precision, "train.compile": str(args.compile).lower()}
     if args.quick:
         args.overrides["data.synthetic_documents"] = "600"
         args.steps = args.recipe_steps = 4
