@@ -339,10 +339,9 @@ def document_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor, separ
         separator: the id that ends each document.
 
     Returns:
-        `document_ids`, long (B, L): 0, 1, ... for the documents of each row, padding taking its row's last one (so
-        that no query attends to nothing: a padding position's attention row would otherwise be all masked);
+        `document_ids`, long (B, L): 0, 1, ... for the documents of each row, padding taking its row's last one;
         `position_ids`, long (B, L): each real token's position in its own document, 0 on padding (a valid index
-        whatever the model's position table, and never attended to).
+        whatever the model's position table; padding is never attended to).
     """
     real = attention_mask.bool()
     starts = torch.zeros_like(real)

@@ -220,7 +220,7 @@ def document_masks(config, document_ids: torch.Tensor, attention_mask: torch.Ten
     for kind, mask in masks.items():
         mask = mask | (query == key)
         if config._attn_implementation == "eager":
-            mask = torch.zeros((), dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+            mask = torch.full(mask.shape, torch.finfo(dtype).min, dtype=dtype, device=mask.device).masked_fill(mask, 0)
         masks[kind] = mask
     return {kind: masks[kind] for kind in set(layer_types)} if layer_types else masks["full_attention"]
 
