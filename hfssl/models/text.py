@@ -23,7 +23,7 @@ DECODERS = ("llama", "modernbert-decoder", "gpt2")
 DOCUMENT_ATTENTION = (*ENCODERS, *DECODERS, "xlm-roberta")
 """Architectures whose attention takes the per-document masks of `model_inputs` (their models build masks with
 transformers' masking_utils, which passes a ready 4D mask, or ModernBERT's dict of one per layer type, through as
-it is); the tests check each but xlm-roberta, whose modelling code is RoBERTa's."""
+it is); tests/models/test_text.py checks each."""
 DOCUMENT_MASK_IMPLEMENTATIONS = ("eager", "sdpa")
 """Attention implementations that apply a block-diagonal mask. Flash attention would need varlen sequence lengths
 instead, which hfssl does not build (it runs models with sdpa): such a model falls back to separator packing."""
