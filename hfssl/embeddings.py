@@ -58,6 +58,14 @@ def build(encoder_dir: Path, pooling: str, max_seq_length: int, device: str | No
     return SentenceTransformer(modules=[transformer, pooler], similarity_fn_name="cosine", device=device)
 
 
+def load(path: Path, device: str | None = None):
+    """A sentence-transformers export (`write`'s, or anyone's) as `SentenceTransformer` loads it."""
+    require_sentence_transformers("model.name_or_path")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device=device)
+
+
 def write(model: PreTrainedModel, tokenizer, pooling: str, max_seq_length: int, card: ModelCard, out_dir: Path) -> Path:
     """Write `model` (a transformers encoder without head), `tokenizer` and `pooling` as a sentence-transformers
     folder with `card` as its README, replacing `out_dir` atomically. The weights and tokenizer sit at the top, so

@@ -303,8 +303,6 @@ def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
     from hfssl.finetune import load_backbone, load_processor
 
     embeddings.require_sentence_transformers(f"task {task.name}")
-    from sentence_transformers import SentenceTransformer
-
     d = task.data
     if task.metric == "spearman":
         similarity = (
@@ -318,7 +316,7 @@ def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     path = Path(cfg.model.name_or_path)
     if (path / "modules.json").is_file() and not cfg.model.from_scratch:
-        model = SentenceTransformer(str(path), device=device)
+        model = embeddings.load(path, device=device)
     else:
         # Any other text model (or its random twin) as sentence-transformers wraps a plain one: mean pooling.
         with tempfile.TemporaryDirectory(prefix="hfssl-embed-") as folder:

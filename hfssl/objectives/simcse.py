@@ -217,7 +217,7 @@ def load_pairs_data(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Pat
         else:
             split = train.train_test_split(test_size=d.validation_fraction, seed=cfg.train.seed)
             train, validation = split["train"], split["test"]
-    texts = datasets.Dataset.from_dict({"text": train["anchor"] + train["positive"]})
+    texts = datasets.Dataset.from_dict({"text": [*train["anchor"], *train["positive"]]})
     tokenizer = prepare_tokenizer(cfg, texts, work_dir, accelerator, resuming=resuming)
     with accelerator.main_process_first():
         train_set = tokenize_pairs(train, tokenizer, d.seq_len)
@@ -333,6 +333,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
             "objective": "supervised pairs" if o.pairs else "unsupervised (dropout views)",
             "pooling": o.pooling,
             "temperature": o.temperature,
+            "dropout": "the checkpoint's own" if cfg.model.dropout is None else cfg.model.dropout,
         },
         accuracy="pair found first in its batch",
         results={k: fmt(v) for k, v in results.items()},
