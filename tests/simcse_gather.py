@@ -44,7 +44,8 @@ def main(out: str) -> None:
         objective.eval()  # no gathering: the whole batch in this process (dropout is off either way)
         whole = objective(**batch).loss
         whole.backward()
-        differences = [(g / world - p.grad).abs().max().item() for g, p in zip(grads, objective.parameters(), strict=True)]
+        pairs = zip(grads, objective.parameters(), strict=True)
+        differences = [(g / world - p.grad).abs().max().item() for g, p in pairs]
         result = {"processes": world, "two_processes": loss.item() / world, "one_process": whole.item()}
         result["largest_gradient_difference"] = max(differences)
         result["largest_gradient"] = max(p.grad.abs().max().item() for p in objective.parameters())

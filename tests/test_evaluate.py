@@ -253,6 +253,7 @@ def test_an_sts_suite_reads_a_local_copy_of_stsb(mlm_export, tmp_path):
     ]  # fmt: skip
     out = tmp_path / "suite"
     main(["evaluate", "text/evaluate-tiny", "--model.name_or_path", str(mlm_export), "--suite.name", "sts",
-          "--suite.data_dir", str(copy), "--suite.update_card", "false", "--suite.output_dir", str(out), *TINY])  # fmt: skip
+          "--suite.data_dir", str(copy), "--suite.update_card", "false", "--suite.output_dir", str(out),
+          *TINY])  # fmt: skip
     summary = {e["row"]: e for e in json.loads((out / "results.json").read_text())["summary"]}
     assert summary["stsb"]["split"] == "test" and summary["stsb-validation"]["split"] == "validation"

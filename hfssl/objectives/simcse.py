@@ -242,6 +242,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     check_config(cfg)
     check_model(cfg)
     check_positions(cfg.model, cfg.data.seq_len)
+    sets = probe_sets(t) if t.probe_every else None  # a bad probe set fails before the tokenizer is written
     data = (
         load_pairs_data(cfg, accelerator, work_dir, resuming)
         if o.pairs
@@ -250,7 +251,6 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     model_type = load_config(cfg.model).model_type if cfg.model.name_or_path else cfg.model.arch
     model = build_model(cfg.model, data.tokenizer, AutoModel, **pooler_kwargs(model_type))
     objective = SimCSE(model, o.pooling, o.temperature)
-    sets = probe_sets(t) if t.probe_every else None
     eval_size = t.eval_batch_size or t.batch_size
 
     def run_probe(raw: torch.nn.Module) -> dict[str, float]:
