@@ -56,13 +56,13 @@ def model_name(export, output_dir: str) -> str:
     return export.model_name or Path(output_dir).resolve().name
 
 
-def pretrain_card_data(cfg, pipeline_tag: str, tags: list[str]) -> ModelCardData:
+def pretrain_card_data(cfg, pipeline_tag: str, tags: list[str], library_name: str = "transformers") -> ModelCardData:
     """The metadata of a pretraining export's card: the recipe's export section, the Hub datasets it trained on and
     the model it continued from, under `pipeline_tag` with `tags` after "hfssl"."""
     return ModelCardData(
         language=cfg.export.language or None,
         license=cfg.export.license,
-        library_name="transformers",
+        library_name=library_name,
         pipeline_tag=pipeline_tag,
         tags=["hfssl", *tags, *cfg.export.tags],
         datasets=cfg.export.datasets or hub_dataset_ids(cfg.data.train, cfg.data.validation) or None,

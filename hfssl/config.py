@@ -51,7 +51,11 @@ class ModelArgs:
     num_heads: int | None = arg(None, "override the preset's number of attention heads")
     intermediate_size: int | None = arg(None, "override the preset's feed-forward size")
     max_position_embeddings: int = arg(512, "positions the model can address (from scratch only)")
-    dropout: float = arg(0.0, "dropout while pretraining; 0 follows Cramming and ModernBERT")
+    dropout: float | None = arg(
+        None,
+        "dropout while pretraining (empty: 0 from scratch, as in Cramming and ModernBERT; a checkpoint's own when "
+        "continuing from model.name_or_path)",
+    )
     trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
 
     def __post_init__(self):
@@ -59,7 +63,9 @@ class ModelArgs:
             value = getattr(self, name)
             _check(value is None or value > 0, f"model.{name}", f"must be positive, got {value}")
         _check(self.max_position_embeddings > 0, "model.max_position_embeddings", "must be positive")
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(
+            self.dropout is None or 0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}"
+        )
 
 
 @dataclass
@@ -177,7 +183,9 @@ class TrainArgs:
     )
     probe_data: str = arg(
         "synthetic",
-        "labelled data for probe_every: 'synthetic' (the embedded topic task) or a file with text and label",
+        "labelled data for probe_every: 'synthetic' (the embedded topic task; for simcse, hfssl's generated "
+        "similarity and retrieval sets) or a file with text and label (for simcse: a similarity set, a file or Hub "
+        "dataset with sentence1, sentence2 and score, its validation split)",
     )
     probe_examples: int = arg(
         1000, "examples of the embedded topic task used by probe_every (half to fit, half to score)"
@@ -262,11 +270,13 @@ class HubArgs:
 
 @dataclass
 class TextObjectiveArgs:
-    name: Literal["mlm", "rtd", "clm"] = arg(
+    name: Literal["mlm", "rtd", "clm", "simcse"] = arg(
         "mlm",
         "mlm: masked language modelling (predict the tokens the masking section hides, an encoder); rtd: replaced-"
         "token detection as in ELECTRA (a small generator fills the masked tokens, the encoder tells every token "
-        "original or replaced); clm: next-word prediction (every token from the ones before it, a decoder)",
+        "original or replaced); clm: next-word prediction (every token from the ones before it, a decoder); simcse: "
+        "contrastive sentence embeddings (two dropout views of a text, or a pair from objective.pairs, pulled "
+        "together against the rest of the batch), continuing from model.name_or_path",
     )
     generator_size: float = arg(
         0.5,
@@ -283,6 +293,25 @@ class TextObjectiveArgs:
     export_generator: bool = arg(
         False, "rtd: also export the generator, a fill-mask model, into the export's generator/ folder"
     )
+    temperature: float = arg(
+        0.05, "simcse: the softmax temperature of the cosine similarities (SimCSE: 0.05; lower is sharper)"
+    )
+    pooling: Literal["mean", "cls", "last"] = arg(
+        "mean",
+        "simcse: the sentence embedding: the mean of the last layer's token states, the first (CLS) token's, or the "
+        "last token's (for a causal model, the only one that has read the whole text)",
+    )
+    pairs: str | None = arg(
+        None,
+        "simcse: supervised pairs, a .jsonl/.json/.csv/.parquet file or a Hub dataset (data.hub_config and "
+        "data.hub_split choose its part) with columns anchor, positive and optionally negative (a hard negative); "
+        "empty: unsupervised, two dropout views of each text of the data section's corpus",
+    )
+    pairs_validation: str | None = arg(
+        None,
+        "simcse: validation pairs in the same form (empty: data.hub_validation_split of a Hub dataset, else "
+        "data.validation_fraction of the pairs held out)",
+    )
 
     def __post_init__(self):
         _check(
@@ -291,11 +320,24 @@ class TextObjectiveArgs:
             f"must be in (0, 1]: the generator may not be larger than the discriminator, got {self.generator_size}",
         )
         _check(self.rtd_weight > 0, "objective.rtd_weight", f"must be positive, got {self.rtd_weight}")
-        if self.name != "rtd":
-            default = TextObjectiveArgs(name="rtd")
-            for f in dataclasses.fields(self):
-                if f.name != "name" and getattr(self, f.name) != getattr(default, f.name):
-                    raise UsageError(f"objective.{f.name}: only replaced-token detection (objective.name rtd) uses it")
+        _check(self.temperature > 0, "objective.temperature", f"must be positive, got {self.temperature}")
+        for f in dataclasses.fields(self):
+            owner = _OBJECTIVE_FIELDS.get(f.name)
+            if owner not in (None, self.name) and getattr(self, f.name) != f.default:
+                raise UsageError(f"objective.{f.name}: only objective.name {owner} uses it")
+
+
+# The objective each of `TextObjectiveArgs`' settings belongs to; any other objective refuses a changed value.
+_OBJECTIVE_FIELDS = {
+    "generator_size": "rtd",
+    "rtd_weight": "rtd",
+    "embedding_sharing": "rtd",
+    "export_generator": "rtd",
+    "temperature": "simcse",
+    "pooling": "simcse",
+    "pairs": "simcse",
+    "pairs_validation": "simcse",
+}
 
 
 @dataclass
@@ -775,7 +817,8 @@ class SuiteArgs:
     name: str = arg(
         "embedded",
         "the suite: embedded (hfssl's generated text tasks, no downloads), keywords (speech: the embedded keyword "
-        "task, probed SUPERB-style and fine-tuned), glue (nyu-mll/glue), or a YAML file that lists tasks",
+        "task, probed SUPERB-style and fine-tuned), glue (nyu-mll/glue), embeddings (sentence embeddings as they "
+        "are on hfssl's generated similarity and retrieval sets), sts (STS-B), or a YAML file that lists tasks",
     )
     tasks: list[str] = arg([], "run only these of the suite's tasks (empty: all)")
     seeds: list[int] = arg([0, 1, 2], "seeds per task (initialisation, data order; the probe's start)")

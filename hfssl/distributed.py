@@ -200,3 +200,38 @@ class WholeWeights:
                 self.copy = self.rebuild().to(accelerator.device)
         load_weights(self.copy, weights, "the weights gathered from the processes' shards")
         return self.copy
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every process's rows of `x` in rank order, and where this process's rows start. The gradient of a loss on the
+    result reaches each row's own process (the backward pass sums it there), so in-batch negatives from every
+    process train the encoder as one large batch would. Processes may hold different numbers of rows. With one
+    process (or none started), `x` itself."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return x, 0
+    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    if world == 1:
+        return x, 0
+    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+    torch.distributed.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
+    sizes = [int(s) for s in sizes]
+    padded = torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, max(sizes) - x.shape[0]))
+    parts = _GatherWithGrad.apply(padded).chunk(world)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)]), sum(sizes[:rank])
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All processes' equal-shaped tensors, concatenated; backward sums every process's gradient for this process's
+    rows (each process's loss saw them) and returns it to their own process."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        return grad.chunk(torch.distributed.get_world_size())[torch.distributed.get_rank()]

@@ -362,14 +362,15 @@ def run_evaluation(run: Run) -> None:
 
 
 def run_probe(run: Run) -> None:
-    """Probe the frozen features on labelled data and record the accuracy in the state."""
+    """Probe the frozen features (the objective's probe: a classifier's accuracy, an embedding's similarity scores)
+    and record its scores in the state."""
     accelerator, step = run.accelerator, run.state["step"]
     whole = run.whole_weights()
     if accelerator.is_main_process:
-        scores = run.setup.probe(whole)
-        run.state.setdefault("probes", []).append({"step": step, "accuracy": scores["accuracy"]})
-        accelerator.log({"probe/accuracy": scores["accuracy"], "probe/f1": scores["f1"]}, step=step)
-        logger.info("step %d: probe accuracy %.3f", step, scores["accuracy"])
+        scores = {k: float(v) for k, v in run.setup.probe(whole).items() if isinstance(v, (int, float))}
+        run.state.setdefault("probes", []).append({"step": step, **scores})
+        accelerator.log({f"probe/{k}": v for k, v in scores.items()}, step=step)
+        logger.info("step %d: probe %s", step, ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     accelerator.wait_for_everyone()
 
 

@@ -187,3 +187,8 @@ def probe(
     )
     result["train_examples"], result["eval_examples"] = len(splits.train), len(evaluation)
     return result
+
+
+def training_scores(result: dict) -> dict[str, float]:
+    """What pretraining logs of a probe's `result`: its accuracy and macro F1."""
+    return {"accuracy": result["accuracy"], "f1": result["f1"]}

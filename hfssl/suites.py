@@ -4,7 +4,11 @@ reported as the field reports them (mean ± standard deviation per task, the sui
 A suite is a YAML list of tasks. Each task names its labelled data in the form of a fine-tuning recipe's `data:`
 section, how the export is evaluated on it (`method: finetune`, or `probe`: frozen features, a learned mix of layers
 and a linear classifier, as SUPERB does), the metric its row reports, and optionally which splits are reported under
-which row names (MNLI reports matched and mismatched from one run). Shipped suites live in `recipes/suites/`.
+which row names (MNLI reports matched and mismatched from one run). `method: embedding` scores the export's sentence
+embeddings as they are (a sentence-transformers export with its pooling, any other text model mean-pooled): Spearman
+correlation with graded similarity scores, or recall@k of relevant texts; its data is `train:` (hfssl's generated
+sets, `synthetic`, or a similarity set: a file or Hub dataset with sentence1, sentence2 and score), `hub_config` and
+`split`. Shipped suites live in `recipes/suites/`.
 
 Nothing looks at an evaluated split before it is scored: fine-tuning trains the recipe's epochs and is scored at its
 last step (no early stopping or best-checkpoint choice on a split that is then reported), and the probe's penalty is
@@ -29,6 +33,7 @@ from hfssl import config as config_lib
 from hfssl.cards import put_card_section
 from hfssl.config import EvaluateConfig, ExportArgs, FinetuneConfig, HubArgs, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
+from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
 from hfssl.errors import UsageError
 from hfssl.io import check_local, write_json, write_text
 from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
@@ -38,12 +43,24 @@ logger = logging.getLogger(__name__)
 SUITES = Path(__file__).parent / "recipes" / "suites"
 SECTION_START, SECTION_END = "<!-- hfssl:evaluate -->", "<!-- /hfssl:evaluate -->"
 _SPLITS = ("validation", "test")
+EMBEDDING_METRICS = ("spearman", "recall@1", "recall@10")
+
+
+@dataclass
+class EmbeddingData:
+    """An embedding task's data: hfssl's generated sets, or a similarity set by file, Hub id or local copy."""
+
+    train: str = "synthetic"
+    hub_config: str | None = None
+    split: str = "test"
+    task: str = "text"
+    """Embeddings are of texts (for `check_model_fits`)."""
 
 
 @dataclass
 class Task:
     name: str
-    data: LabelledDataArgs
+    data: LabelledDataArgs | EmbeddingData
     method: str = "finetune"
     metric: str = "accuracy"
     scores: dict[str, str] = field(default_factory=dict)
@@ -97,8 +114,11 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
             raise UsageError(f"{where}: a second task of that name")
         seen.add(entry["name"])
         method, metric = entry.get("method", "finetune"), entry.get("metric", "accuracy")
-        if method not in ("finetune", "probe"):
-            raise UsageError(f"{where}: method {method!r} is not finetune or probe")
+        if method not in ("finetune", "probe", "embedding"):
+            raise UsageError(f"{where}: method {method!r} is not finetune, probe or embedding")
+        if method == "embedding":
+            tasks.append(_embedding_task(entry, where, metric, data_dir))
+            continue
         known = (*METRIC_NAMES, *REGRESSION_METRIC_NAMES)
         if metric not in known:
             raise UsageError(f"{where}: metric {metric!r} is not one hfssl computes ({', '.join(known)})")
@@ -126,6 +146,32 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
             raise UsageError(f"{where}: scores maps row names to validation or test")
         tasks.append(Task(entry["name"], data, method, metric, dict(scores), dataset))
     return tasks
+
+
+def _embedding_task(entry: dict, where: str, metric: str, data_dir: str | None) -> Task:
+    if metric not in EMBEDDING_METRICS:
+        raise UsageError(
+            f"{where}: metric {metric!r} is not one hfssl scores embeddings by ({', '.join(EMBEDDING_METRICS)})"
+        )
+    given = dict(entry.get("data") or {})
+    unknown = set(given) - {"train", "hub_config", "split"}
+    if unknown:
+        raise UsageError(f"{where}: data.{sorted(unknown)[0]}: an embedding task's data has train, hub_config, split")
+    data = EmbeddingData(**given)
+    if data.split not in _SPLITS:
+        raise UsageError(f"{where}: data.split {data.split!r} is not validation or test")
+    if data.train != "synthetic" and metric != "spearman":
+        raise UsageError(
+            f"{where}: retrieval (recall@k) is scored on hfssl's generated set only (data.train synthetic)"
+        )
+    if data_dir is not None and data.train != "synthetic":
+        data.train = data_dir
+    scores = entry.get("scores") or {}
+    if scores:
+        raise UsageError(f"{where}: an embedding task reports one row, its data.split; scores is for fine-tuning")
+    return Task(
+        entry["name"], data, "embedding", metric, {entry["name"]: data.split}, entry.get("dataset") or data.train
+    )
 
 
 def check_model_fits(cfg: EvaluateConfig, tasks: list[Task], suite: str) -> None:
@@ -160,7 +206,8 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
     out = Path(suite.output_dir)
     rows = []
     for task in tasks:
-        for seed in suite.seeds:
+        # Scoring embeddings as they are involves no seed: once is enough (from scratch, the first seed's weights).
+        for seed in suite.seeds[:1] if task.method == "embedding" else suite.seeds:
             try:
                 rows += _run_task(cfg, task, seed)
             except UsageError as err:
@@ -188,7 +235,9 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
 
 
 def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
-    if task.method == "probe":
+    if task.method == "embedding":
+        by_split, has_test = {task.data.split: _embed(cfg, task, seed)}, True
+    elif task.method == "probe":
         scores, has_test = _probe(cfg, task, seed)
         by_split = {("test" if has_test else "validation"): scores}
     else:
@@ -209,6 +258,7 @@ def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
                 "metric": task.metric,
                 "value": scores[task.metric],
                 **{name: scores[name] for name in (*METRIC_NAMES, *REGRESSION_METRIC_NAMES) if name in scores},
+                **{name: scores[name] for name in EMBEDDING_METRICS if name in scores},
             }
         )
         logger.info("%s, seed %d: %s %.4f", row, seed, task.metric, scores[task.metric])
@@ -245,6 +295,35 @@ def _probe(cfg: EvaluateConfig, task: Task, seed: int) -> tuple[dict, bool]:
         max_seconds=task.data.max_seconds,
     )  # fmt: skip
     return scores, splits.test is not None
+
+
+def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
+    """The export's embeddings scored on the task's set."""
+    from hfssl import embeddings
+    from hfssl.finetune import load_backbone, load_processor
+
+    embeddings.require_sentence_transformers(f"task {task.name}")
+    d = task.data
+    if task.metric == "spearman":
+        similarity = (
+            embedded_similarity()
+            if d.train == "synthetic"
+            else load_similarity(d.train, "data.train", d.hub_config, d.split)
+        )
+        retrieval = None
+    else:
+        similarity, retrieval = None, embedded_retrieval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    path = Path(cfg.model.name_or_path)
+    if (path / "modules.json").is_file() and not cfg.model.from_scratch:
+        model = embeddings.load(path, device=device)
+    else:
+        # Any other text model (or its random twin) as sentence-transformers wraps a plain one: mean pooling.
+        with tempfile.TemporaryDirectory(prefix="hfssl-embed-") as folder:
+            load_backbone(cfg.model, scratch=cfg.model.from_scratch, seed=seed).save_pretrained(folder)
+            load_processor(cfg).save_pretrained(folder)
+            model = embeddings.build(Path(folder), "mean", cfg.data.max_length, device=device)
+    return embeddings.score(model, similarity, retrieval, batch_size=cfg.probe.batch_size)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -293,14 +372,16 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
         task = by_name[e["task"]]
         synthetic = task.data.train == "synthetic"
         kind = "audio" if task.data.task == "audio" else "text"
-        name = (
-            f"hfssl synthetic {task.data.synthetic_task if kind == 'text' else 'keywords'}"
-            if synthetic
-            else task.dataset
-        )
+        if task.method == "embedding":
+            generated = "similarity" if task.metric == "spearman" else "retrieval"
+            task_type = "sentence-similarity" if task.metric == "spearman" else "text-retrieval"
+        else:
+            generated = task.data.synthetic_task if kind == "text" else "keywords"
+            task_type = f"{kind}-classification"
+        name = f"hfssl synthetic {generated}" if synthetic else task.dataset
         results.append(
             EvalResult(
-                task_type=f"{kind}-classification",
+                task_type=task_type,
                 task_name=e["row"],
                 dataset_type=f"hfssl/{name.removeprefix('hfssl synthetic ')}" if synthetic else task.dataset,
                 dataset_name=name,
@@ -337,6 +418,7 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
 def _csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     names = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES, *REGRESSION_METRIC_NAMES]
+    names += [name for name in EMBEDDING_METRICS if name not in names]
     writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

@@ -15,6 +15,7 @@ TEXT = ["--train.max_steps", "2", "--data.synthetic_documents", "200", "--tokeni
 SPEECH = ["--train.max_steps", "2", "--data.synthetic_utterances", "20", "--data.max_seconds", "1",
           "--data.batch_seconds", "4", "--model.hidden_size", "32", "--model.conv_dim", "32",
           "--train.probe_every", ""]  # fmt: skip
+SIMCSE = lambda m: ["pretrain", "text/simcse-tiny", *TEXT, "--model.name_or_path", m.text_export]  # noqa: E731
 DOWNSTREAM = ["--data.synthetic_examples", "100", "--data.max_length", "32", "--training.num_train_epochs", "1"]
 
 
@@ -87,6 +88,25 @@ CASES = [
     ("text-unknown-section", lambda t, m: ["pretrain", bad_recipe(t, "trian:\n  lr: 1\n")], "did you mean 'train'"),
     ("text-decoder-for-mlm", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.arch", "llama",
                                            "--train.output_dir", t / "run"], "llama is not an encoder"),
+    # pretrain, simcse (continuing from the shared tiny masked-LM export)
+    ("text-simcse-pairs-missing-column", lambda t, m: [*SIMCSE(m), "--objective.pairs",
+        rows(t, "pairs.jsonl", [{"anchor": "a", "pos": "b"}] * 8)], "has no column 'positive'"),
+    ("text-simcse-pairs-empty-text", lambda t, m: [*SIMCSE(m), "--objective.pairs",
+        rows(t, "pairs.jsonl", [{"anchor": "a", "positive": "b"}, {"anchor": "c", "positive": " "}] * 4)],
+     "pairs.jsonl row 2: column 'positive' is empty"),
+    ("text-simcse-batch-of-one", lambda t, m: [*SIMCSE(m), "--train.batch_size", "1"],
+     "train.batch_size: contrastive learning needs at least 2 texts per batch"),
+    ("text-simcse-temperature-zero", lambda t, m: [*SIMCSE(m), "--objective.temperature", "0"],
+     "objective.temperature: must be positive"),
+    ("text-simcse-cls-of-a-decoder", lambda t, m: [*SIMCSE(m), "--model.name_or_path", "", "--model.arch", "llama",
+                                                   "--objective.pooling", "cls"],
+     "objective.pooling: cls pools the first token, which in a causal model has read nothing"),
+    ("text-simcse-no-dropout", lambda t, m: [*SIMCSE(m), "--model.dropout", "0"],
+     "model.dropout: unsupervised SimCSE's two views of a text differ only by dropout"),
+    ("text-simcse-packed", lambda t, m: [*SIMCSE(m), "--data.packing", "true"],
+     "data.packing: simcse embeds one text per sequence"),
+    ("text-simcse-setting-for-mlm", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--objective.pooling", "cls"],
+     "objective.pooling: only objective.name simcse uses it"),
     ("clm-masking", lambda t, m: ["pretrain", "text/clm-tiny", *TEXT, "--masking.span_p", "0.5",
                                   "--train.output_dir", t / "run"], "masking.span_p: objective.name clm masks nothing"),
     ("clm-encoder", lambda t, m: ["pretrain", "text/clm-tiny", *TEXT, "--model.arch", "roberta",

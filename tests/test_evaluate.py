@@ -173,9 +173,17 @@ def write_suite(path, text: str):
 @pytest.mark.parametrize(
     "suite, expected",
     [
-        ("nosuch", "suite.name: 'nosuch' is not a suite; choose from embedded, glue, keywords"),
+        ("nosuch", "suite.name: 'nosuch' is not a suite; choose from embedded, embeddings, glue, keywords, sts"),
         ("- name: a\n  metric: auroc\n  data: {train: synthetic}\n", "metric 'auroc' is not one hfssl computes"),
-        ("- name: a\n  method: zeroshot\n", "method 'zeroshot' is not finetune or probe"),
+        ("- name: a\n  method: zeroshot\n", "method 'zeroshot' is not finetune, probe or embedding"),
+        (
+            "- name: a\n  method: embedding\n  metric: accuracy\n",
+            "metric 'accuracy' is not one hfssl scores embeddings",
+        ),
+        (
+            "- name: a\n  method: embedding\n  metric: recall@1\n  data: {train: x.jsonl}\n",
+            "retrieval (recall@k) is scored on hfssl's generated set only",
+        ),
         ("- name: a\n  data: {trian: x}\n", "data.trian"),
         ("- name: a\n- name: a\n", "a second task of that name"),
         ("- name: a\n  metric: pearson\n  data: {train: synthetic}\n", "its labels are classes, which metric pearson"),
@@ -207,3 +215,45 @@ def test_an_unknown_task_of_the_suite_is_named(capsys, mlm_export, tmp_path):
     message = run_error(capsys, "evaluate", "text/evaluate-tiny", "--model.name_or_path", mlm_export,
                         "--suite.tasks", "[topics, sentiment]", "--suite.output_dir", tmp_path / "o")  # fmt: skip
     assert "suite.tasks: 'sentiment' is not a task of embedded" in message
+
+
+def test_the_embeddings_suite_scores_any_text_export_once(mlm_export, tmp_path):
+    """Embeddings are scored as they are: one row per task whatever the seeds, the retrieval rows from one ranked
+    pool, and model-index entries of the similarity and retrieval kinds."""
+    pytest.importorskip("sentence_transformers")
+    model = tmp_path / "mlm"
+    shutil.copytree(mlm_export, model)
+    out = tmp_path / "suite"
+    main(["evaluate", "text/evaluate-tiny", "--model.name_or_path", str(model), "--suite.name", "embeddings",
+          "--suite.output_dir", str(out), *TINY])  # fmt: skip
+    result = json.loads((out / "results.json").read_text())
+    scores = {r["row"]: r["value"] for r in result["rows"]}
+    assert list(scores) == ["similarity", "retrieval@1", "retrieval@10"] and len(result["rows"]) == 3
+    assert -1.0 <= scores["similarity"] <= 1.0 and 0.0 <= scores["retrieval@1"] <= scores["retrieval@10"] <= 1.0
+    entries = {
+        (r.task_type, r.metric_type): r.metric_value for r in ModelCard.load(model / "README.md").data.eval_results
+    }
+    assert entries == {("sentence-similarity", "spearman"): round(scores["similarity"], 4),
+                       ("text-retrieval", "recall@1"): round(scores["retrieval@1"], 4),
+                       ("text-retrieval", "recall@10"): round(scores["retrieval@10"], 4)}  # fmt: skip
+
+
+def test_an_sts_suite_reads_a_local_copy_of_stsb(mlm_export, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    copy = tmp_path / "stsb"
+    (copy / "data").mkdir(parents=True)
+    for split in ("validation", "test"):
+        rows = {"sentence1": [f"the cook sliced onion {i}" for i in range(12)],
+                "sentence2": [f"the cook sliced {'onion' if i % 2 else 'wheat'} {i}" for i in range(12)],
+                "score": [float(i % 2) for i in range(12)]}  # fmt: skip
+        datasets.Dataset.from_dict(rows).to_parquet(copy / "data" / f"{split}-00000-of-00001.parquet")
+    tasks = load_suite("sts", str(copy))
+    assert [(t.name, t.data.train, t.data.split) for t in tasks] == [
+        ("stsb", str(copy), "test"), ("stsb-validation", str(copy), "validation"),
+    ]  # fmt: skip
+    out = tmp_path / "suite"
+    main(["evaluate", "text/evaluate-tiny", "--model.name_or_path", str(mlm_export), "--suite.name", "sts",
+          "--suite.data_dir", str(copy), "--suite.update_card", "false", "--suite.output_dir", str(out),
+          *TINY])  # fmt: skip
+    summary = {e["row"]: e for e in json.loads((out / "results.json").read_text())["summary"]}
+    assert summary["stsb"]["split"] == "test" and summary["stsb-validation"]["split"] == "validation"

@@ -40,6 +40,7 @@ SHORTER = {
     "hfssl pretrain recipes/speech/data2vec-w2v-bert": LOG_MEL,
     "hfssl pretrain recipes/speech": SPEECH,
     "hfssl finetune recipes/speech": KEYWORDS,
+    "hfssl pretrain recipes/text/simcse": [*SHORT, "--train.probe_examples", "100"],
     "hfssl pretrain": SHORT,
     "torchrun --standalone --nproc_per_node 2 -m hfssl pretrain": SHORT,
     "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1"],

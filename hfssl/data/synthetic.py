@@ -598,3 +598,56 @@ def synthetic_documents(num_documents: int, seed: int = 0) -> list[dict[str, str
         topic = TOPICS[rng.randrange(len(TOPICS))]
         docs.append({"text": _Writer(rng, topic).document(), "topic": topic})
     return docs
+
+
+class _Perturbed(random.Random):
+    """A random stream that follows `seed`'s, except that each draw is, with probability `rate`, replaced by an
+    unrelated one. The stream stays in step with `seed`'s (it draws the replaced value too), so a writer fed by it
+    makes the text `seed` makes with about `rate` of its choices (words, names, sentence kinds) made again."""
+
+    def __init__(self, seed: int, noise_seed: int, rate: float):
+        self.base, self.noise, self.rate = random.Random(seed), random.Random(noise_seed), rate
+        super().__init__(seed)
+
+    def random(self) -> float:
+        value = self.base.random()
+        return self.noise.random() if self.noise.random() < self.rate else value
+
+
+# The grades of `graded_pairs`: (score, share of the writer's choices made again; None: an unrelated passage).
+_GRADES = ((4.0, 0.04), (3.0, 0.12), (2.0, 0.3), (1.0, None), (0.0, None))
+
+
+def graded_pairs(num_pairs: int, seed: int = 0, sentences: int = 2) -> list[dict[str, Any]]:
+    """Passage pairs whose similarity is known by construction, for semantic-similarity scores (Spearman) with no
+    downloads. Early choices steer later ones (a redrawn sentence kind rewrites its sentence), so even score 4
+    shares only about a third of its words with its anchor, and the scores rank pairs by how much of one text was
+    written again rather than by word overlap alone.
+
+    Each pair's first passage is the start (`sentences` sentences) of a generated document; the second is the same
+    document written again with a share of its random choices (which sentence, which word, which name) redrawn:
+    4% (score 4), 12% (3) or 30% (2); or a passage of another document on the same topic (1) or on another topic (0).
+    Scores are drawn uniformly.
+
+    Returns:
+        `[{"sentence1": ..., "sentence2": ..., "score": ..., "topic": ...}, ...]`; the same seed gives the same pairs.
+    """
+    rng = random.Random(seed)
+    pairs = []
+    while len(pairs) < num_pairs:
+        topic, doc_seed = TOPICS[rng.randrange(len(TOPICS))], rng.getrandbits(48)
+        anchor = _start(_Writer(random.Random(doc_seed), topic).document(), sentences)
+        score, rate = _GRADES[rng.randrange(len(_GRADES))]
+        if rate is not None:
+            text = _Writer(_Perturbed(doc_seed, rng.getrandbits(48), rate), topic).document()
+        else:
+            other = topic if score else rng.choice([t for t in TOPICS if t != topic])
+            text = _Writer(random.Random(rng.getrandbits(48)), other).document()
+        second = _start(text, sentences)
+        if second != anchor:  # a redraw that changed nothing within the passage is no pair of that grade
+            pairs.append({"sentence1": anchor, "sentence2": second, "score": score, "topic": topic})
+    return pairs
+
+
+def _start(text: str, sentences: int) -> str:
+    return " ".join(re.split(r"(?<=[.!?]) ", text)[:sentences])

@@ -49,8 +49,27 @@ def preset_shape(args: ModelArgs) -> tuple[int, int, int]:
     return layers, hidden, heads
 
 
+# Where each architecture's config keeps its dropout probabilities (classifier heads' aside).
+DROPOUT_FIELDS = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "embedding_dropout", "mlp_dropout", "attention_dropout",
+    "resid_pdrop", "embd_pdrop", "attn_pdrop",
+)  # fmt: skip
+
+
+def dropout_fields(config, dropout: float) -> dict[str, float]:
+    """`config`'s dropout fields, each set to `dropout`."""
+    return {name: dropout for name in DROPOUT_FIELDS if hasattr(config, name)}
+
+
 def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     """A transformers config for `args.arch` at `args.size`, with the preset's fields overridden where set."""
+    config = _preset_config(args, tokenizer)
+    for name, value in dropout_fields(config, args.dropout or 0.0).items():
+        setattr(config, name, value)
+    return config
+
+
+def _preset_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
     layers, hidden, heads = preset_shape(args)
     # Round the vocabulary up to a multiple of 64: the projection runs faster and the tokenizer still fits.
     vocab = -(-len(tokenizer) // 64) * 64
@@ -75,8 +94,6 @@ def scratch_config(args: ModelArgs, tokenizer: PreTrainedTokenizerBase):
         num_attention_heads=heads,
         intermediate_size=args.intermediate_size or hidden * 4,
         max_position_embeddings=positions,
-        hidden_dropout_prob=args.dropout,
-        attention_probs_dropout_prob=args.dropout,
         type_vocab_size=1 if args.arch == "roberta" else 2,
         **specials,
         **extra,
@@ -94,9 +111,6 @@ def _modernbert_config(args: ModelArgs, layers: int, hidden: int, heads: int, vo
         # GeGLU: the projection is doubled inside, so 1.5x hidden matches a 3x plain MLP in parameters.
         intermediate_size=args.intermediate_size or hidden * 3 // 2,
         max_position_embeddings=args.max_position_embeddings,
-        embedding_dropout=args.dropout,
-        mlp_dropout=args.dropout,
-        attention_dropout=args.dropout,
         cls_token_id=specials.get("bos_token_id"),
         sep_token_id=specials.get("eos_token_id"),
         **specials,
@@ -114,9 +128,6 @@ def _decoder_config(args: ModelArgs, layers: int, hidden: int, heads: int, vocab
             n_head=heads,
             n_inner=args.intermediate_size or hidden * 4,
             n_positions=args.max_position_embeddings,
-            resid_pdrop=args.dropout,
-            embd_pdrop=args.dropout,
-            attn_pdrop=args.dropout,
             **specials,
         )
     return AutoConfig.for_model(
@@ -129,7 +140,6 @@ def _decoder_config(args: ModelArgs, layers: int, hidden: int, heads: int, vocab
         # SwiGLU: its three projections at 8/3 x hidden match a 4x plain MLP in parameters; rounded to 64.
         intermediate_size=args.intermediate_size or -(-hidden * 8 // 3 // 64) * 64,
         max_position_embeddings=args.max_position_embeddings,
-        attention_dropout=args.dropout,
         tie_word_embeddings=True,
         **specials,
     )
@@ -261,6 +271,8 @@ def build_model(args: ModelArgs, tokenizer: PreTrainedTokenizerBase, auto_class,
     if not args.name_or_path:
         return auto_class.from_config(scratch_config(args, tokenizer), attn_implementation="sdpa", **kwargs)
     try:
+        if args.dropout is not None:
+            kwargs |= dropout_fields(load_config(args), args.dropout)
         model = auto_class.from_pretrained(
             args.name_or_path, attn_implementation="sdpa", trust_remote_code=args.trust_remote_code, **kwargs
         )

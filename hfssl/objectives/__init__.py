@@ -12,13 +12,14 @@ from typing import Any
 from hfssl import config as config_lib
 from hfssl.config import SPEECH_ARCHS, PretrainConfig, SpeechPretrainConfig
 from hfssl.errors import UsageError
-from hfssl.objectives import clm, data2vec, masked_speech, mlm, rtd, wav2vec2
+from hfssl.objectives import clm, data2vec, masked_speech, mlm, rtd, simcse, wav2vec2
 from hfssl.objectives.base import ObjectiveModule
 
 OBJECTIVES: dict[str, ObjectiveModule] = {
     "mlm": mlm,
     "rtd": rtd,
     "clm": clm,
+    "simcse": simcse,
     "contrastive": wav2vec2,
     "hubert": masked_speech,
     "best-rq": masked_speech,

@@ -27,7 +27,7 @@ from hfssl.models.speech import (
     uses_filterbanks,
 )
 from hfssl.objectives.base import Setup
-from hfssl.probe import load_probe_data, probe
+from hfssl.probe import load_probe_data, probe, training_scores
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +111,15 @@ def audio_setup(
     probe_splits = load_probe_data(t, task="audio", max_seconds=d.max_seconds) if t.probe_every else None
 
     def run_probe(raw: torch.nn.Module) -> dict:
-        return probe(
-            raw.model.base_model,
-            extractor,
-            probe_splits,
-            batch_size=32,
-            device=accelerator.device,
-            max_seconds=d.max_seconds,
+        return training_scores(
+            probe(
+                raw.model.base_model,
+                extractor,
+                probe_splits,
+                batch_size=32,
+                device=accelerator.device,
+                max_seconds=d.max_seconds,
+            )
         )
 
     def data_size() -> tuple[float | None, str]:

@@ -84,7 +84,9 @@ class Setup:
     """How much data a batch holds, in the module's `UNIT`."""
     batch_description: str
     """What one micro-batch on one process holds, for --dry-run (e.g. "64 sequences of 128 tokens")."""
-    probe: Callable[[torch.nn.Module], dict] | None = None
+    probe: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    """Every `train.probe_every` steps, on the main process, with the whole objective: the scores to log (name ->
+    value), e.g. a frozen-feature classifier's accuracy."""
     data_size: Callable[[], tuple[float | None, str]] | None = None
     """For --dry-run: the training data's size in `unit`s (None: unknown) and how it was found."""
     streaming: bool = False

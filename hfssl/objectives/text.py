@@ -25,7 +25,7 @@ from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, check_local
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.probe import load_probe_data, probe
+from hfssl.probe import load_probe_data, probe, training_scores
 from hfssl.tokenizer import train_on_corpus
 
 logger = logging.getLogger(__name__)
@@ -116,9 +116,11 @@ def text_setup(
     data: TextData,
     objective: torch.nn.Module,
     make_collator: Callable[[int], Any],
+    own_probe: Callable[[torch.nn.Module], dict] | None = None,
 ) -> Setup:
     """The loop's `Setup` for a text objective: loaders over `data` with the collators `make_collator(seed)` makes,
-    validation batches in order, the probe `train.probe_every` asks for, and the data's size for --dry-run."""
+    validation batches in order, the probe `train.probe_every` asks for (`own_probe`, else a frozen-feature
+    classifier on `train.probe_data`), and the data's size for --dry-run."""
     t = cfg.train
     collator = make_collator(t.seed)
     eval_collator = make_collator(t.seed + 1)
@@ -140,11 +142,11 @@ def text_setup(
         )
     eval_size = t.eval_batch_size or t.batch_size
     eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
-    probe_splits = load_probe_data(t) if t.probe_every else None
+    probe_splits = load_probe_data(t) if t.probe_every and own_probe is None else None
 
     def run_probe(raw: torch.nn.Module) -> dict:
-        return probe(
-            raw.model.base_model, data.tokenizer, probe_splits, batch_size=eval_size, device=accelerator.device
+        return training_scores(
+            probe(raw.model.base_model, data.tokenizer, probe_splits, batch_size=eval_size, device=accelerator.device)
         )
 
     def data_size() -> tuple[float | None, str]:
@@ -161,7 +163,7 @@ def text_setup(
         eval_collator=eval_collator,
         count=lambda batch: batch["attention_mask"].sum(),
         batch_description=f"{t.batch_size} sequences of {cfg.data.seq_len} tokens",
-        probe=run_probe if probe_splits is not None else None,
+        probe=(own_probe if t.probe_every else None) or (run_probe if probe_splits is not None else None),
         data_size=data_size,
         streaming=streaming,
         prepare_train_loader=not streaming,
@@ -230,6 +232,8 @@ class TextCard:
     """What the eval accuracy measures, e.g. "masked-token accuracy"."""
     results: dict[str, str] | None = None
     """The eval results table's rows, where they are not loss, perplexity and `accuracy`."""
+    library_name: str = "transformers"
+    """The library the export loads with, for the card's metadata."""
 
 
 def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics: dict, text: TextCard) -> ModelCard:
@@ -251,7 +255,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         text.accuracy: fmt(metrics.get("eval_accuracy")),
     }
     return ModelCard.from_template(
-        pretrain_card_data(cfg, text.pipeline_tag, [text.tag, model.config.model_type]),
+        pretrain_card_data(cfg, text.pipeline_tag, [text.tag, model.config.model_type], text.library_name),
         template_path=str(TEMPLATES / text.template),
         model_name=name,
         arch=model.config.model_type,

@@ -1,0 +1,162 @@
+"""Contrastive sentence embeddings through the real CLI, continuing from a tiny masked-LM export: the contrastive
+loss falls and the embeddings' similarity score rises above the starting encoder's; the export loads in
+sentence-transformers in a process without hfssl and embeds as hfssl does; a resumed run ends with the same weights;
+two processes gather each other's negatives and train as one batch would; supervised pairs train; the generated
+similarity sets are what they say."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import assert_resumes_exactly, env, hfssl
+from huggingface_hub import ModelCard
+
+from hfssl import embeddings
+from hfssl.config import TrainArgs
+from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
+from hfssl.data.synthetic import graded_pairs
+from hfssl.distributed import gather_with_grad
+from hfssl.objectives.simcse import probe_sets
+
+pytest.importorskip("sentence_transformers")
+
+RECIPE = "text/simcse-tiny"
+TINY = [
+    "--data.synthetic_documents", "1000", "--data.seq_len", "32", "--train.batch_size", "16", "--train.log_every", "5",
+    "--train.eval_batches", "4", "--train.probe_every", "20", "--train.probe_examples", "100", "--train.lr", "1e-4",
+]  # fmt: skip
+STEPS = ["--train.max_steps", "40", "--train.eval_every", "20", "--train.save_every", "20"]
+TEXTS = ["The storm passed in the night.", "A cook sliced two onions in the kitchen.", "Anna bought a ticket."]
+
+
+@pytest.fixture(scope="module")
+def trained(mlm_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("simcse") / "run"
+    start = ["--model.name_or_path", mlm_export]
+    hfssl("pretrain", RECIPE, *start, *TINY, *STEPS, "--train.keep_last", "5", "--train.output_dir", out)
+    return out
+
+
+def test_loss_falls_and_similarity_rises_above_the_start(trained, mlm_export):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"]
+    start = embeddings.score(
+        embeddings.build(mlm_export, "mean", 32), *probe_sets(TrainArgs(probe_examples=100)), batch_size=16
+    )
+    last = metrics["probes"][-1]
+    assert [p["step"] for p in metrics["probes"]] == [20, 40]
+    assert last["spearman"] > start["spearman"], (last, start)
+    assert 0.0 <= last["recall@1"] <= last["recall@10"] <= 1.0
+
+
+def test_export_loads_in_sentence_transformers_without_hfssl(trained):
+    final = trained / "final"
+    card = ModelCard.load(final / "README.md")
+    assert card.data.library_name == "sentence-transformers" and card.data.pipeline_tag == "sentence-similarity"
+    assert "Unsupervised SimCSE" in card.text
+    code = textwrap.dedent(f"""
+        import json, sys
+        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel
+        model = SentenceTransformer({str(final)!r})
+        AutoModel.from_pretrained({str(final)!r})
+        vectors = model.encode({TEXTS!r}, convert_to_tensor=True)
+        assert not any(name.startswith("hfssl") for name in sys.modules)
+        print(json.dumps(vectors.tolist()))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), cwd=trained)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = torch.tensor(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from hfssl.objectives.simcse import SimCSE
+
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    objective = SimCSE(AutoModel.from_pretrained(final), "mean", 0.05).eval()
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        ours = objective.embed(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-4)
+
+
+def test_resume_ends_with_the_same_weights(trained, mlm_export, tmp_path):
+    assert_resumes_exactly(trained, tmp_path / "run", 20, RECIPE, "--model.name_or_path", mlm_export, *TINY, *STEPS)
+
+
+def test_two_processes_gather_negatives_and_train_as_one_batch(tmp_path):
+    script = Path(__file__).parents[1] / "simcse_gather.py"
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         str(tmp_path / "out.json")],
+        capture_output=True, text=True, env=env(), timeout=300, check=True,
+    )  # fmt: skip
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["processes"] == 2
+    assert result["two_processes"] == pytest.approx(result["one_process"], rel=1e-5)
+    assert result["largest_gradient_difference"] < 1e-4 * result["largest_gradient"]
+
+
+def test_one_process_gathers_only_itself():
+    x = torch.randn(3, 4)
+    gathered, offset = gather_with_grad(x)
+    assert gathered is x and offset == 0
+
+
+def test_supervised_pairs_with_hard_negatives_train_and_export(mlm_export, tmp_path):
+    rows = [
+        {"anchor": p["sentence1"], "positive": p["sentence2"], "negative": q["sentence2"]}
+        for p, q in zip(graded_pairs(80, 1), graded_pairs(80, 2), strict=True)
+    ]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    hfssl("pretrain", RECIPE, "--model.name_or_path", mlm_export, "--objective.pairs", pairs, "--model.dropout", "0",
+          *TINY, "--train.max_steps", "4", "--train.eval_every", "4", "--train.probe_every", "", "--train.output_dir",
+          out)  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["eval_loss"] > 0
+    assert (out / "final" / "modules.json").is_file()
+    assert "Supervised SimCSE" in (out / "final" / "README.md").read_text()
+
+
+def test_graded_pairs_are_reproducible_and_graded():
+    pairs = graded_pairs(300, seed=5)
+    assert pairs == graded_pairs(300, seed=5) and pairs != graded_pairs(300, seed=6)
+    assert {p["score"] for p in pairs} == {0.0, 1.0, 2.0, 3.0, 4.0}
+    assert all(p["sentence1"] != p["sentence2"] for p in pairs)
+
+    def overlap(p):
+        a, b = set(p["sentence1"].lower().split()), set(p["sentence2"].lower().split())
+        return len(a & b) / len(a | b)
+
+    by_score = {s: [overlap(p) for p in pairs if p["score"] == s] for s in (0.0, 2.0, 4.0)}
+    means = [sum(v) / len(v) for v in by_score.values()]
+    assert means[0] < means[1] < means[2]  # a closer rewrite shares more of its anchor's words
+
+
+def test_retrieval_set_has_one_relevant_candidate_per_query():
+    retrieval = embedded_retrieval(queries=20, distractors=80)
+    assert len(retrieval.queries) == 20 and len(retrieval.corpus) == 100
+    assert all(len(relevant) == 1 and relevant <= retrieval.corpus.keys() for relevant in retrieval.relevant.values())
+    assert len(embedded_similarity(50).scores) == 50
+
+
+def test_stsb_loads_from_a_local_copy_of_its_repository(tmp_path):
+    """sentence-transformers/stsb's layout: a parquet file per split under data/, columns sentence1, sentence2 and a
+    score in [0, 1]."""
+    import datasets
+
+    copy = tmp_path / "stsb"
+    (copy / "data").mkdir(parents=True)
+    for split, n in (("train", 8), ("validation", 5), ("test", 6)):
+        rows = {"sentence1": [f"{split} a {i}" for i in range(n)], "sentence2": [f"{split} b {i}" for i in range(n)]}
+        rows["score"] = [i / n for i in range(n)]
+        datasets.Dataset.from_dict(rows).to_parquet(copy / "data" / f"{split}-00000-of-00001.parquet")
+    test = load_similarity(str(copy), "data.train", split="test")
+    assert len(test.scores) == 6 and test.sentences1[0] == "test a 0"
+    assert len(load_similarity(str(copy), "data.train", split="validation").scores) == 5
