@@ -103,7 +103,7 @@ CASES = [
      "objective.pooling: cls pools the first token, which in a causal model has read nothing"),
     ("text-simcse-no-dropout", lambda t, m: [*SIMCSE(m), "--model.dropout", "0"],
      "model.dropout: unsupervised SimCSE's two views of a text differ only by dropout"),
-    ("text-simcse-packed", lambda t, m: [*SIMCSE(m), "--data.packing", "true"],
+    ("text-simcse-packed", lambda t, m: [*SIMCSE(m), "--data.packing", "separator"],
      "data.packing: simcse embeds one text per sequence"),
     ("text-simcse-setting-for-mlm", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--objective.pooling", "cls"],
      "objective.pooling: only objective.name simcse uses it"),

@@ -149,9 +149,9 @@ def contrastive_output(
 
 def check_config(cfg: PretrainConfig) -> None:
     """What the recipe alone shows to be wrong, before anything is loaded."""
-    if cfg.data.packing and not cfg.objective.pairs:
+    if cfg.data.packing != "none" and not cfg.objective.pairs:
         raise UsageError(
-            "data.packing: simcse embeds one text per sequence; set data.packing false (a text longer than "
+            "data.packing: simcse embeds one text per sequence; set data.packing none (a text longer than "
             "data.seq_len is cut into several)"
         )
     if cfg.train.batch_size < 2:
