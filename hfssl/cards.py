@@ -73,7 +73,8 @@ def pretrain_card_data(cfg, pipeline_tag: str, tags: list[str], library_name: st
 def training_rows(t, metrics: dict) -> dict:
     """The model-card rows every pretraining objective shares: optimizer, schedule, steps and seed."""
     return {
-        "optimizer": f"AdamW (betas {t.adam_beta1}, {t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
+        "optimizer": f"{'StableAdamW' if t.optimizer == 'stable_adamw' else 'AdamW'} (betas {t.adam_beta1}, "
+        f"{t.adam_beta2}; eps {t.adam_eps}; weight decay {t.weight_decay})",
         "peak learning rate": t.lr,
         "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
         "steps": metrics.get("steps"),

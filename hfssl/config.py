@@ -156,6 +156,11 @@ class TrainArgs:
     batch_size: int = arg(64, "sequences per device per micro-batch")
     grad_accum: int = arg(1, "micro-batches accumulated per optimizer step")
     lr: float = arg(2e-3, "peak learning rate; small models at short budgets want it high (Cramming)")
+    optimizer: Literal["adamw", "stable_adamw"] = arg(
+        "adamw",
+        "adamw: torch's (fused on a GPU); stable_adamw: torch-optimi's StableAdamW (AdamW with Adafactor-style "
+        "update clipping, as ModernBERT trained; pip install 'hfssl[optimi]'), same betas, eps and weight decay",
+    )
     weight_decay: float = arg(0.01, "AdamW weight decay, never applied to norms and biases")
     adam_beta1: float = arg(0.9, "AdamW beta1")
     adam_beta2: float = arg(0.98, "AdamW beta2; 0.98 is steadier than 0.999 at high learning rates")

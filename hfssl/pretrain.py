@@ -4,6 +4,7 @@ export). The loop asks the objective's module (`hfssl.objectives`) for everythin
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import time
@@ -30,7 +31,7 @@ from hfssl.checkpoint import (
     save_checkpoint,
     state_metrics,
 )
-from hfssl.config import dump, to_dict
+from hfssl.config import TrainArgs, dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
 from hfssl.errors import TrainingStopped, UsageError, first_line
 from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
@@ -59,6 +60,20 @@ def make_schedule(t, optimizer, warmup: int, total_steps: int):
         num_training_steps=total_steps,
         scheduler_specific_kwargs=specific,
     )
+
+
+def make_optimizer(t: TrainArgs, objective: torch.nn.Module) -> torch.optim.Optimizer:
+    """`train.optimizer` over `param_groups`: torch's AdamW, or torch-optimi's StableAdamW (whose state saves and
+    loads with the checkpoint as AdamW's does)."""
+    groups, betas = param_groups(objective, t.weight_decay), (t.adam_beta1, t.adam_beta2)
+    if t.optimizer == "stable_adamw":
+        from optimi import StableAdamW
+
+        # optimi's default weight decay is decoupled as torch's AdamW is (scaled by the learning rate). It reaches for
+        # its Triton kernels wherever Triton is installed, which a CPU cannot run.
+        triton = None if torch.cuda.is_available() else False
+        return StableAdamW(groups, lr=t.lr, betas=betas, weight_decay=t.weight_decay, eps=t.adam_eps, triton=triton)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=betas, eps=t.adam_eps, fused=torch.cuda.is_available() or None)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -142,6 +157,9 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     t = cfg.train
     if cfg.data.streaming and t.max_steps is None:  # before the setup writes a tokenizer or targets
         raise UsageError("train.max_steps: a streamed corpus has no known length; set train.max_steps")
+    if t.optimizer == "stable_adamw" and importlib.util.find_spec("optimi") is None:
+        raise UsageError("train.optimizer: stable_adamw needs torch-optimi, which is not installed; "
+                         "pip install 'hfssl[optimi]'")  # fmt: skip
     accelerator = make_accelerator(t, run_dir, track=not scratch)  # a dry run reports to no tracker
     if accelerator.is_main_process and not scratch:
         remove_partial(run_dir)  # a run killed while checkpointing leaves step-N.tmp, which is no checkpoint
@@ -155,13 +173,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     made = module.setup(cfg, accelerator, work_dir, resuming=checkpoint is not None)
 
     objective = torch.compile(made.objective) if t.compile else made.objective
-    optimizer = torch.optim.AdamW(
-        param_groups(objective, t.weight_decay),
-        lr=t.lr,
-        betas=(t.adam_beta1, t.adam_beta2),
-        eps=t.adam_eps,
-        fused=torch.cuda.is_available() or None,
-    )
+    optimizer = make_optimizer(t, objective)
     check_fsdp_units(accelerator, objective)
     if made.prepare_train_loader:
         # In one call with the model: DeepSpeed takes its micro-batch size from the loader.

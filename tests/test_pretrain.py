@@ -11,7 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DRY_RUN_FIELDS, ROOT, dry_run_report, env, folder_size, hfssl, size_in, snapshot, stop_after
+from helpers import (
+    DRY_RUN_FIELDS,
+    ROOT,
+    assert_resumes_exactly,
+    dry_run_report,
+    env,
+    folder_size,
+    hfssl,
+    size_in,
+    snapshot,
+    stop_after,
+)
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer
 
@@ -353,3 +364,18 @@ def test_streamed_run_resumes_exactly(tmp_path, workers):
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], abs=1e-5)
     assert resumed["eval_loss"] == pytest.approx(full["eval_loss"], abs=1e-5)
     assert resumed["tokens_seen"] == full["tokens_seen"]
+
+
+def test_stable_adamw_trains_and_resumes_exactly(tmp_path):
+    """torch-optimi's StableAdamW: the loss falls, the card names it, and its state comes back with a checkpoint, so
+    a run stopped at step 4 of 8 ends with exactly the uninterrupted run's weights."""
+    pytest.importorskip("optimi")
+    args = [*TINY, "--train.optimizer", "stable_adamw", "--train.lr", "3e-3", "--train.max_steps", "8",
+            "--train.eval_every", "4", "--train.save_every", "4", "--train.keep_last", "3",
+            "--train.probe_every", "null"]  # fmt: skip
+    run = tmp_path / "run"
+    hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"]
+    assert "| optimizer | StableAdamW (betas" in (run / "final" / "README.md").read_text()
+    assert_resumes_exactly(run, tmp_path / "resumed", 4, "text/mlm-tiny", *args)

@@ -100,3 +100,12 @@ def test_resume_without_checkpoint(capsys, out, tmp_path):
     empty.mkdir()
     message = pretrain(capsys, out, "--resume", empty)
     assert "nothing" in message and "no checkpoint" in message
+
+
+def test_stable_adamw_without_torch_optimi(capsys, out, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optimi" else find_spec(name, *a))
+    message = pretrain(capsys, out, "--train.optimizer", "stable_adamw")
+    assert "train.optimizer: stable_adamw needs torch-optimi, which is not installed" in message
