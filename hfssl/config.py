@@ -823,7 +823,8 @@ class SuiteArgs:
         "embedded",
         "the suite: embedded (hfssl's generated text tasks, no downloads), keywords (speech: the embedded keyword "
         "task, probed SUPERB-style and fine-tuned), glue (nyu-mll/glue), embeddings (sentence embeddings as they "
-        "are on hfssl's generated similarity and retrieval sets), sts (STS-B), or a YAML file that lists tasks",
+        "are on hfssl's generated similarity and retrieval sets), sts (STS-B), mteb-sts (MTEB's STS tasks, with the "
+        "mteb package), or a YAML file that lists tasks",
     )
     tasks: list[str] = arg([], "run only these of the suite's tasks (empty: all)")
     seeds: list[int] = arg([0, 1, 2], "seeds per task (initialisation, data order; the probe's start)")

@@ -34,7 +34,7 @@ from hfssl.cards import put_card_section
 from hfssl.config import EvaluateConfig, ExportArgs, FinetuneConfig, HubArgs, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
-from hfssl.errors import UsageError
+from hfssl.errors import UsageError, first_line
 from hfssl.io import check_local, write_json, write_text
 from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
 
@@ -44,6 +44,8 @@ SUITES = Path(__file__).parent / "recipes" / "suites"
 SECTION_START, SECTION_END = "<!-- hfssl:evaluate -->", "<!-- /hfssl:evaluate -->"
 _SPLITS = ("validation", "test")
 EMBEDDING_METRICS = ("spearman", "recall@1", "recall@10")
+EMBEDDING_METHODS = ("embedding", "mteb")
+"""Methods that score embeddings as they are: once, whatever the seeds."""
 
 
 @dataclass
@@ -53,6 +55,9 @@ class EmbeddingData:
     train: str = "synthetic"
     hub_config: str | None = None
     split: str = "test"
+    local: str | None = None
+    """mteb: a folder of local copies, one per task's Hub dataset, named as the dataset is (DIR/stsbenchmark-sts for
+    mteb/stsbenchmark-sts)."""
     task: str = "text"
     """Embeddings are of texts (for `check_model_fits`)."""
 
@@ -114,8 +119,11 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
             raise UsageError(f"{where}: a second task of that name")
         seen.add(entry["name"])
         method, metric = entry.get("method", "finetune"), entry.get("metric", "accuracy")
-        if method not in ("finetune", "probe", "embedding"):
-            raise UsageError(f"{where}: method {method!r} is not finetune, probe or embedding")
+        if method not in ("finetune", "probe", *EMBEDDING_METHODS):
+            raise UsageError(f"{where}: method {method!r} is not finetune, probe, embedding or mteb")
+        if method == "mteb":
+            tasks.append(_mteb_task(entry, where, data_dir))
+            continue
         if method == "embedding":
             tasks.append(_embedding_task(entry, where, metric, data_dir))
             continue
@@ -207,7 +215,7 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
     rows = []
     for task in tasks:
         # Scoring embeddings as they are involves no seed: once is enough (from scratch, the first seed's weights).
-        for seed in suite.seeds[:1] if task.method == "embedding" else suite.seeds:
+        for seed in suite.seeds[:1] if task.method in EMBEDDING_METHODS else suite.seeds:
             try:
                 rows += _run_task(cfg, task, seed)
             except UsageError as err:
@@ -234,8 +242,20 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
     return result
 
 
+def _mteb_task(entry: dict, where: str, data_dir: str | None) -> Task:
+    metric = entry.get("metric", "main_score")
+    if metric != "main_score":
+        raise UsageError(f"{where}: an mteb task reports its task's main score (metric main_score), not {metric!r}")
+    given = dict(entry.get("data") or {})
+    unknown = set(given) - {"train", "split"}
+    if unknown or not isinstance(given.get("train"), str):
+        raise UsageError(f"{where}: an mteb task's data is train (the MTEB task's name) and optionally split")
+    data = EmbeddingData(train=given["train"], split=given.get("split", "test"), local=data_dir)
+    return Task(entry["name"], data, "mteb", metric, {entry["name"]: data.split}, entry.get("dataset") or data.train)
+
+
 def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
-    if task.method == "embedding":
+    if task.method in EMBEDDING_METHODS:
         by_split, has_test = {task.data.split: _embed(cfg, task, seed)}, True
     elif task.method == "probe":
         scores, has_test = _probe(cfg, task, seed)
@@ -258,7 +278,7 @@ def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
                 "metric": task.metric,
                 "value": scores[task.metric],
                 **{name: scores[name] for name in (*METRIC_NAMES, *REGRESSION_METRIC_NAMES) if name in scores},
-                **{name: scores[name] for name in EMBEDDING_METRICS if name in scores},
+                **{name: scores[name] for name in (*EMBEDDING_METRICS, "main_score") if name in scores},
             }
         )
         logger.info("%s, seed %d: %s %.4f", row, seed, task.metric, scores[task.metric])
@@ -304,15 +324,17 @@ def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
 
     embeddings.require_sentence_transformers(f"task {task.name}")
     d = task.data
-    if task.metric == "spearman":
+    similarity = retrieval = None
+    if task.method == "mteb":
+        benchmark = _mteb_benchmark(task)
+    elif task.metric == "spearman":
         similarity = (
             embedded_similarity()
             if d.train == "synthetic"
             else load_similarity(d.train, "data.train", d.hub_config, d.split)
         )
-        retrieval = None
     else:
-        similarity, retrieval = None, embedded_retrieval()
+        retrieval = embedded_retrieval()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     path = Path(cfg.model.name_or_path)
     if (path / "modules.json").is_file() and not cfg.model.from_scratch:
@@ -323,7 +345,46 @@ def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
             load_backbone(cfg.model, scratch=cfg.model.from_scratch, seed=seed).save_pretrained(folder)
             load_processor(cfg).save_pretrained(folder)
             model = embeddings.build(Path(folder), "mean", cfg.data.max_length, device=device)
+    if task.method == "mteb":
+        return {"main_score": _run_mteb(model, benchmark, task)}
     return embeddings.score(model, similarity, retrieval, batch_size=cfg.probe.batch_size)
+
+
+def _mteb_benchmark(task: Task):
+    """The MTEB task the suite's task names, reading its data from the local copy when the suite has one."""
+    try:
+        import mteb
+    except ImportError:
+        raise UsageError(
+            f"task {task.name}: MTEB tasks are run by the mteb package, which is not installed; pip install "
+            "'hfssl[mteb]'"
+        ) from None
+    try:
+        benchmark = mteb.get_task(task.data.train)
+    except (KeyError, ValueError) as err:
+        raise UsageError(f"data.train: {task.data.train!r} is not an MTEB task ({first_line(err)})") from None
+    if task.data.split not in benchmark.metadata.eval_splits:
+        raise UsageError(
+            f"data.split: MTEB's {task.data.train} is scored on {', '.join(benchmark.metadata.eval_splits)}, "
+            f"not {task.data.split}"
+        )
+    if task.data.local is not None:
+        repo = benchmark.metadata.dataset["path"]
+        benchmark.metadata.dataset["path"] = str(Path(task.data.local) / repo.split("/")[-1])
+    return benchmark
+
+
+def _run_mteb(model, benchmark, task: Task) -> float:
+    """The task's main score on its split (the mean over its subsets, e.g. languages), results cached nowhere."""
+    import mteb
+
+    try:
+        result = mteb.evaluate(model, benchmark, cache=None, show_progress_bar=False)
+    except Exception as err:  # offline, a missing or malformed copy: the user's to fix
+        where = benchmark.metadata.dataset["path"]
+        raise UsageError(f"data.train: MTEB's {task.data.train} could not run on {where} ({first_line(err)})") from err
+    subsets = result.task_results[0].scores[task.data.split]
+    return statistics.fmean(subset["main_score"] for subset in subsets)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -372,13 +433,17 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
         task = by_name[e["task"]]
         synthetic = task.data.train == "synthetic"
         kind = "audio" if task.data.task == "audio" else "text"
-        if task.method == "embedding":
+        if task.method == "mteb":
+            generated, task_type = "", "feature-extraction"
+        elif task.method == "embedding":
             generated = "similarity" if task.metric == "spearman" else "retrieval"
             task_type = "sentence-similarity" if task.metric == "spearman" else "text-retrieval"
         else:
             generated = task.data.synthetic_task if kind == "text" else "keywords"
             task_type = f"{kind}-classification"
         name = f"hfssl synthetic {generated}" if synthetic else task.dataset
+        if task.method == "mteb":
+            name = f"MTEB {task.data.train}"
         results.append(
             EvalResult(
                 task_type=task_type,
@@ -418,7 +483,7 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
 def _csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     names = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES, *REGRESSION_METRIC_NAMES]
-    names += [name for name in EMBEDDING_METRICS if name not in names]
+    names += [name for name in (*EMBEDDING_METRICS, "main_score") if name not in names]
     writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)

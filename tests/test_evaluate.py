@@ -173,9 +173,13 @@ def write_suite(path, text: str):
 @pytest.mark.parametrize(
     "suite, expected",
     [
-        ("nosuch", "suite.name: 'nosuch' is not a suite; choose from embedded, embeddings, glue, keywords, sts"),
+        (
+            "nosuch",
+            "suite.name: 'nosuch' is not a suite; choose from embedded, embeddings, glue, keywords, mteb-sts, sts",
+        ),
         ("- name: a\n  metric: auroc\n  data: {train: synthetic}\n", "metric 'auroc' is not one hfssl computes"),
-        ("- name: a\n  method: zeroshot\n", "method 'zeroshot' is not finetune, probe or embedding"),
+        ("- name: a\n  method: zeroshot\n", "method 'zeroshot' is not finetune, probe, embedding or mteb"),
+        ("- name: a\n  method: mteb\n  data: {train: NoSuchTask}\n", "'NoSuchTask' is not an MTEB task"),
         (
             "- name: a\n  method: embedding\n  metric: accuracy\n",
             "metric 'accuracy' is not one hfssl scores embeddings",
@@ -257,3 +261,22 @@ def test_an_sts_suite_reads_a_local_copy_of_stsb(mlm_export, tmp_path):
           *TINY])  # fmt: skip
     summary = {e["row"]: e for e in json.loads((out / "results.json").read_text())["summary"]}
     assert summary["stsb"]["split"] == "test" and summary["stsb-validation"]["split"] == "validation"
+
+
+def test_an_mteb_suite_reads_local_copies_of_its_tasks(mlm_export, tmp_path):
+    """MTEB's STSBenchmark run by the mteb package on a local copy shaped like mteb/stsbenchmark-sts (sentence1,
+    sentence2, score 0-5 per split), found under suite.data_dir by the dataset's name."""
+    pytest.importorskip("mteb")
+    copy = tmp_path / "copies" / "stsbenchmark-sts" / "data"
+    copy.mkdir(parents=True)
+    rows = {"sentence1": [f"the cook sliced onion {i}" for i in range(16)],
+            "sentence2": [f"the cook sliced {'onion' if i % 2 else 'wheat'} {i}" for i in range(16)],
+            "score": [5.0 * (i % 2) for i in range(16)]}  # fmt: skip
+    for split in ("train", "validation", "test"):
+        datasets.Dataset.from_dict(rows).to_parquet(copy / f"{split}-00000-of-00001.parquet")
+    out = tmp_path / "suite"
+    main(["evaluate", "text/evaluate-tiny", "--model.name_or_path", str(mlm_export), "--suite.name", "mteb-sts",
+          "--suite.tasks", "[STSBenchmark]", "--suite.data_dir", str(tmp_path / "copies"), "--suite.update_card",
+          "false", "--suite.output_dir", str(out), *TINY])  # fmt: skip
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["method"] == "mteb" and row["metric"] == "main_score" and -1.0 <= row["value"] <= 1.0
