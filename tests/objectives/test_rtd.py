@@ -229,7 +229,10 @@ def test_two_processes_train_as_one(tmp_path):
     [
         (["--objective.generator_size", "1.5"], "objective.generator_size: must be in (0, 1]: the generator may not"),
         (["--model.arch", "gpt2"], "model.arch: gpt2 is not an encoder, which replaced-token detection"),
-        (["--objective.name", "mlm", "--objective.rtd_weight", "20"], "objective.rtd_weight: only replaced-token"),
+        (
+            ["--objective.name", "mlm", "--objective.rtd_weight", "20"],
+            "objective.rtd_weight: only objective.name rtd uses it",
+        ),
         (["--objective.rtd_weight", "0"], "objective.rtd_weight: must be positive"),
     ],
     ids=["generator-larger", "decoder", "rtd-settings-for-mlm", "zero-weight"],
