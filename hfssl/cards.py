@@ -79,6 +79,16 @@ def training_rows(t, metrics: dict) -> dict:
         "schedule": f"{t.schedule}, warmup {t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio}",
         "steps": metrics.get("steps"),
         "seed": t.seed,
+    } | batch_rows(t, "seconds of audio" if "audio_seconds_seen" in metrics else "tokens")
+
+
+def batch_rows(t, unit: str) -> dict:
+    """The card's batch-size warmup row, when the run had one."""
+    if t.batch_warmup_start is None:
+        return {}
+    return {
+        "batch-size warmup": f"{t.batch_warmup_start} to {t.grad_accum} micro-batches per step over the first "
+        f"{t.batch_warmup_tokens:,.0f} {unit}"
     }
 
 

@@ -135,9 +135,37 @@ class MaskingArgs:
     random_prob: float = arg(0.1, "of the predicted tokens, the fraction replaced by a random token (rest kept)")
     span_p: float = arg(0.2, "span masking: geometric parameter of span lengths in words")
     max_span: int = arg(10, "span masking: longest span in words")
+    mask_rate_schedule: list[float] = arg(
+        [],
+        "masking rates over training, e.g. [0.3, 0.15, 0.05] as mmBERT's phases; the first from the start, each next "
+        "from its mask_rate_milestones entry on (empty: mask_rate throughout); evaluation keeps masking at mask_rate, "
+        "so its losses compare across the run",
+    )
+    mask_rate_milestones: list[float] = arg(
+        [],
+        "mask_rate_schedule: where each rate after the first takes over, as fractions of the run's optimizer steps, "
+        "increasing within (0, 1), e.g. [0.6, 0.9]",
+    )
+    mask_rate_shape: Literal["step", "linear"] = arg(
+        "step", "mask_rate_schedule: step: each rate holds until the next milestone; linear: straight lines to it"
+    )
 
     def __post_init__(self):
         _check(0.0 < self.mask_rate < 1.0, "masking.mask_rate", f"must be in (0, 1), got {self.mask_rate}")
+        for i, rate in enumerate(self.mask_rate_schedule):
+            _check(0.0 < rate < 1.0, f"masking.mask_rate_schedule[{i}]", f"must be in (0, 1), got {rate}")
+        _check(
+            len(self.mask_rate_milestones) == max(0, len(self.mask_rate_schedule) - 1),
+            "masking.mask_rate_milestones",
+            f"needs one fraction for each rate of mask_rate_schedule after the first "
+            f"({max(0, len(self.mask_rate_schedule) - 1)}), got {len(self.mask_rate_milestones)}",
+        )
+        points = [0.0, *self.mask_rate_milestones, 1.0]
+        _check(
+            all(a < b for a, b in zip(points, points[1:], strict=False)),
+            "masking.mask_rate_milestones",
+            f"must increase strictly within (0, 1), got {self.mask_rate_milestones}",
+        )
         _check(
             self.replace_prob >= 0 and self.random_prob >= 0 and self.replace_prob + self.random_prob <= 1.0,
             "masking.replace_prob",
@@ -173,6 +201,17 @@ class TrainArgs:
     decay_fraction: float = arg(0.2, "wsd: the fraction of the steps spent decaying at the end")
     decay_shape: Literal["linear", "cosine", "1-sqrt"] = arg(
         "1-sqrt", "wsd: the decay's shape; 1-sqrt falls fast at first and ends at zero"
+    )
+    batch_warmup_start: int | None = arg(
+        None,
+        "batch-size warmup: micro-batches accumulated per optimizer step at the start, ramping linearly to grad_accum "
+        "over batch_warmup_tokens (ModernBERT); empty: every step takes grad_accum",
+    )
+    batch_warmup_tokens: float | None = arg(
+        None,
+        "batch-size warmup: the data over which the batch grows to its full size, in the objective's unit (tokens; "
+        "seconds of audio for speech), counted as full micro-batches (batch_size x data.seq_len tokens, or "
+        "data.batch_seconds, per process)",
     )
     warmup_ratio: float = arg(0.06, "fraction of the steps spent warming up")
     warmup_steps: int | None = arg(None, "warmup steps (overrides warmup_ratio)")
@@ -225,6 +264,24 @@ class TrainArgs:
         )
         _check(self.warmup_steps is None or self.warmup_steps >= 0, "train.warmup_steps", "must be non-negative")
         _check(self.num_workers >= 0, "train.num_workers", "must be non-negative")
+        if self.batch_warmup_start is not None or self.batch_warmup_tokens is not None:
+            _check(
+                self.batch_warmup_start is not None and self.batch_warmup_tokens is not None,
+                "train.batch_warmup_start" if self.batch_warmup_start is None else "train.batch_warmup_tokens",
+                "batch-size warmup needs both batch_warmup_start and batch_warmup_tokens",
+            )
+            _check(
+                1 <= self.batch_warmup_start < self.grad_accum,
+                "train.batch_warmup_start",
+                f"must be at least 1 and below train.grad_accum ({self.grad_accum}): the batch grows by accumulating "
+                f"more micro-batches, got {self.batch_warmup_start}",
+            )
+            _check(self.batch_warmup_tokens > 0, "train.batch_warmup_tokens", "must be positive")
+            _check(
+                self.max_steps is not None,
+                "train.max_steps",
+                "batch-size warmup changes how many steps an epoch takes; set max_steps",
+            )
         _check(self.eval_batches is None or self.eval_batches > 0, "train.eval_batches", "must be positive")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, gather_object, set_seed
+from accelerate.utils import DistributedType, broadcast_object_list, gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -37,6 +37,7 @@ from hfssl.errors import TrainingStopped, UsageError, first_line
 from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
 from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
+from hfssl.ramps import BatchWarmup, MaskRateSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Run:
     progress: Any = None
     pusher: CheckpointPusher | None = None
     """The main process's background pusher of checkpoint exports (`hub.push_checkpoints`)."""
+    batch_warmup: BatchWarmup | None = None
+    """`train.batch_warmup_start`'s ramp: how many micro-batches each optimizer step accumulates."""
 
     @property
     def wall_time(self) -> float:
@@ -160,7 +163,12 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     if t.optimizer == "stable_adamw" and importlib.util.find_spec("optimi") is None:
         raise UsageError("train.optimizer: stable_adamw needs torch-optimi, which is not installed; "
                          "pip install 'hfssl[optimi]'")  # fmt: skip
+    check_ramps(cfg)
     accelerator = make_accelerator(t, run_dir, track=not scratch)  # a dry run reports to no tracker
+    if t.batch_warmup_start is not None and accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise UsageError(
+            "train.batch_warmup_start: DeepSpeed accumulates a fixed number of micro-batches per step; use DDP or FSDP"
+        )
     if accelerator.is_main_process and not scratch:
         remove_partial(run_dir)  # a run killed while checkpointing leaves step-N.tmp, which is no checkpoint
     work_dir = run_dir
@@ -188,6 +196,19 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     warmup = t.warmup_steps if t.warmup_steps is not None else round(t.warmup_ratio * total_steps)
     scheduler = make_schedule(t, optimizer, warmup, total_steps)
     scheduler = accelerator.prepare(scheduler)
+    batch_warmup = None
+    if t.batch_warmup_start is not None:
+        units = made.micro_batch_units * accelerator.num_processes
+        batch_warmup = BatchWarmup(t.batch_warmup_start, t.grad_accum, t.batch_warmup_tokens, units)
+    masking = getattr(cfg, "masking", None)
+    if getattr(masking, "mask_rate_schedule", None):
+        made.collator.rate_schedule = MaskRateSchedule(
+            masking.mask_rate_schedule,
+            masking.mask_rate_milestones,
+            masking.mask_rate_shape,
+            total_steps,
+            batch_warmup or t.grad_accum,
+        )
 
     seen_key = f"{module.UNIT}_seen"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
@@ -218,12 +239,30 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
         seen_before=state[seen_key],
         seconds_before=state.get("wall_time_s", 0.0),
         window=Window(units=torch.zeros_like(units)),
+        batch_warmup=batch_warmup,
     )
     run.batches = batches(run)
     if cfg.hub.push_checkpoints and not scratch and accelerator.is_main_process:
         run.pusher = CheckpointPusher(cfg.hub)
     objective.train()
     return run
+
+
+def check_ramps(cfg) -> None:
+    """Refuse, before anything is written, a batch-size warmup or masking-rate schedule this run cannot follow."""
+    t, masking = cfg.train, getattr(cfg, "masking", None)
+    if getattr(masking, "mask_rate_schedule", None):
+        # The schedule reads a batch's step off the collator's count of batches, which only the main process's
+        # collator of a loaded corpus keeps: a worker counts its own batches, a stream's parts theirs.
+        if cfg.data.streaming:
+            raise UsageError("masking.mask_rate_schedule: a streamed corpus cannot follow it yet; load the corpus")
+        if t.num_workers:
+            raise UsageError(
+                f"masking.mask_rate_schedule: train.num_workers {t.num_workers}: a DataLoader worker does not know "
+                "which step its batch trains in; set train.num_workers 0"
+            )
+        if cfg.objective.name not in ("mlm", "rtd"):
+            raise UsageError(f"masking.mask_rate_schedule: objective.name {cfg.objective.name} masks nothing")
 
 
 def restore(checkpoint: Path, accelerator: Accelerator, made: Setup, train_loader, t) -> dict:
@@ -300,6 +339,10 @@ def fit(run: Run, stop: int) -> None:
     """Train until the optimizer has taken `stop` steps, logging every `train.log_every`."""
     accelerator, objective, state, t = run.accelerator, run.objective, run.state, run.cfg.train
     while state["step"] < stop:
+        if run.batch_warmup is not None and accelerator.sync_gradients:  # this micro-batch opens a step
+            # Accelerate divides the loss by, and counts micro-batches up to, this step's number of micro-batches.
+            accelerator.gradient_accumulation_steps = run.batch_warmup.micro_batches(state["step"])
+            accelerator.step = 0
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(run.batches).items()}
         run.raw.before_forward(state["step"])
         with accelerator.accumulate(objective):

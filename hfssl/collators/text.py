@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,6 +182,9 @@ class MLMCollator(SeededStream):
     detection samples its generator's tokens (so a resumed run samples the same ones)."""
     documents: bool = False
     """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
+    rate_schedule: Callable[[int], float] | None = None
+    """The masking rate of each batch, from its index in the stream (`hfssl.ramps.MaskRateSchedule`), instead of
+    `mask_rate`."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
     _separator: int | None = field(init=False, repr=False)
@@ -194,8 +198,9 @@ class MLMCollator(SeededStream):
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
+        rate = scheduled_rate(self)
         generator = self._rng.get()
-        selected = maskable & (torch.rand(input_ids.shape, generator=generator) < self.mask_rate)
+        selected = maskable & (torch.rand(input_ids.shape, generator=generator) < rate)
         batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
@@ -223,6 +228,9 @@ class WholeWordMaskCollator(SeededStream):
     detection samples its generator's tokens (so a resumed run samples the same ones)."""
     documents: bool = False
     """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
+    rate_schedule: Callable[[int], float] | None = None
+    """The masking rate of each batch, from its index in the stream (`hfssl.ramps.MaskRateSchedule`), instead of
+    `mask_rate`."""
     _vocab: _Vocab = field(init=False, repr=False)
     _rng: SeededGenerator = field(init=False, repr=False)
     _separator: int | None = field(init=False, repr=False)
@@ -236,8 +244,9 @@ class WholeWordMaskCollator(SeededStream):
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
+        rate = scheduled_rate(self)
         generator = self._rng.get()
-        selected = select_words(maskable, word_starts(input_ids, maskable, self._vocab), self.mask_rate, generator)
+        selected = select_words(maskable, word_starts(input_ids, maskable, self._vocab), rate, generator)
         batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
@@ -265,6 +274,9 @@ class SpanMaskCollator(SeededStream):
     detection samples its generator's tokens (so a resumed run samples the same ones)."""
     documents: bool = False
     """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
+    rate_schedule: Callable[[int], float] | None = None
+    """The masking rate of each batch, from its index in the stream (`hfssl.ramps.MaskRateSchedule`), instead of
+    `mask_rate`."""
     span_p: float = 0.2
     """Geometric parameter of the span length in words (SpanBERT: 0.2); 1 gives single-word spans."""
     max_span: int = 10
@@ -286,13 +298,21 @@ class SpanMaskCollator(SeededStream):
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
+        rate = scheduled_rate(self)
         generator = self._rng.get()
         starts = word_starts(input_ids, maskable, self._vocab)
-        selected = select_spans(maskable, starts, self.mask_rate, self.span_p, self.max_span, generator)
+        selected = select_spans(maskable, starts, rate, self.span_p, self.max_span, generator)
         batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
         return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
+
+
+def scheduled_rate(collator) -> float:
+    """The masking rate of the batch a masking collator is about to make: its schedule's at the stream's count."""
+    if collator.rate_schedule is None:
+        return collator.mask_rate
+    return collator.rate_schedule(collator._rng.calls)
 
 
 def pad_input_ids(

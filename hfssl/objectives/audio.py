@@ -140,6 +140,7 @@ def audio_setup(
         eval_collator=eval_collator,
         count=lambda batch: batch["attention_mask"].sum() * samples_per_position / d.sampling_rate,
         batch_description=f"{d.batch_seconds:g} s of audio (padding included)",
+        micro_batch_units=d.batch_seconds,
         probe=run_probe if probe_splits is not None else None,
         data_size=data_size,
         streaming=streaming,

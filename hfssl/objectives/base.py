@@ -84,6 +84,8 @@ class Setup:
     """How much data a batch holds, in the module's `UNIT`."""
     batch_description: str
     """What one micro-batch on one process holds, for --dry-run (e.g. "64 sequences of 128 tokens")."""
+    micro_batch_units: float
+    """What one full micro-batch on one process holds, in the module's `UNIT`: the measure of batch-size warmup."""
     probe: Callable[[torch.nn.Module], dict[str, float]] | None = None
     """Every `train.probe_every` steps, on the main process, with the whole objective: the scores to log (name ->
     value), e.g. a frozen-feature classifier's accuracy."""

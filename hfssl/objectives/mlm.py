@@ -147,6 +147,15 @@ def export(cfg: PretrainConfig, objective: MaskedLM, run_dir: Path, out_dir: Pat
     return write_export(objective.model, tokenizer, render_card(objective.model, tokenizer, cfg, metrics), out_dir)
 
 
+def mask_rate_row(m: MaskingArgs) -> str | float:
+    """The card's mask rate: the rate, or the schedule's rates and where each takes over."""
+    if not m.mask_rate_schedule:
+        return m.mask_rate
+    later = [f"{r:g} from {f:.0%}" for r, f in zip(m.mask_rate_schedule[1:], m.mask_rate_milestones, strict=True)]
+    joined = " to " if m.mask_rate_shape == "linear" else ", then "
+    return f"{m.mask_rate_schedule[0]:g}{joined}{joined.join(later)} of the steps; evaluated at {m.mask_rate:g}"
+
+
 def describe(cfg: PretrainConfig) -> str:
     m = cfg.masking
     keep = 1.0 - m.replace_prob - m.random_prob
@@ -165,7 +174,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         template="mlm.md",
         example=f"The weather today is {tokenizer.mask_token}.",
         objective=describe(cfg),
-        rows={"objective": m.strategy, "mask rate": m.mask_rate},
+        rows={"objective": m.strategy, "mask rate": mask_rate_row(m)},
         accuracy="masked-token accuracy",
     )
     return text_card(model, tokenizer, cfg, metrics, card)

@@ -33,7 +33,7 @@ from hfssl.config import PretrainConfig, TextObjectiveArgs
 from hfssl.models import load_config
 from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.objectives.mlm import STRATEGIES, MaskedLM, make_collator, needs_mask_token
+from hfssl.objectives.mlm import STRATEGIES, MaskedLM, make_collator, mask_rate_row, needs_mask_token
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
     TextCard,
@@ -339,7 +339,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         objective=describe(cfg),
         rows={
             "objective": f"replaced-token detection ({m.strategy} masking)",
-            "mask rate": m.mask_rate,
+            "mask rate": mask_rate_row(m),
             "generator size": o.generator_size,
             "discriminator loss weight": o.rtd_weight,
             "embedding sharing": o.embedding_sharing,
@@ -369,7 +369,7 @@ def generator_card(generator: PreTrainedModel, tokenizer, cfg: PretrainConfig, m
             "The generator of a replaced-token detection run, trained with masked language modelling beside the "
             f"discriminator it fed. {describe(cfg)}"
         ),
-        rows={"objective": "masked LM (RTD generator)", "mask rate": cfg.masking.mask_rate},
+        rows={"objective": "masked LM (RTD generator)", "mask rate": mask_rate_row(cfg.masking)},
         accuracy="masked-token accuracy",
         results={
             "loss": fmt(metrics.get("eval_generator_loss")),

@@ -163,6 +163,7 @@ def text_setup(
         eval_collator=eval_collator,
         count=lambda batch: batch["attention_mask"].sum(),
         batch_description=f"{t.batch_size} sequences of {cfg.data.seq_len} tokens",
+        micro_batch_units=t.batch_size * cfg.data.seq_len,
         probe=(own_probe if t.probe_every else None) or (run_probe if probe_splits is not None else None),
         data_size=data_size,
         streaming=streaming,
