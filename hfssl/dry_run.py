@@ -48,13 +48,17 @@ def dry_run(cfg) -> dict:
     stop = min(run.total_steps, warmup + DRY_RUN_TIMED)
     run.progress = tqdm(total=stop, disable=not accelerator.is_local_main_process, desc="pretrain")
     pretrain.fit(run, warmup)
-    timed_from = synced_clock(accelerator)
+    timed_from, micro_from = synced_clock(accelerator), run.state["micro_batches"]
     pretrain.fit(run, stop)
+    # Timed per micro-batch, then scaled to a full step: a batch-size warmup's first steps are smaller than the rest.
+    micro_seconds = (synced_clock(accelerator) - timed_from) / (run.state["micro_batches"] - micro_from)
+    full = run.cfg.train.grad_accum
     timing = {
         "warmup_steps": warmup,
         "timed_steps": stop - warmup,
-        "step_seconds": (synced_clock(accelerator) - timed_from) / (stop - warmup),
-        "units_per_step": accelerator.reduce(run.local_units, "sum").item() / stop,
+        "step_seconds": micro_seconds * full,
+        "units_per_step": accelerator.reduce(run.local_units, "sum").item() / run.state["micro_batches"] * full,
+        "full_steps": planned_micro_batches(run) / full,
     }
     run.progress.close()
     result = report(run, timing)
@@ -65,13 +69,21 @@ def dry_run(cfg) -> dict:
     return result
 
 
+def planned_micro_batches(run: pretrain.Run) -> int:
+    """The micro-batches the whole run will take: `grad_accum` a step, fewer in a batch-size warmup."""
+    if run.batch_warmup is None:
+        return run.total_steps * run.cfg.train.grad_accum
+    return sum(run.batch_warmup.micro_batches(k) for k in range(run.total_steps))
+
+
 def report(run: pretrain.Run, timing: dict) -> dict:
     """The dry run's estimate of the whole run, after its timed steps.
 
     Args:
         run: the run, set up in its scratch directory (`run.work_dir`, where the export is measured).
-        timing: `warmup_steps`, `timed_steps`, `step_seconds` (mean over the timed steps) and `units_per_step`
-            (tokens or audio seconds an optimizer step trained on, over all processes).
+        timing: `warmup_steps`, `timed_steps`, `step_seconds` and `units_per_step` (the seconds, and tokens or audio
+            seconds over all processes, of a full step, from the mean micro-batch), and `full_steps` (the run's
+            micro-batches in full steps: fewer than its steps in a batch-size warmup).
 
     Returns:
         The report `format_report` prints; seconds, bytes and counts, plus how the data size was found.
@@ -80,9 +92,9 @@ def report(run: pretrain.Run, timing: dict) -> dict:
     t, total_steps = cfg.train, run.total_steps
     data, how = setup.data_size()
     if run.steps_per_epoch is not None:
-        epochs = total_steps / run.steps_per_epoch
+        epochs = timing["full_steps"] / run.steps_per_epoch
     else:
-        epochs = total_steps * timing["units_per_step"] / data if data else None
+        epochs = timing["full_steps"] * timing["units_per_step"] / data if data else None
 
     def evaluate_one() -> None:
         evaluate(run.objective, accelerator, setup.eval_set, setup.eval_batches, setup.eval_collator, 1)
@@ -120,7 +132,7 @@ def report(run: pretrain.Run, timing: dict) -> dict:
         run.module.export(cfg, whole, run.work_dir, run.work_dir / "final", sketch)
         export_bytes = folder_bytes(run.work_dir / "final")
 
-    train_seconds = total_steps * timing["step_seconds"]
+    train_seconds = timing["full_steps"] * timing["step_seconds"]
     eval_seconds = evals * eval_batches * eval_batch_seconds
     return {
         "unit": run.module.UNIT,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import assert_resumes_exactly, hfssl
+from helpers import assert_resumes_exactly, dry_run_report, hfssl
 
 from hfssl.checkpoint import read_state
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
@@ -122,3 +122,13 @@ def test_a_schedule_the_run_cannot_follow_is_refused(tmp_path):
                  tmp_path / "run", check=False)  # fmt: skip
     assert done.returncode == 2 and "set train.num_workers 0" in done.stderr.splitlines()[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_dry_run_counts_the_smaller_first_steps(tmp_path):
+    """The estimate covers the micro-batches the ramp plans (14 of 128 tokens in 8 steps), not 8 full steps."""
+    done = hfssl("pretrain", "text/mlm-tiny", *TINY, "--train.output_dir", tmp_path / "run", "--dry-run")
+    report = dry_run_report(done.stdout)
+    tokens = float(report["data"].split(" tokens")[0].replace(",", ""))
+    epochs = float(report["covering"].split(" epochs")[0])
+    assert epochs == pytest.approx(14 * 128 / tokens, rel=0.02)
+    assert "512 tokens per step" in report["covering"]
