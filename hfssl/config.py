@@ -111,6 +111,11 @@ class DataArgs:
         "attention crossing documents; none: one (split) line per sequence; true / false (older recipes): documents "
         "/ none",
     )
+    group_by_length: bool = arg(
+        True,
+        "packing none (mlm, rtd, clm): batch sequences of similar length together, shuffled within mega-batches of 50 "
+        "batches, so that less compute goes to padding; a streamed corpus is read in order, ungrouped",
+    )
     num_proc: int | None = arg(None, "processes for tokenization (empty: all cores)")
     cache_dir: str | None = arg(None, "where datasets caches loaded and tokenized data (empty: the datasets default)")
     synthetic_documents: int = arg(20000, "documents in the embedded synthetic corpus")
