@@ -388,7 +388,8 @@ def test_line_by_line_grouped_by_length_resumes_exactly(tmp_path):
     args = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2",
             "--data.synthetic_documents", "10", "--data.seq_len", "32", "--tokenizer.vocab_size", "400",
             "--data.packing", "none", "--train.batch_size", "8", "--train.max_steps", "6", "--train.eval_every", "6",
-            "--train.save_every", "5", "--train.log_every", "1", "--train.eval_batches", "2", "--train.probe_every", "null"]  # fmt: skip
+            "--train.save_every", "5", "--train.log_every", "1", "--train.eval_batches", "2",
+            "--train.probe_every", "null"]  # fmt: skip
     run = tmp_path / "run"
     done = hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", run)
     grouped, mixed = re.search(r"padding is ([\d.]+)% .* \(([\d.]+)% in random batches\)", done.stderr).groups()

@@ -69,6 +69,6 @@ def test_accelerate_shards_whole_batches_and_resumes_in_order(processes):
         # Accelerate deals the batches out in turn and tops up the last short one from the epoch's first items
         assert batches[:-1] == whole[p::processes][: len(batches) - 1]
     assert {i for batches in seen for batch in batches for i in batch} == set(range(len(LENGTHS)))
-    for part, batches in zip(parts, seen):
+    for part, batches in zip(parts, seen, strict=True):
         part.set_epoch(1)  # as the loop does before skipping
         assert [sorted(b) for b in skip_first_batches(part, 5)] == batches[5:]
