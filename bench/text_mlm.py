@@ -33,6 +33,10 @@
    better deal), on a schedule planned from a timing of its own steps, stopping at the deadline. Both are scored as in
    (1), at 15% masking; hfssl's export is loaded with `AutoModelForMaskedLM`.
 
+`--line-by-line` runs only this: hfssl's loop with `data.packing` none, `data.group_by_length` true against false,
+`--steps` each, timed as in (1); tokens/s counts non-padding tokens; the padding share is computed from the training
+lines' lengths for each run's first epoch of batches; eval losses are each run's metrics.json (same validation lines).
+
 On a small shared machine a busy neighbour stalls every multi-threaded torch op until its thread is scheduled, so
 the table prints how many cores other processes kept busy during each timing; `--threads 1` is steadier when not 0.
 """
