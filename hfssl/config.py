@@ -113,8 +113,8 @@ class DataArgs:
     )
     group_by_length: bool = arg(
         True,
-        "packing none (mlm, rtd, clm): batch sequences of similar length together, shuffled within mega-batches of 50 "
-        "batches, so that less compute goes to padding; a streamed corpus is read in order, ungrouped",
+        "packing none (mlm, rtd, clm): batch lines of similar length together (a seeded shuffle, sorted by length "
+        "a few dozen batches at a time) so that less compute goes to padding; a streamed corpus stays in order",
     )
     num_proc: int | None = arg(None, "processes for tokenization (empty: all cores)")
     cache_dir: str | None = arg(None, "where datasets caches loaded and tokenized data (empty: the datasets default)")
