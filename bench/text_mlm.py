@@ -33,6 +33,10 @@
    better deal), on a schedule planned from a timing of its own steps, stopping at the deadline. Both are scored as in
    (1), at 15% masking; hfssl's export is loaded with `AutoModelForMaskedLM`.
 
+`--line-by-line` runs only this: hfssl's loop with `data.packing` none, `data.group_by_length` true against false,
+`--steps` each, timed as in (1); tokens/s counts non-padding tokens; the padding share is computed from the training
+lines' lengths for each run's first epoch of batches; eval losses are each run's metrics.json (same validation lines).
+
 On a small shared machine a busy neighbour stalls every multi-threaded torch op until its thread is scheduled, so
 the table prints how many cores other processes kept busy during each timing; `--threads 1` is steadier when not 0.
 """
@@ -52,6 +56,7 @@ from itertools import chain, islice
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -70,6 +75,7 @@ from transformers import (
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
 from hfssl.config import PretrainConfig, load
+from hfssl.data.buckets import LengthGroupedSampler, padding_share
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.distributed import resolve_mixed_precision
@@ -227,15 +233,15 @@ def masked_loss(model, batches: list[dict], documents: bool = False) -> float:
     return total / count
 
 
-def hfssl_throughput(args, device, run: Path, packing: str) -> dict:
-    """hfssl's loop on the recipe for `args.steps` steps with `data.packing` `packing`: its config, metrics,
-    tokens/s and the other processes' load."""
+def hfssl_throughput(args, device, run: Path, packing: str, extra: dict[str, str] | None = None) -> dict:
+    """hfssl's loop on the recipe for `args.steps` steps with `data.packing` `packing` (and the `extra` overrides):
+    its config, metrics, tokens/s (non-padding tokens) and the other processes' load."""
     steps = str(args.steps)
     cfg = hfssl_config(
         {**args.overrides, "train.max_steps": steps, "train.eval_every": steps, "train.save_every": steps,
-         "train.probe_every": "", "train.output_dir": str(run), "data.packing": packing}
+         "train.probe_every": "", "train.output_dir": str(run), "data.packing": packing, **(extra or {})}
     )  # fmt: skip
-    logger.info("throughput: hfssl, %s packing, %d steps", packing, args.steps)
+    logger.info("throughput: hfssl, %s packing %s, %d steps", packing, extra or "", args.steps)
     with StepClock(device) as clock, OtherLoad() as load:
         metrics = pretrain(cfg)
     seconds, intervals = clock.train_time()
@@ -279,6 +285,45 @@ def throughput(args, device, corpus, run: Path) -> dict:
         "other_cores": [documents["load"], separator["load"], base_load.cores],
     }
     return result
+
+
+def line_by_line(args, device, run: Path) -> dict:
+    """--line-by-line: hfssl's loop with `data.packing` none, batches grouped by length against random batches, same
+    steps; tokens/s counts non-padding tokens, and the padding share is that of each run's first epoch of batches."""
+    grouped = hfssl_throughput(args, device, run, "none", {"data.group_by_length": "true"})
+    mixed = hfssl_throughput(args, device, run.with_name("lines-random"), "none", {"data.group_by_length": "false"})
+    cfg = grouped["cfg"]
+    tokenizer = AutoTokenizer.from_pretrained(run / "tokenizer")
+    train, _ = load_corpus(cfg.data, seed=cfg.train.seed)
+    lengths = pack(tokenize_corpus(train, tokenizer, cfg.data), tokenizer, cfg.data).lengths()
+    size = cfg.train.batch_size
+    shuffled = np.random.default_rng(cfg.train.seed).permutation(len(lengths))
+    return {
+        "steps": args.steps,
+        "batch_size": size,
+        "seq_len": cfg.data.seq_len,
+        "grouped_tokens_per_s": grouped["tokens_per_s"],
+        "random_tokens_per_s": mixed["tokens_per_s"],
+        "grouped_eval_loss": grouped["metrics"]["eval_loss"],
+        "random_eval_loss": mixed["metrics"]["eval_loss"],
+        "grouped_padding": padding_share(lengths, LengthGroupedSampler(lengths, size, cfg.train.seed).batches()),
+        "random_padding": padding_share(lengths, [shuffled[i : i + size] for i in range(0, len(lengths), size)]),
+        "other_cores": [grouped["load"], mixed["load"]],
+    }
+
+
+def line_by_line_table(r: dict) -> str:
+    speed = r["grouped_tokens_per_s"] / r["random_tokens_per_s"]
+    loss = r["grouped_eval_loss"] / r["random_eval_loss"]
+    return "\n".join([
+        f"packing none, {r['steps']} steps of {r['batch_size']} x <= {r['seq_len']}   grouped    random   ratio",
+        f"train tokens/s (non-padding)        {r['grouped_tokens_per_s']:>12,.0f} {r['random_tokens_per_s']:>9,.0f}"
+        f" {speed:>6.2f}x  {'PASS' if speed >= 1.0 else 'MISS'} (>=1x)",
+        f"padding share of the batches        {r['grouped_padding']:>12.1%} {r['random_padding']:>9.1%}",
+        f"eval loss (metrics.json)            {r['grouped_eval_loss']:>12.4f} {r['random_eval_loss']:>9.4f}"
+        f" {loss:>6.2f}x  {'PASS' if loss <= EQUAL_LOSS else 'MISS'} (<={EQUAL_LOSS}x)",
+        "other processes' cores busy " + "/".join("?" if x is None else f"{x:.1f}" for x in r["other_cores"]),
+    ])  # fmt: skip
 
 
 def as_rows(encoding) -> list[dict]:
@@ -448,6 +493,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, help="torch intra-op threads for training (default: torch's own)")
     parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--compile", action="store_true", help="torch.compile hfssl's model (train.compile) throughout")
+    parser.add_argument(
+        "--line-by-line",
+        action="store_true",
+        help="only data.packing none, batches grouped by length against random ones (--steps each)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
@@ -472,6 +522,13 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = hfssl_config(args.overrides)
     corpus = load_corpus(cfg.data, seed=cfg.train.seed)
     results = {"device": str(device), "torch_threads": torch.get_num_threads(), "default_threads": args.default_threads}
+    if args.line_by_line:
+        with tempfile.TemporaryDirectory(prefix="hfssl-bench-") as work:
+            results["line_by_line"] = line_by_line(args, device, Path(work, "lines-grouped"))
+        print(line_by_line_table(results["line_by_line"]))
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        return results
     with tempfile.TemporaryDirectory(prefix="hfssl-bench-") as work:
         results["throughput"] = throughput(args, device, corpus, Path(work, "throughput"))
         logger.info("collators: %d examples, %d timed passes", args.collator_examples, args.collator_repeats)

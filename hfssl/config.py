@@ -111,6 +111,11 @@ class DataArgs:
         "attention crossing documents; none: one (split) line per sequence; true / false (older recipes): documents "
         "/ none",
     )
+    group_by_length: bool = arg(
+        True,
+        "packing none (mlm, rtd, clm): batch lines of similar length together (a seeded shuffle, sorted by length "
+        "a few dozen batches at a time) so that less compute goes to padding; a streamed corpus stays in order",
+    )
     num_proc: int | None = arg(None, "processes for tokenization (empty: all cores)")
     cache_dir: str | None = arg(None, "where datasets caches loaded and tokenized data (empty: the datasets default)")
     synthetic_documents: int = arg(20000, "documents in the embedded synthetic corpus")

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -379,3 +380,20 @@ def test_stable_adamw_trains_and_resumes_exactly(tmp_path):
     assert metrics["eval_loss"] < metrics["initial_eval_loss"]
     assert "| optimizer | StableAdamW (betas" in (run / "final" / "README.md").read_text()
     assert_resumes_exactly(run, tmp_path / "resumed", 4, "text/mlm-tiny", *args)
+
+
+def test_line_by_line_grouped_by_length_resumes_exactly(tmp_path):
+    """packing none, batches grouped by length: 4 batches an epoch, so a run stopped at step 5 resumes inside its
+    second epoch (set_epoch, then skipping a batch) and ends with exactly the uninterrupted run's weights."""
+    args = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2",
+            "--data.synthetic_documents", "10", "--data.seq_len", "32", "--tokenizer.vocab_size", "400",
+            "--data.packing", "none", "--train.batch_size", "8", "--train.max_steps", "6", "--train.eval_every", "6",
+            "--train.save_every", "5", "--train.log_every", "1", "--train.eval_batches", "2",
+            "--train.probe_every", "null"]  # fmt: skip
+    run = tmp_path / "run"
+    done = hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", run)
+    grouped, mixed = re.search(r"padding is ([\d.]+)% .* \(([\d.]+)% in random batches\)", done.stderr).groups()
+    assert float(grouped) < float(mixed)
+    stopped = json.loads((run / "checkpoints" / "step-0000005" / "trainer_state.json").read_text())
+    assert (stopped["epoch"], stopped["batch_in_epoch"]) == (1, 1)
+    assert_resumes_exactly(run, tmp_path / "resumed", 5, "text/mlm-tiny", *args)

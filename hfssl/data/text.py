@@ -433,6 +433,13 @@ class DocumentChunks(torch.utils.data.Dataset):
         """Tokens in all items: the documents' and each item's prefix and separator."""
         return self.tokens.num_tokens + len(self) * (1 + (self.cls is not None))
 
+    def lengths(self) -> np.ndarray:
+        """Every item's length in tokens, from the document offsets alone (no item is read)."""
+        pieces = np.diff(self.first_item)
+        doc = np.repeat(np.arange(len(pieces)), pieces)
+        left = np.diff(self.tokens.doc_offsets)[doc] - (np.arange(len(self)) - self.first_item[doc]) * self.body
+        return np.minimum(left, self.body) + 1 + (self.cls is not None)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = _check_index(index, len(self))
         doc = int(np.searchsorted(self.first_item, index, side="right")) - 1

@@ -258,8 +258,16 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
             raw.model, data.tokenizer, o.pooling, cfg.data.seq_len, *sets, eval_size, accelerator.device
         )
 
+    # Batches stay random mixes of lengths: they are each other's negatives, and how contrastive training fares
+    # when every negative shares its anchor's length is untested here.
     setup = text_setup(
-        cfg, accelerator, data, objective, lambda seed: ContrastiveCollator(data.tokenizer.pad_token_id), run_probe
+        cfg,
+        accelerator,
+        data,
+        objective,
+        lambda seed: ContrastiveCollator(data.tokenizer.pad_token_id),
+        run_probe,
+        groups_by_length=False,
     )
     if not o.pairs:
         return setup

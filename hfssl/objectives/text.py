@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -20,6 +21,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
 from hfssl.config import PretrainConfig
+from hfssl.data.buckets import LengthGroupedSampler, padding_share
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError, first_line
@@ -117,22 +119,40 @@ def text_setup(
     objective: torch.nn.Module,
     make_collator: Callable[[int], Any],
     own_probe: Callable[[torch.nn.Module], dict] | None = None,
+    groups_by_length: bool = True,
 ) -> Setup:
     """The loop's `Setup` for a text objective: loaders over `data` with the collators `make_collator(seed)` makes,
     validation batches in order, the probe `train.probe_every` asks for (`own_probe`, else a frozen-feature
-    classifier on `train.probe_data`), and the data's size for --dry-run."""
+    classifier on `train.probe_data`), and the data's size for --dry-run. Without `groups_by_length` the objective
+    keeps batches random whatever `data.group_by_length` says."""
     t = cfg.train
+    grouped = groups_by_length and cfg.data.group_by_length and cfg.data.packing == "none"
     collator = make_collator(t.seed)
     eval_collator = make_collator(t.seed + 1)
     train_set, eval_set, streaming = data.train_set, data.eval_set, data.streaming
     if streaming:
+        if grouped:
+            logger.info("data.group_by_length: a streamed corpus is batched in the order it is read, not by length")
         # Each process and worker packs its own part of the stream; batches carry their position for checkpoints.
         train_loader = stream_loader(partial(train_set.batches, t.batch_size), collator, accelerator, t.num_workers)
     else:
+        sampler = None
+        if grouped:
+            # A sampler, not a batch sampler: Accelerate cuts and shards its batches as it does a shuffled order's.
+            lengths = train_set.lengths()
+            sampler = LengthGroupedSampler(lengths, t.batch_size, t.seed)
+            shuffled = np.random.default_rng(t.seed).permutation(len(lengths))
+            random_batches = [shuffled[i : i + t.batch_size] for i in range(0, len(lengths), t.batch_size)]
+            logger.info(
+                "data.group_by_length: padding is %.1f%% of the batches' positions (%.1f%% in random batches)",
+                100 * padding_share(lengths, sampler.batches()),
+                100 * padding_share(lengths, random_batches),
+            )
         train_loader = DataLoader(
             train_set,
             batch_size=t.batch_size,
-            shuffle=True,
+            shuffle=not grouped,
+            sampler=sampler,
             collate_fn=collator,
             num_workers=t.num_workers,
             pin_memory=torch.cuda.is_available(),

@@ -222,6 +222,14 @@ def test_line_by_line_keeps_every_token_within_each_line(tokenizer, tmp_path):
     assert position == len(got)
 
 
+def test_line_by_line_lengths_without_reading_items(tokenizer, tmp_path):
+    data_set, data = tokenized(tokenizer, DOCS, tmp_path, seq_len=24, packing=False)
+    chunks = pack(data_set, tokenizer, data)
+    lengths = chunks.lengths().tolist()
+    assert lengths == [len(item) for item in items(chunks)]
+    assert min(lengths) < 24 == max(lengths)  # split documents and short ones both
+
+
 @pytest.mark.parametrize("packing", [True, False])
 def test_streaming_gives_the_same_items_as_map_style(tokenizer, tmp_path, packing):
     data_set, data = tokenized(tokenizer, DOCS, tmp_path, seq_len=40, packing=packing)
