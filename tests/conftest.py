@@ -110,3 +110,26 @@ def audio_classifier(speech_export, tmp_path_factory):
     out = tmp_path_factory.mktemp("finetuned") / "keywords"
     changes = {"data.synthetic_examples": "100", "data.max_seconds": "1.0"}
     return finetune_tiny(speech_export, out, "speech/keywords-tiny", **changes)
+
+
+# The slowest files first, so that neither xdist worker is left with a long one at the end while the other idles.
+SLOWEST_FIRST = [
+    "objectives/test_wav2vec2.py",
+    "test_readme.py",
+    "test_pretrain.py",
+    "objectives/test_masked_speech.py",
+    "objectives/test_data2vec.py",
+    "test_distributed.py",
+    "test_kill.py",
+    "objectives/test_rtd.py",
+    "objectives/test_simcse.py",
+    "objectives/test_clm.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
