@@ -3,7 +3,6 @@ ones before it, and no loss is taken across a document boundary of the packed bl
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -12,13 +11,13 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from hfssl.collators.text import CausalLMCollator
-from hfssl.config import MaskingArgs, PretrainConfig
-from hfssl.errors import UsageError
+from hfssl.config import PretrainConfig
 from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.text import (
     TOKENIZER_DIR,
     TextCard,
+    check_no_masking,
     load_text,
     run_tokenizer,
     text_setup,
@@ -68,19 +67,11 @@ class CausalLM(torch.nn.Module):
         return None
 
 
-def check_no_masking(masking: MaskingArgs) -> None:
-    """Next-word prediction hides nothing: a masking setting would be silently ignored, so it is refused."""
-    default = MaskingArgs()
-    for f in dataclasses.fields(MaskingArgs):
-        if getattr(masking, f.name) != getattr(default, f.name):
-            raise UsageError(f"masking.{f.name}: objective.name clm masks nothing; leave the masking section out")
-
-
 def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resuming: bool) -> Setup:
     """The corpus, the tokenizer (trained on it unless given; it encodes prompts for generation), packed blocks,
     the decoder and the collator that labels every token of its own document."""
     check_kind(cfg.model, causal=True, objective="next-word prediction (clm)")
-    check_no_masking(cfg.masking)
+    check_no_masking(cfg.masking, "clm")
     check_positions(cfg.model, cfg.data.seq_len)
     data = load_text(cfg, accelerator, work_dir, resuming, adapt=lambda tokenizer, source: for_generation(tokenizer))
     objective = CausalLM(build_model(cfg.model, data.tokenizer, AutoModelForCausalLM))

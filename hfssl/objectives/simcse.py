@@ -32,6 +32,7 @@ from hfssl.objectives.text import (
     TOKENIZER_DIR,
     TextCard,
     TextData,
+    check_no_masking,
     load_text,
     load_tokenizer,
     prepare_tokenizer,
@@ -240,6 +241,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     o, t = cfg.objective, cfg.train
     embeddings.require_sentence_transformers("objective.name")
     check_config(cfg)
+    check_no_masking(cfg.masking, "simcse")
     check_model(cfg)
     check_positions(cfg.model, cfg.data.seq_len)
     sets = probe_sets(t) if t.probe_every else None  # a bad probe set fails before the tokenizer is written

@@ -3,6 +3,7 @@ loaders, the frozen-feature probe, and the export folder with its card."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, PreTrainedModel
 
 from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
-from hfssl.config import PretrainConfig
+from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.data.buckets import LengthGroupedSampler, padding_share
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
@@ -310,3 +311,13 @@ def write_export(
             part_card.save(tmp / folder / "README.md")
     logger.info("exported %s", out_dir)
     return out_dir
+
+
+def check_no_masking(masking: MaskingArgs, objective: str) -> None:
+    """Next-word prediction and SimCSE hide nothing: a masking setting would be silently ignored, so it is refused."""
+    default = MaskingArgs()
+    for f in dataclasses.fields(MaskingArgs):
+        if getattr(masking, f.name) != getattr(default, f.name):
+            raise UsageError(
+                f"masking.{f.name}: objective.name {objective} masks nothing; leave the masking section out"
+            )
