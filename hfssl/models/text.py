@@ -167,9 +167,9 @@ def document_packing(data: DataArgs, model: PreTrainedModel) -> bool:
     take the masks; otherwise it says, in one log line, that it falls back to separator packing."""
     if data.packing != "documents":
         return False
-    config = model.config
-    if config.model_type in DOCUMENT_ATTENTION and config._attn_implementation in DOCUMENT_MASK_IMPLEMENTATIONS:
+    if takes_document_masks(model):
         return True
+    config = model.config
     logger.warning(
         "data.packing: documents needs attention masked per document, which %s with %s attention cannot take; "
         "packing with separators instead (tokens attend across documents)",
@@ -177,6 +177,12 @@ def document_packing(data: DataArgs, model: PreTrainedModel) -> bool:
         config._attn_implementation,
     )
     return False
+
+
+def takes_document_masks(model: PreTrainedModel) -> bool:
+    """Whether `model`'s architecture and attention take hfssl's per-document masks."""
+    config = model.config
+    return config.model_type in DOCUMENT_ATTENTION and config._attn_implementation in DOCUMENT_MASK_IMPLEMENTATIONS
 
 
 def model_inputs(

@@ -27,6 +27,7 @@ from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, check_local
+from hfssl.models.text import takes_document_masks
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.probe import load_probe_data, probe, training_scores
 from hfssl.tokenizer import train_on_corpus
@@ -220,15 +221,16 @@ def token_metrics(totals: dict[str, float]) -> dict[str, float]:
     }
 
 
-def describe_data(cfg: PretrainConfig, metrics: dict) -> str:
+def describe_data(cfg: PretrainConfig, metrics: dict, model: PreTrainedModel) -> str:
     """The model card's account of the training text."""
     d = cfg.data
     source = "the synthetic English-like corpus embedded in hfssl" if d.train == "synthetic" else f"`{d.train}`"
+    packing = "separator" if d.packing == "documents" and not takes_document_masks(model) else d.packing
     layout = {
         "documents": "packed into blocks in which each token attends only to its own document",
         "separator": "packed into blocks",
         "none": "one line per sequence",
-    }[d.packing]
+    }[packing]
     return (
         f"Trained on {source}, {layout} of {d.seq_len} tokens; {int(metrics.get('tokens_seen', 0)):,} tokens seen "
         f"over {metrics.get('steps', 0):,} optimizer steps."
@@ -287,7 +289,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         load_path=name,
         example=text.example,
         objective=text.objective,
-        data=describe_data(cfg, metrics),
+        data=describe_data(cfg, metrics, model),
         hyperparameters=hyperparameters,
         compute=compute_rows(metrics, ("tokens seen", f"{int(metrics.get('tokens_seen', 0)):,}")),
         results=results,

@@ -104,3 +104,16 @@ def test_document_packing_compiles(arch):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
+
+
+def test_the_card_says_which_packing_the_model_trained_with():
+    """A model that fell back to separators is not described as attending within documents."""
+    from hfssl.config import PretrainConfig
+    from hfssl.objectives.text import describe_data
+
+    cfg, metrics = PretrainConfig(), {"tokens_seen": 10, "steps": 1}
+    assert "attends only to its own document" in describe_data(cfg, metrics, tiny("bert", "sdpa"))
+    tiny_dims = {"dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 64, "vocab_size": 100}
+    other = AutoModelForMaskedLM.from_config(AutoConfig.for_model("distilbert", **tiny_dims))
+    text = describe_data(cfg, metrics, other)
+    assert "packed into blocks of" in text and "own document" not in text
