@@ -252,11 +252,9 @@ def check_ramps(cfg) -> None:
     """Refuse, before anything is written, a batch-size warmup or masking-rate schedule this run cannot follow."""
     t, masking = cfg.train, getattr(cfg, "masking", None)
     if getattr(masking, "mask_rate_schedule", None):
-        # The schedule reads a batch's step off the collator's count of batches, which only the main process's
-        # collator of a loaded corpus keeps: a worker counts its own batches, a stream's parts theirs.
-        if cfg.data.streaming:
-            raise UsageError("masking.mask_rate_schedule: a streamed corpus cannot follow it yet; load the corpus")
-        if t.num_workers:
+        # The schedule reads a batch's step off its place among the process's batches: a stream says where each
+        # batch stands; of a loaded corpus only the main process's collator knows it (a worker counts its own).
+        if t.num_workers and not cfg.data.streaming:
             raise UsageError(
                 f"masking.mask_rate_schedule: train.num_workers {t.num_workers}: a DataLoader worker does not know "
                 "which step its batch trains in; set train.num_workers 0"

@@ -348,12 +348,15 @@ def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_streamed_run_resumes_exactly(tmp_path, workers):
-    """A streamed corpus, resumed at step 3 of 6, ends where the uninterrupted run did. With 2 DataLoader workers 3
-    batches in, the second worker's part is due first: the resumed loader's workers take over each other's parts."""
+    """A streamed corpus, resumed at step 3 of 6, ends where the uninterrupted run did, masking-rate schedule
+    included. With 2 DataLoader workers 3 batches in, the second worker's part is due first: the resumed loader's
+    workers take over each other's parts."""
     args = [
         *TINY, "--data.streaming", "true", "--data.validation_documents", "100", "--train.num_workers", str(workers),
         "--train.max_steps", "6", "--train.eval_every", "3", "--train.save_every", "3", "--train.log_every", "3",
         "--train.keep_last", "5", "--train.probe_every", "null",
+        # the masking rate falls at step 3: the stream tells the collator each batch's place
+        "--masking.mask_rate_schedule", "[0.4, 0.15]", "--masking.mask_rate_milestones", "[0.5]",
     ]  # fmt: skip
     run = tmp_path / "run"
     hfssl("pretrain", "text/mlm-tiny", *args, "--train.output_dir", run)

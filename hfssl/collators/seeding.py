@@ -21,6 +21,13 @@ class SeededGenerator:
         self.calls = 0
         self.stream: list[int] | None = None
         """Who draws, when a resumable stream says so (its rank, part and epoch), instead of the rank and worker."""
+        self.index: int | None = None
+        """The batch's place among every batch this process has trained on, when a resumable stream says so."""
+
+    @property
+    def batch_index(self) -> int:
+        """The place of the next batch among every batch this process trains on: a stream's word, else the count."""
+        return self.index if self.index is not None else self.calls
 
     def get(self) -> torch.Generator:
         # SeedSequence mixes the numbers so that nearby seeds, ranks, workers and counts give unrelated streams.
@@ -34,17 +41,20 @@ class SeededGenerator:
         state = {"seed": self.seed, "calls": self.calls}
         if self.stream is not None:
             state["stream"] = list(self.stream)
+        if self.index is not None:
+            state["index"] = self.index
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.seed = int(state["seed"])
         self.calls = int(state["calls"])
         self.stream = state.get("stream")
+        self.index = state.get("index")
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self.seed = seed
-        self.calls = 0
+        self.calls, self.index = 0, None
 
 
 def _rank_and_worker() -> tuple[int, int]:

@@ -312,7 +312,7 @@ def scheduled_rate(collator) -> float:
     """The masking rate of the batch a masking collator is about to make: its schedule's at the stream's count."""
     if collator.rate_schedule is None:
         return collator.mask_rate
-    return collator.rate_schedule(collator._rng.calls)
+    return collator.rate_schedule(collator._rng.batch_index)
 
 
 def pad_input_ids(

@@ -47,9 +47,17 @@ class StreamPart:
         return self.dataset.state_dict()
 
 
-def start_position(workers: int, epoch: int = 0) -> dict:
-    """The position of a process at the start of an epoch: no role has made a batch, role 0 is due."""
-    return {"epoch": epoch, "next": 0, "roles": [None] * max(1, workers)}
+def start_position(workers: int, epoch: int = 0, base: int = 0) -> dict:
+    """The position of a process at the start of an epoch: no role has made a batch, role 0 is due; the epoch's
+    batches are numbered from `base` (see `ResumableStream`)."""
+    return {"epoch": epoch, "next": 0, "roles": [None] * max(1, workers), "base": base}
+
+
+def next_base(position: dict) -> int:
+    """The number the epoch after `position`'s starts from: one past the last its roles gave."""
+    roles = len(position["roles"])
+    last = [(saved["batches"] - 1) * roles + role for role, saved in enumerate(position["roles"]) if saved]
+    return position.get("base", 0) + max(last, default=-1) + 1
 
 
 class ResumableStream(torch.utils.data.IterableDataset):
@@ -74,8 +82,13 @@ class ResumableStream(torch.utils.data.IterableDataset):
         made = saved["batches"]
         part, parts = self.rank * self.roles + role, self.world_size * self.roles
         who = [self.rank, role + 1, self.start["epoch"]]
+        # A batch's place among the process's batches (what a masking-rate schedule counts): an epoch starts with
+        # role 0 and the DataLoader hands out its workers' batches in turn, so role r's k-th batch of the epoch is
+        # its (k * roles + r)-th, until a role's part runs out. A number of the saved position, so a resume keeps it.
+        base = self.start.get("base", 0)
         for items, data in self.batches(part, parts, saved["data"]):
-            self.collator.load_state_dict({"seed": self.collator.seed, "calls": made, "stream": who})
+            index = base + made * self.roles + role
+            self.collator.load_state_dict({"seed": self.collator.seed, "calls": made, "stream": who, "index": index})
             batch = self.collator(items)
             made += 1
             batch[POSITION] = {"role": role, "data": data, "batches": made}
@@ -120,7 +133,7 @@ class StreamLoader:
                 f"data.train: process {self.stream.rank}'s part of the streamed corpus is empty; use fewer processes "
                 "or train.num_workers, or a corpus with more documents or clips"
             )
-        self.position = start_position(self.roles, self.position["epoch"] + 1)
+        self.position = start_position(self.roles, self.position["epoch"] + 1, next_base(self.position))
 
     def state_dict(self) -> dict:
         return copy.deepcopy(self.position)

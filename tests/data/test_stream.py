@@ -44,9 +44,10 @@ class Names(SeededStream):
         self._rng = SeededGenerator(self.seed)
 
     def __call__(self, items: list[dict]) -> dict:
+        index = self._rng.batch_index
         draw = torch.rand(1, generator=self._rng.get())
         names = [tuple(torch.as_tensor(item.get("input_ids", item.get("input_values"))).tolist()) for item in items]
-        return {"names": names, "draw": draw}
+        return {"names": names, "draw": draw, "index": index}
 
 
 def streamed_blocks(tokenizer, shards: int, packing: bool = True):
@@ -113,6 +114,25 @@ def test_text_resumes_at_the_next_block_with_the_same_masks(tokenizer, world, wo
             for got, want in zip(head + rest, full, strict=True):
                 assert got.keys() == want.keys()
                 assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+def test_each_batch_knows_its_place_among_the_process_batches(tokenizer, workers):
+    """What a masking-rate schedule counts: the batches a process was handed, in order, across epochs and a resume.
+    Workers hand out in turn, so the count is exact until the first worker's part runs out (then it still rises)."""
+    blocks = streamed_blocks(tokenizer, 4)
+    make = lambda: loaders(lambda p, n, s: blocks.batches(3, p, n, s), Names(), 1, workers)[0]  # noqa: E731
+    loader = make()
+    first, second = [b["index"] for b in epoch(loader)], [b["index"] for b in epoch(loader)]
+    shortest = min(Counter(b % max(1, workers) for b in first).values()) * max(1, workers)
+    assert first[:shortest] == list(range(shortest))
+    assert all(a < b for a, b in zip(first + second, (first + second)[1:], strict=False))
+    assert second[0] == first[-1] + 1
+    stopped = make()
+    head = [b["index"] for b in islice(stopped, 4)]
+    resumed = make()
+    resumed.load_state_dict(stopped.state_dict())
+    assert head + [b["index"] for b in epoch(resumed)] == first
 
 
 def test_resume_refuses_another_number_of_workers(tokenizer):
