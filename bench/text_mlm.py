@@ -56,7 +56,6 @@ from itertools import chain, islice
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -75,7 +74,7 @@ from transformers import (
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
 from hfssl.config import PretrainConfig, load
-from hfssl.data.buckets import LengthGroupedSampler, padding_share
+from hfssl.data.buckets import padding_shares
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.distributed import resolve_mixed_precision
@@ -297,7 +296,7 @@ def line_by_line(args, device, run: Path) -> dict:
     train, _ = load_corpus(cfg.data, seed=cfg.train.seed)
     lengths = pack(tokenize_corpus(train, tokenizer, cfg.data), tokenizer, cfg.data).lengths()
     size = cfg.train.batch_size
-    shuffled = np.random.default_rng(cfg.train.seed).permutation(len(lengths))
+    grouped_padding, random_padding = padding_shares(lengths, size, cfg.train.seed)
     return {
         "steps": args.steps,
         "batch_size": size,
@@ -306,8 +305,8 @@ def line_by_line(args, device, run: Path) -> dict:
         "random_tokens_per_s": mixed["tokens_per_s"],
         "grouped_eval_loss": grouped["metrics"]["eval_loss"],
         "random_eval_loss": mixed["metrics"]["eval_loss"],
-        "grouped_padding": padding_share(lengths, LengthGroupedSampler(lengths, size, cfg.train.seed).batches()),
-        "random_padding": padding_share(lengths, [shuffled[i : i + size] for i in range(0, len(lengths), size)]),
+        "grouped_padding": grouped_padding,
+        "random_padding": random_padding,
         "other_cores": [grouped["load"], mixed["load"]],
     }
 

@@ -64,3 +64,12 @@ def padding_share(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
     lengths = np.asarray(lengths)
     padded = sum(len(batch) * int(lengths[batch].max()) for batch in batches)
     return 1.0 - sum(int(lengths[batch].sum()) for batch in batches) / padded
+
+
+def padding_shares(lengths: np.ndarray, batch_size: int, seed: int) -> tuple[float, float]:
+    """The padding share of an epoch of batches grouped by length (`LengthGroupedSampler`'s first epoch), and of the
+    same items in random batches of the same size."""
+    shuffled = np.random.default_rng(seed).permutation(len(lengths))
+    random_batches = [shuffled[i : i + batch_size] for i in range(0, len(lengths), batch_size)]
+    grouped = LengthGroupedSampler(lengths, batch_size, seed).batches()
+    return padding_share(lengths, grouped), padding_share(lengths, random_batches)

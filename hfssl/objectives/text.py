@@ -12,7 +12,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -22,7 +21,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from hfssl.cards import TEMPLATES, compute_rows, count, fmt, model_name, pretrain_card_data, training_rows
 from hfssl.config import MaskingArgs, PretrainConfig
-from hfssl.data.buckets import LengthGroupedSampler, padding_share
+from hfssl.data.buckets import LengthGroupedSampler, padding_shares
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
 from hfssl.errors import UsageError, first_line
@@ -143,12 +142,11 @@ def text_setup(
             # A sampler, not a batch sampler: Accelerate cuts and shards its batches as it does a shuffled order's.
             lengths = train_set.lengths()
             sampler = LengthGroupedSampler(lengths, t.batch_size, t.seed)
-            shuffled = np.random.default_rng(t.seed).permutation(len(lengths))
-            random_batches = [shuffled[i : i + t.batch_size] for i in range(0, len(lengths), t.batch_size)]
+            grouped_share, random_share = padding_shares(lengths, t.batch_size, t.seed)
             logger.info(
                 "data.group_by_length: padding is %.1f%% of the batches' positions (%.1f%% in random batches)",
-                100 * padding_share(lengths, sampler.batches()),
-                100 * padding_share(lengths, random_batches),
+                100 * grouped_share,
+                100 * random_share,
             )
         train_loader = DataLoader(
             train_set,
