@@ -29,10 +29,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from hfssl import config as config_lib
 from hfssl import embeddings
-from hfssl.config import PretrainConfig
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity
+from hfssl.objectives import load_pretrain
 from hfssl.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,14 +81,14 @@ def train_simcse(mlm: Path, work: Path, steps: int | None, settings: list[tuple[
     overrides = {"model.name_or_path": str(mlm), "train.output_dir": str(work / "simcse"), **dict(settings)}
     if steps:
         overrides["train.max_steps"] = str(steps)
-    pretrain(config_lib.load(PretrainConfig, RECIPES / "simcse-tiny.yaml", overrides))
+    pretrain(load_pretrain(RECIPES / "simcse-tiny.yaml", overrides))
     return work / "simcse" / "final"
 
 
 def quick_mlm(work: Path) -> Path:
     overrides = {"train.output_dir": str(work / "mlm"), "train.max_steps": "200", "train.eval_every": "200",
                  "train.save_every": "200", "data.synthetic_documents": "4000"}  # fmt: skip
-    pretrain(config_lib.load(PretrainConfig, RECIPES / "mlm-tiny.yaml", overrides))
+    pretrain(load_pretrain(RECIPES / "mlm-tiny.yaml", overrides))
     return work / "mlm" / "final"
 
 
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         work = args.work_dir or Path(scratch)
         mlm = quick_mlm(work) if args.quick else args.mlm or ROOT / "runs" / "mlm-tiny" / "final"
         simcse = args.simcse or train_simcse(mlm, work, 30 if args.quick else args.steps, args.set)
-        max_len = config_lib.load(PretrainConfig, RECIPES / "simcse-tiny.yaml").data.seq_len
+        max_len = load_pretrain(RECIPES / "simcse-tiny.yaml").data.seq_len
         similarity, retrieval = embedded_similarity(), embedded_retrieval()
         rows = {
             "masked LM, mean-pooled": embeddings.score(mean_pooled(mlm, max_len), similarity, retrieval),

@@ -2,8 +2,9 @@
 
     python bench/same_weights.py OUT.json      # run it before and after a change; the digests must be equal
 
-Two 40-step masked-LM runs (ModernBERT, token masking; BERT, span masking) and a 10-step run of each speech
-objective (wav2vec 2.0 also on a conformer), at the same seed, each checkpointed at its last step. The digest is
+40-step text runs (masked LM: ModernBERT with token and whole-word masking, BERT with span masking; ELECTRA's
+replaced-token detection; Llama next-word prediction) and a 10-step run of each speech objective (wav2vec 2.0 also
+on a conformer; data2vec on wav2vec 2.0), at the same seed, each checkpointed at its last step. The digest is
 a sha256 over every tensor of the checkpoint's objective state (names and bytes, sorted by name), so it does not
 depend on how a file lays the tensors out.
 """
@@ -42,24 +43,26 @@ SPEECH = {
     "data.synthetic_utterances": "60",
     "data.max_seconds": "1.0",
     "data.batch_seconds": "4.0",
-    "objective.num_negatives": "10",
-    "objective.codevectors_per_group": "8",
-    "targets.clusters": "8",
-    "targets.fit_frames": "2000",
     "train.max_steps": "10",
     "train.eval_every": "5",
     "train.save_every": "10",
     "train.eval_batches": "2",
     "train.probe_every": "",
 }
+WAV2VEC2 = SPEECH | {"objective.num_negatives": "10", "objective.codevectors_per_group": "8"}
+HUBERT = SPEECH | {"targets.clusters": "8", "targets.fit_frames": "2000"}
 RUNS = {
     "mlm": ("text/mlm-tiny", TEXT),
     "mlm-bert-span": ("text/mlm-tiny", TEXT | {"model.arch": "bert", "masking.strategy": "span"}),
-    "contrastive": ("speech/wav2vec2-tiny", SPEECH),
-    "contrastive-conformer": ("speech/wav2vec2-tiny", SPEECH | {"model.arch": "wav2vec2-conformer"}),
-    "hubert": ("speech/hubert-tiny", SPEECH),
+    "mlm-whole-word": ("text/mlm-tiny", TEXT | {"masking.strategy": "whole_word"}),
+    "rtd": ("text/electra-tiny", TEXT),
+    "clm": ("text/clm-tiny", TEXT),
+    "wav2vec2": ("speech/wav2vec2-tiny", WAV2VEC2),
+    "wav2vec2-conformer": ("speech/wav2vec2-tiny", WAV2VEC2 | {"model.arch": "wav2vec2-conformer"}),
+    "hubert": ("speech/hubert-tiny", HUBERT),
     "best-rq": ("speech/best-rq-tiny", SPEECH),
     "reconstruction": ("speech/recon-tiny", SPEECH),
+    "data2vec": ("speech/data2vec-w2v-bert-tiny", SPEECH | {"model.arch": "wav2vec2", "objective.top_k_layers": "2"}),
 }
 
 

@@ -55,7 +55,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from text_mlm import OtherLoad, StepClock
 
-    from hfssl.config import PretrainConfig, load
+    from hfssl.objectives import load_pretrain
     from hfssl.pretrain import pretrain
 
     if args.threads:
@@ -74,7 +74,7 @@ def child(args: argparse.Namespace) -> None:
         "train.num_workers": str(args.workers),
         "train.output_dir": str(args.run),
     }
-    cfg = load(PretrainConfig, RECIPE, overrides)
+    cfg = load_pretrain(RECIPE, overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with StepClock(device) as clock, OtherLoad() as other:
         metrics = pretrain(cfg)

@@ -116,16 +116,19 @@ def pretrain_for(recipe: str, minutes: float, work: Path, args) -> dict:
 
 def random_probe(arch: str, threads: int) -> float:
     """The probe of a randomly initialised tiny encoder of `arch` (the floor every objective should clear)."""
-    from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, TrainArgs
+    from hfssl.config import AudioDataArgs, SpeechModelArgs, TrainArgs
     from hfssl.models.speech import feature_extractor
     from hfssl.objectives import masked_speech, wav2vec2
+    from hfssl.objectives.best_rq import BestRQArgs
     from hfssl.probe import load_probe_data, probe
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    objective = ObjectiveArgs(name="contrastive" if arch == "wav2vec2" else "best-rq", codevectors_per_group=16)
-    build_model = wav2vec2.build_model if objective.name == "contrastive" else masked_speech.build_model
-    model = build_model(SpeechModelArgs(arch=arch, size="tiny", dropout=0.0), objective, 0.5)
+    encoder = SpeechModelArgs(arch=arch, size="tiny", dropout=0.0)
+    if arch == "wav2vec2":
+        model = wav2vec2.build_model(encoder, wav2vec2.Wav2Vec2Args(codevectors_per_group=16), 0.5)
+    else:
+        model = masked_speech.build_model(encoder, BestRQArgs(), 0.5)
     data = AudioDataArgs(max_seconds=2.0, batch_seconds=8.0)
     splits = load_probe_data(TrainArgs(probe_every=1), task="audio", max_seconds=data.max_seconds)
     extractor = feature_extractor(data, model.base_model.config)

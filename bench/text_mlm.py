@@ -73,12 +73,13 @@ from transformers import (
 )
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
-from hfssl.config import PretrainConfig, load
+from hfssl.config import PretrainConfig
 from hfssl.data.buckets import padding_shares
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
 from hfssl.distributed import resolve_mixed_precision
 from hfssl.models.text import model_inputs
+from hfssl.objectives import load_pretrain
 from hfssl.pretrain import pretrain
 
 logger = logging.getLogger("bench.text_mlm")
@@ -144,7 +145,7 @@ class OtherLoad:
 
 
 def hfssl_config(overrides: dict[str, str]) -> PretrainConfig:
-    return load(PretrainConfig, RECIPE, overrides)
+    return load_pretrain(RECIPE, overrides)
 
 
 def group_texts(batch: dict[str, list], block_size: int) -> dict[str, list]:

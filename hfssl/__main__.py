@@ -15,9 +15,7 @@ from hfssl.config import (
     EvaluateConfig,
     FinetuneConfig,
     LabelEfficiencyConfig,
-    PretrainConfig,
     ProbeConfig,
-    SpeechPretrainConfig,
     TokenizerTrainConfig,
 )
 from hfssl.errors import TrainingStopped, UsageError
@@ -54,12 +52,17 @@ class Parser(argparse.ArgumentParser):
         return parser._actions
 
 
-def add_schema_arguments(parser: argparse.ArgumentParser, schema: type, prefix: str = "") -> None:
-    """One `--section.field` option per schema field, with the field's help, type and default. An option the parser
-    already has from another schema gets this schema's help appended, after `prefix`."""
+def add_schema_arguments(
+    parser: argparse.ArgumentParser, schema: type, prefix: str = "", skip: tuple[str, ...] = ()
+) -> None:
+    """One `--section.field` option per schema field (sections in `skip` left out), with the field's help, type and
+    default. An option the parser already has from another schema gets this schema's help appended, after
+    `prefix`."""
     defaults = schema()
     taken = {o: action for action in parser._actions for o in action.option_strings}
     for name, section in config_lib.sections(schema).items():
+        if name in skip:
+            continue
         group = None
         for key, (tp, fld) in config_lib.section_fields(section).items():
             default = getattr(getattr(defaults, name), key)
@@ -73,25 +76,52 @@ def add_schema_arguments(parser: argparse.ArgumentParser, schema: type, prefix: 
             group.add_argument(option, dest=f"{name}.{key}", default=argparse.SUPPRESS, metavar="VALUE", help=text)
 
 
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every objective's options: the shared text sections, the speech ones as 'speech ...' groups, and each
+    objective's own settings, `--objective.name` first, each saying which objectives take it."""
+    from hfssl.objectives import DEFAULT_SPEECH, DEFAULT_TEXT, OBJECTIVES, is_speech
+
+    settings: dict[str, list[tuple[str, str]]] = {}  # key -> (objective, help) for each objective that takes it
+    for name, module in OBJECTIVES.items():
+        add_schema_arguments(parser, module.SCHEMA, prefix="speech " if is_speech(name) else "", skip=("objective",))
+        section = config_lib.sections(module.SCHEMA)["objective"]
+        defaults = section()
+        for key, (tp, fld) in config_lib.section_fields(section).items():
+            text = (
+                fld.metadata["help"]
+                if key == "name"
+                else (f"{fld.metadata['help']} [{config_lib.describe(tp)}; default: {getattr(defaults, key)!r}]")
+            )
+            settings.setdefault(key, []).append((name, text))
+    group = parser.add_argument_group("objective (each objective's own settings, with the objectives that take it)")
+    for key, takers in settings.items():
+        if key == "name":
+            text = "; ".join(h for _, h in takers) + (
+                f" [one of {', '.join(OBJECTIVES)}; default: {DEFAULT_TEXT}, {DEFAULT_SPEECH} for a speech model.arch]"
+            )
+        else:
+            texts = dict.fromkeys(h for _, h in takers)
+            text = " | ".join(texts) + f" (objective.name {', '.join(n for n, _ in takers)})"
+        group.add_argument(
+            f"--objective.{key}", dest=f"objective.{key}", default=argparse.SUPPRESS, metavar="VALUE", help=text
+        )
+
+
 def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
     keys = {f"{n}.{k}" for n, s in config_lib.sections(schema).items() for k in config_lib.section_fields(s)}
     return {k: v for k, v in vars(args).items() if k in keys}
 
 
-def run_pretrain(args: argparse.Namespace) -> None:
-    from hfssl.objectives import pretrain_schema
+def settings_given(args: argparse.Namespace) -> dict[str, str]:
+    """The `--section.key` options given on the command line (a pretraining recipe's schema follows its objective,
+    which checks them)."""
+    return {k: v for k, v in vars(args).items() if "." in k}
 
-    given = {**overrides(args, PretrainConfig), **overrides(args, SpeechPretrainConfig)}
-    values = config_lib.read_recipe(args.recipe)
-    schema = pretrain_schema(values, given)
-    unknown = sorted(set(given) - set(overrides(args, schema)))
-    if unknown:
-        kind = "speech" if schema is SpeechPretrainConfig else "text"
-        raise UsageError(
-            f"--{unknown[0]} is not a setting of {kind} pretraining (the recipe's objective.name, or else its "
-            "model.arch, decides)"
-        )
-    cfg = config_lib.load(schema, args.recipe, given)
+
+def run_pretrain(args: argparse.Namespace) -> None:
+    from hfssl.objectives import load_pretrain
+
+    cfg = load_pretrain(args.recipe, settings_given(args))
     if args.dry_run and args.resume:
         raise UsageError("--dry-run estimates a run from its start; leave out --resume")
     from hfssl.hub import check_can_push, push_final
@@ -120,11 +150,12 @@ def first_process() -> bool:
 
 
 def run_hubert_targets(args: argparse.Namespace) -> None:
-    cfg = config_lib.load(SpeechPretrainConfig, args.recipe, overrides(args, SpeechPretrainConfig))
     from hfssl.hubert_targets import run_hubert_targets as build_targets
-    from hfssl.objectives import masked_speech
+    from hfssl.objectives import load_pretrain
+    from hfssl.objectives.hubert import HubertConfig
 
-    if not masked_speech.uses_clusters(cfg):
+    cfg = load_pretrain(args.recipe, settings_given(args))
+    if not isinstance(cfg, HubertConfig):
         raise UsageError(
             f"objective.name: {cfg.objective.name} trains on no cluster targets; hfssl hubert-targets is for "
             "objective.name hubert"
@@ -276,15 +307,18 @@ def command(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hfssl.objectives.hubert import HubertConfig
+
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser(
         "pretrain",
-        help="pretrain a text or speech encoder from a recipe",
-        description="Pretrain a text encoder (masked LM) or a speech encoder (masked prediction); the recipe's "
-        "objective.name selects the objective, or else a speech model.arch selects speech. Speech-only settings are "
-        "listed as 'speech ...' groups.",
+        help="pretrain a text or speech model from a recipe",
+        description="Pretrain a text model (masked LM, replaced-token detection, next-word prediction, contrastive "
+        "sentence embeddings) or a speech encoder (wav2vec 2.0, HuBERT, BEST-RQ, reconstruction, data2vec); the "
+        "recipe's objective.name selects the objective, or else a speech model.arch selects speech. Speech-only "
+        "settings are listed as 'speech ...' groups, and each objective's own in the 'objective' group.",
     )
     p.add_argument("recipe", help="YAML recipe (a path, or a shipped recipe name such as text/mlm-tiny)")
     p.add_argument(
@@ -301,8 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="report the data size, steps, time per step (a few timed steps), total time and disk footprint, "
         "writing nothing to the output directory",
     )
-    add_schema_arguments(p, PretrainConfig)
-    add_schema_arguments(p, SpeechPretrainConfig, prefix="speech ")
+    add_pretrain_arguments(p)
 
     p = commands.add_parser(
         "hubert-targets",
@@ -313,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", help="YAML speech recipe (a path, or a shipped recipe name)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the targets when the directory exists")
-    add_schema_arguments(p, SpeechPretrainConfig)
+    add_schema_arguments(p, HubertConfig)
 
     p = commands.add_parser("tokenizer", help="tokenizer tools")
     tok_commands = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")

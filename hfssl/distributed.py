@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, get_int_from_env
-from torch.utils.data import DataLoader
 
 from hfssl.checkpoint import load_weights
 from hfssl.config import TrainArgs
@@ -129,48 +128,6 @@ def check_fsdp_units(accelerator: Accelerator, objective: torch.nn.Module) -> No
             f"fsdp_transformer_layer_cls_to_wrap: {', '.join(absent)} is not a module of this model, whose "
             f"transformer layers are {', '.join(layers)}; leave the option out and hfssl names them"
         )
-
-
-@torch.no_grad()
-def evaluate(
-    objective: torch.nn.Module,
-    accelerator: Accelerator,
-    dataset,
-    batches: list[list[int]],
-    collator,
-    max_batches: int | None,
-) -> dict:
-    """The objective's evaluation metrics from per-example sums, added up across processes.
-
-    Args:
-        objective: the prepared objective (its unwrapped module has `stat_names` and `summarise`).
-        dataset, batches, collator: the validation set, its batches (dataset indices, in order; each process
-            evaluates every `num_processes`-th one) and the evaluation collator.
-        max_batches: evaluate the first this many batches (None: all).
-
-    The evaluation collator is reseeded first, so every evaluation masks the same positions. Where every process
-    holds all the weights, the unwrapped model runs, so a process with fewer batches than others never waits on a
-    collective inside forward. Where each holds a shard (FSDP, ZeRO-3), forward gathers the weights, a collective
-    all must join: each process runs the wrapped model equally often, repeating a batch whose sums it drops."""
-    raw = accelerator.unwrap_model(objective)
-    sharded = shards_weights(accelerator)
-    model = objective if sharded else raw
-    model.eval()
-    collator.reset()
-    batches = batches[:max_batches] if max_batches is not None else batches
-    mine = batches[accelerator.process_index :: accelerator.num_processes]
-    rounds = -(-len(batches) // accelerator.num_processes) if sharded else len(mine)
-    padded = mine + batches[:1] * (rounds - len(mine))
-    loader = DataLoader(dataset, batch_sampler=padded, collate_fn=collator)
-    totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
-    for i, batch in enumerate(loader):
-        out = model(**{k: v.to(accelerator.device) for k, v in batch.items()})
-        if i < len(mine):
-            totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
-    # Every process joins the reduction, including one that had no batch to evaluate.
-    totals = accelerator.reduce(totals, "sum")
-    model.train()
-    return raw.summarise(dict(zip(raw.stat_names, totals.tolist(), strict=True)))
 
 
 class WholeWeights:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from hfssl import pretrain
 from hfssl.checkpoint import has_checkpoints
-from hfssl.distributed import evaluate, shards_weights, synced_clock
+from hfssl.distributed import shards_weights, synced_clock
 
 DRY_RUN_WARMUP, DRY_RUN_TIMED = 3, 5
 
@@ -97,7 +97,7 @@ def report(run: pretrain.Run, timing: dict) -> dict:
         epochs = timing["full_steps"] * timing["units_per_step"] / data if data else None
 
     def evaluate_one() -> None:
-        evaluate(run.objective, accelerator, setup.eval_set, setup.eval_batches, setup.eval_collator, 1)
+        pretrain.validate(run.objective, accelerator, setup.eval_set, setup.eval_batches, setup.eval_collator, 1)
 
     # One evaluation batch, timed the second time (the first pays for allocating evaluation shapes).
     evaluate_one()

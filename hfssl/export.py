@@ -7,7 +7,6 @@ from pathlib import Path
 
 from transformers import AutoConfig
 
-from hfssl import config as config_lib
 from hfssl import objectives
 from hfssl.checkpoint import checkpoint_weights, find_checkpoint, load_weights, read_state, state_metrics
 from hfssl.errors import UsageError
@@ -21,7 +20,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         if not (run_dir / needed).exists():
             raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks {needed}; is this an hfssl checkpoint?")
     recipe = run_dir / "config.yaml"
-    cfg = config_lib.load(objectives.pretrain_schema(config_lib.read_recipe(recipe)), recipe)
+    cfg = objectives.load_pretrain(recipe, saved=True)
     module = objectives.module(cfg)
     for needed in module.RUN_FILES:
         if not (run_dir / needed).exists():

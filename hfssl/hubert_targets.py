@@ -19,7 +19,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import numpy as np
@@ -29,7 +31,7 @@ import torchaudio
 from datasets.table import InMemoryTable
 from tqdm.auto import tqdm
 
-from hfssl.config import SpeechPretrainConfig
+from hfssl.config import SpeechPretrainConfig, arg, check
 from hfssl.data.audio import AudioClips, load_audio
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, write_json
@@ -457,6 +459,36 @@ def _read_labels(folder: Path, rebuild: str) -> tuple[np.ndarray, np.ndarray]:
         raise UsageError(f"targets.dir: could not read {folder} ({first_line(err)}){rebuild}") from None
     # a copy: Arrow's buffers are read-only, and torch warns when it wraps a read-only array
     return column.offsets.to_numpy(), column.values.to_numpy().copy()
+
+
+@dataclass
+class TargetArgs:
+    """HuBERT's `targets` section: what is clustered, into how many classes, and where the labels are cached."""
+
+    dir: str | None = arg(
+        None,
+        "hubert: the target cache (built by `hfssl hubert-targets`, or by pretrain when missing); empty: "
+        "<train.output_dir>/targets",
+    )
+    features: Literal["mfcc", "hidden"] = arg(
+        "mfcc",
+        "what is clustered: mfcc (iteration 1: 13 MFCCs + deltas + delta-deltas) or hidden (iteration 2+: "
+        "a layer of the previous model)",
+    )
+    model: str | None = arg(None, "hidden: the previous iteration's export (local directory or Hub name)")
+    layer: int = arg(6, "hidden: the hidden layer clustered (0 is the projected conv features)")
+    clusters: int = arg(100, "k-means clusters: the classes predicted (HuBERT: 100 from MFCCs, then 500)")
+    fit_frames: int = arg(1_000_000, "frames sampled (seeded) from the training clips to fit k-means on")
+    batch_frames: int = arg(10_000, "frames per mini-batch k-means update")
+    max_iter: int = arg(100, "mini-batch k-means passes over the fitting frames at most")
+    seed: int = arg(0, "seed of the frame sample, the initial centroids and the mini-batches")
+
+    def __post_init__(self):
+        check(self.clusters >= 2, "targets.clusters", "must be at least 2")
+        check(self.layer >= 0, "targets.layer", "must not be negative")
+        check(self.fit_frames >= 1, "targets.fit_frames", "must be positive")
+        check(self.batch_frames >= 1, "targets.batch_frames", "must be positive")
+        check(self.max_iter >= 1, "targets.max_iter", "must be at least 1")
 
 
 def target_dir(cfg: SpeechPretrainConfig, run_dir: Path | None = None) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, broadcast_object_list, gather_object, set_seed
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -32,7 +33,7 @@ from hfssl.checkpoint import (
     state_metrics,
 )
 from hfssl.config import TrainArgs, dump, to_dict
-from hfssl.distributed import WholeWeights, check_fsdp_units, evaluate, make_accelerator
+from hfssl.distributed import WholeWeights, check_fsdp_units, make_accelerator, shards_weights
 from hfssl.errors import TrainingStopped, UsageError, first_line
 from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
 from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
@@ -401,10 +402,53 @@ def log(run: Run, grad_norm) -> None:
     window.start = time.time()
 
 
+@torch.no_grad()
+def validate(
+    objective: torch.nn.Module,
+    accelerator: Accelerator,
+    dataset,
+    batches: list[list[int]],
+    collator,
+    max_batches: int | None,
+) -> dict:
+    """The pretraining validation loop: the objective's evaluation metrics from per-example sums, added up across
+    processes.
+
+    Args:
+        objective: the prepared objective (its unwrapped module has `stat_names` and `summarise`).
+        dataset, batches, collator: the validation set, its batches (dataset indices, in order; each process
+            evaluates every `num_processes`-th one) and the evaluation collator.
+        max_batches: evaluate the first this many batches (None: all).
+
+    The evaluation collator is reseeded first, so every evaluation masks the same positions. Where every process
+    holds all the weights, the unwrapped model runs, so a process with fewer batches than others never waits on a
+    collective inside forward. Where each holds a shard (FSDP, ZeRO-3), forward gathers the weights, a collective
+    all must join: each process runs the wrapped model equally often, repeating a batch whose sums it drops."""
+    raw = accelerator.unwrap_model(objective)
+    sharded = shards_weights(accelerator)
+    model = objective if sharded else raw
+    model.eval()
+    collator.reset()
+    batches = batches[:max_batches] if max_batches is not None else batches
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    rounds = -(-len(batches) // accelerator.num_processes) if sharded else len(mine)
+    padded = mine + batches[:1] * (rounds - len(mine))
+    loader = DataLoader(dataset, batch_sampler=padded, collate_fn=collator)
+    totals = torch.zeros(len(raw.stat_names), dtype=torch.float64, device=accelerator.device)
+    for i, batch in enumerate(loader):
+        out = model(**{k: v.to(accelerator.device) for k, v in batch.items()})
+        if i < len(mine):
+            totals += torch.stack([out.stats[name].sum() for name in raw.stat_names])
+    # Every process joins the reduction, including one that had no batch to evaluate.
+    totals = accelerator.reduce(totals, "sum")
+    model.train()
+    return raw.summarise(dict(zip(raw.stat_names, totals.tolist(), strict=True)))
+
+
 def run_evaluation(run: Run) -> None:
     """Evaluate on the validation batches (at most `train.eval_batches`) and record it in the state."""
     s, step = run.setup, run.state["step"]
-    metrics = evaluate(
+    metrics = validate(
         run.objective, run.accelerator, s.eval_set, s.eval_batches, s.eval_collator, run.cfg.train.eval_batches
     )
     run.state["evals"].append({"step": step, **metrics})
@@ -412,7 +456,7 @@ def run_evaluation(run: Run) -> None:
     logger.info("step %d: eval %s", step, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
-def run_probe(run: Run) -> None:
+def log_probe(run: Run) -> None:
     """Probe the frozen features (the objective's probe: a classifier's accuracy, an embedding's similarity scores)
     and record its scores in the state."""
     accelerator, step = run.accelerator, run.state["step"]
@@ -454,7 +498,7 @@ def chores(run: Run) -> list[tuple[int, Callable[[Run], None]]]:
     t = run.cfg.train
     every = [(t.eval_every, run_evaluation), (t.save_every, save)]
     if run.setup.probe is not None:
-        every.insert(1, (t.probe_every, run_probe))
+        every.insert(1, (t.probe_every, log_probe))
     return every
 
 

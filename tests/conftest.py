@@ -35,12 +35,11 @@ TINY_PRETRAIN = {
 @pytest.fixture(scope="session")
 def mlm_export(tmp_path_factory):
     """A tiny masked-LM pretrained and exported by hfssl, shared by the downstream tests."""
-    from hfssl import config as config_lib
-    from hfssl.config import PretrainConfig
+    from hfssl.objectives import load_pretrain
     from hfssl.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("pretrained") / "mlm"
-    cfg = config_lib.load(PretrainConfig, "text/mlm-tiny", TINY_PRETRAIN | {"train.output_dir": str(out)})
+    cfg = load_pretrain("text/mlm-tiny", TINY_PRETRAIN | {"train.output_dir": str(out)})
     pretrain(cfg)
     return out / "final"
 
@@ -65,12 +64,11 @@ TINY_SPEECH = {
 
 def pretrain_speech(out, arch: str = "wav2vec2"):
     """A speech encoder pretrained for two steps and exported by hfssl: the export's shape, not its quality."""
-    from hfssl import config as config_lib
-    from hfssl.config import SpeechPretrainConfig
+    from hfssl.objectives import load_pretrain
     from hfssl.pretrain import pretrain
 
     changes = TINY_SPEECH | {"model.arch": arch, "train.output_dir": str(out)}
-    pretrain(config_lib.load(SpeechPretrainConfig, "speech/wav2vec2-tiny", changes))
+    pretrain(load_pretrain("speech/wav2vec2-tiny", changes))
     return out / "final"
 
 

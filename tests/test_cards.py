@@ -12,9 +12,10 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 from transformers.pipelines import SUPPORTED_TASKS
 
 from hfssl import config as config_lib
-from hfssl.config import FinetuneConfig, LabelEfficiencyConfig, PretrainConfig, SpeechPretrainConfig
+from hfssl.config import FinetuneConfig, LabelEfficiencyConfig
 from hfssl.data.labelled import LabelledSplits
 from hfssl.metrics import METRIC_NAMES
+from hfssl.objectives import load_pretrain
 
 SECTIONS = [
     "## Intended use",
@@ -197,7 +198,7 @@ def test_hub_data_and_base_model_come_from_the_recipe(mlm_export, speech_export,
 
     model, tokenizer = AutoModelForMaskedLM.from_pretrained(mlm_export), AutoTokenizer.from_pretrained(mlm_export)
     hub = {"data.train": "someone/corpus", "data.validation": "someone/corpus-dev", "model.name_or_path": "org/bert"}
-    cfg = config_lib.load(PretrainConfig, "text/mlm-tiny", hub)
+    cfg = load_pretrain("text/mlm-tiny", hub)
     card = render_card(model, tokenizer, cfg, RUN)
     assert card.data.datasets == ["someone/corpus", "someone/corpus-dev"]
     assert card.data.base_model == "org/bert"
@@ -205,15 +206,15 @@ def test_hub_data_and_base_model_come_from_the_recipe(mlm_export, speech_export,
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("some text\n")
     local = {"data.train": str(corpus), "model.name_or_path": str(mlm_export)}
-    card = render_card(model, tokenizer, config_lib.load(PretrainConfig, "text/mlm-tiny", local), RUN)
+    card = render_card(model, tokenizer, load_pretrain("text/mlm-tiny", local), RUN)
     assert card.data.datasets is None and card.data.base_model is None
     given = local | {"export.datasets": "[someone/corpus]", "export.base_model": "org/mlm"}
-    card = render_card(model, tokenizer, config_lib.load(PretrainConfig, "text/mlm-tiny", given), RUN)
+    card = render_card(model, tokenizer, load_pretrain("text/mlm-tiny", given), RUN)
     assert card.data.datasets == ["someone/corpus"] and card.data.base_model == "org/mlm"
 
     encoder = AutoModelForPreTraining.from_config(AutoConfig.from_pretrained(speech_export))
     speech = {"data.train": "someone/speech", "data.hub_config": "clean"}
-    cfg = config_lib.load(SpeechPretrainConfig, "speech/wav2vec2-tiny", speech)
+    cfg = load_pretrain("speech/wav2vec2-tiny", speech)
     card = render_speech_card(encoder, cfg, RUN, wav2vec2.describe(cfg), {})
     assert card.data.datasets == ["someone/speech"] and card.data.base_model is None
 

@@ -181,12 +181,12 @@ SHARDS = textwrap.dedent(
 
     import torch
     from hfssl import config as config_lib
-    from hfssl.config import PretrainConfig
+    from hfssl.objectives import load_pretrain
     from hfssl.distributed import make_accelerator
     from hfssl.objectives import mlm
 
     out = Path(sys.argv[1])
-    cfg = config_lib.load(PretrainConfig, sys.argv[2], {**json.loads(sys.argv[3]), "train.output_dir": str(out)})
+    cfg = load_pretrain(sys.argv[2], {**json.loads(sys.argv[3]), "train.output_dir": str(out)})
     accelerator = make_accelerator(cfg.train, out)
     setup = mlm.setup(cfg, accelerator, out, resuming=False)
     def name(row):  # a packed block, by its tokens before any masking
@@ -409,12 +409,11 @@ def test_accelerate_config_loads(path):
 def text_model(arch: str):
     from transformers import AutoModelForMaskedLM
 
-    from hfssl import config as config_lib
-    from hfssl.config import PretrainConfig
     from hfssl.models.text import build_model
+    from hfssl.objectives import load_pretrain
 
     small = {"model.arch": arch, "model.num_layers": "2", "model.hidden_size": "32", "model.num_heads": "2"}
-    cfg = config_lib.load(PretrainConfig, RECIPE, small)
+    cfg = load_pretrain(RECIPE, small)
 
     class Tokenizer:  # what build_model reads from a tokenizer
         pad_token_id, cls_token_id, sep_token_id, bos_token_id, eos_token_id = 0, 2, 3, 2, 3

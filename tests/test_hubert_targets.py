@@ -15,9 +15,8 @@ import torch
 import yaml
 from transformers import AutoModel
 
-from hfssl import config as config_lib
 from hfssl.__main__ import main
-from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
+from hfssl.config import AudioDataArgs, SpeechModelArgs
 from hfssl.data.audio import AudioClips, load_audio
 from hfssl.data.synthetic_audio import synthetic_utterances
 from hfssl.errors import UsageError
@@ -34,7 +33,8 @@ from hfssl.hubert_targets import (
 )
 from hfssl.kmeans import KMeans, fit_kmeans
 from hfssl.models.speech import feature_extractor, frame_lengths, min_clip_samples
-from hfssl.objectives import masked_speech
+from hfssl.objectives import load_pretrain, masked_speech
+from hfssl.objectives.hubert import HubertArgs
 
 RECIPE = {
     "model": {"arch": "hubert", "size": "tiny", "hidden_size": 32, "conv_dim": 32, "num_heads": 2, "num_layers": 2},
@@ -76,7 +76,7 @@ def cli(workdir: Path, *extra: str, **overrides):
 
 def setup(workdir: Path, **overrides):
     """The config, clips and encoder config `hfssl hubert-targets` builds from the same overrides."""
-    cfg = config_lib.load(SpeechPretrainConfig, workdir / "recipe.yaml", settings(workdir, **overrides))
+    cfg = load_pretrain(workdir / "recipe.yaml", settings(workdir, **overrides))
     config = encoder_config(cfg)
     train, validation = load_audio(
         cfg.data, seed=cfg.train.seed, min_samples=min_clip_samples(config, cfg.masking.mask_length)
@@ -169,9 +169,7 @@ def test_fit_plan_samples_whole_clips_then_frames():
 
 
 def test_mfcc_frames_are_the_encoders_frames():
-    config = masked_speech.encoder_config(
-        SpeechModelArgs(hidden_size=32, conv_dim=32), ObjectiveArgs(name="hubert"), 0.5
-    )
+    config = masked_speech.encoder_config(SpeechModelArgs(hidden_size=32, conv_dim=32), HubertArgs(), 0.5)
     features = MfccFeatures(16000, 320)
     rng = np.random.default_rng(0)
     lengths = [400, 401, 719, 720, 1039, 1040, 16000, 16001, 32319, 32320, *rng.integers(400, 48000, 40)]
@@ -189,9 +187,7 @@ def test_fit_length_repeats_the_last_frame():
 
 
 def test_hidden_features_skip_later_layers_exactly():
-    config = masked_speech.encoder_config(
-        SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=3), ObjectiveArgs(name="hubert"), 0.5
-    )
+    config = masked_speech.encoder_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=3), HubertArgs(), 0.5)
     torch.manual_seed(0)
     model = AutoModel.from_config(config).eval()
     clip = np.random.default_rng(0).normal(size=8000).astype(np.float32)
@@ -346,9 +342,7 @@ def previous_model(workdir) -> Path:
     """A tiny encoder saved as an hfssl export looks: a stock HubertModel and its feature extractor."""
 
     def export(name: str, **changes) -> Path:
-        config = masked_speech.encoder_config(
-            SpeechModelArgs(hidden_size=32, conv_dim=32), ObjectiveArgs(name="hubert"), 0.5
-        )
+        config = masked_speech.encoder_config(SpeechModelArgs(hidden_size=32, conv_dim=32), HubertArgs(), 0.5)
         for key, value in changes.items():
             setattr(config, key, value)
         torch.manual_seed(0)

@@ -27,9 +27,8 @@ from helpers import (
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer
 
-from hfssl import config as config_lib
-from hfssl.config import PretrainConfig
 from hfssl.data.text import load_corpus, pack, tokenize_corpus
+from hfssl.objectives import load_pretrain
 
 TINY = [
     "--model.num_layers",
@@ -327,7 +326,7 @@ def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
     assert list(report) == DRY_RUN_FIELDS
 
     overrides = {key.removeprefix("--"): value for key, value in zip(TINY[::2], TINY[1::2], strict=True)}
-    cfg = config_lib.load(PretrainConfig, ROOT / "recipes" / "text" / "mlm-tiny.yaml", overrides)
+    cfg = load_pretrain(ROOT / "recipes" / "text" / "mlm-tiny.yaml", overrides)
     tokenizer = AutoTokenizer.from_pretrained(trained / "tokenizer")  # the dry run trains the same one
     corpus, _ = load_corpus(cfg.data, seed=cfg.train.seed)
     blocks = pack(tokenize_corpus(corpus, tokenizer, cfg.data), tokenizer, cfg.data)

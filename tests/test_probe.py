@@ -64,15 +64,14 @@ def test_probe_command_on_an_export(mlm_export, tmp_path):
 def test_probe_every_logs_accuracy_during_pretraining(tmp_path):
     from conftest import TINY_PRETRAIN
 
-    from hfssl import config as config_lib
-    from hfssl.config import PretrainConfig
+    from hfssl.objectives import load_pretrain
     from hfssl.pretrain import pretrain
 
     values = TINY_PRETRAIN | {
         "train.max_steps": "20", "train.probe_every": "10", "train.probe_examples": "200",
         "data.synthetic_documents": "600", "train.output_dir": str(tmp_path / "run"),
     }  # fmt: skip
-    metrics = pretrain(config_lib.load(PretrainConfig, "text/mlm-tiny", values))
+    metrics = pretrain(load_pretrain("text/mlm-tiny", values))
     assert [p["step"] for p in metrics["probes"]] == [10, 20]
     assert all(0.0 <= p["accuracy"] <= 1.0 for p in metrics["probes"])
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["probes"] == metrics["probes"]

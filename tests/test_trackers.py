@@ -4,8 +4,7 @@ its offline mode (both write files, nothing leaves the machine)."""
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hfssl import config as config_lib
-from hfssl.config import PretrainConfig
+from hfssl.objectives import load_pretrain
 
 pytest.importorskip("wandb")  # the dev extra installs it
 
@@ -60,7 +59,7 @@ def test_pretraining_reports_to_every_tracker_named_and_logs_the_config_once(tmp
         "model.hidden_size": "32",
         "model.num_heads": "2",
     }
-    pretrain(config_lib.load(PretrainConfig, "text/mlm-tiny", values))
+    pretrain(load_pretrain("text/mlm-tiny", values))
     assert {"train/loss", "eval/loss"} <= scalars(out / "logs")
     log = new_run_log(wandb_home, before)
     assert log.count(b"train.lr") == 1 and b"train.lr\x82\x01\x050.002" in log  # the config, once, with its value

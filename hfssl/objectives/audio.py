@@ -110,7 +110,7 @@ def audio_setup(
     eval_batches = list(DurationBatchSampler(eval_set.lengths, budget, seed=t.seed, shuffle=False))
     probe_splits = load_probe_data(t, task="audio", max_seconds=d.max_seconds) if t.probe_every else None
 
-    def run_probe(raw: torch.nn.Module) -> dict:
+    def probe_features(raw: torch.nn.Module) -> dict:
         return training_scores(
             probe(
                 raw.model.base_model,
@@ -141,7 +141,7 @@ def audio_setup(
         count=lambda batch: batch["attention_mask"].sum() * samples_per_position / d.sampling_rate,
         batch_description=f"{d.batch_seconds:g} s of audio (padding included)",
         micro_batch_units=d.batch_seconds,
-        probe=run_probe if probe_splits is not None else None,
+        probe=probe_features if probe_splits is not None else None,
         data_size=data_size,
         streaming=streaming,
         prepare_train_loader=not streaming,

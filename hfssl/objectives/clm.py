@@ -3,7 +3,9 @@ ones before it, and no loss is taken across a document boundary of the packed bl
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from accelerate import Accelerator
@@ -11,7 +13,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from hfssl.collators.text import CausalLMCollator
-from hfssl.config import PretrainConfig
+from hfssl.config import ObjectiveSection, PretrainConfig, arg
 from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
 from hfssl.objectives.text import (
@@ -30,7 +32,20 @@ from hfssl.objectives.text import (
 )
 from hfssl.tokenizer import for_generation
 
-SCHEMA = PretrainConfig
+
+@dataclass
+class CLMArgs(ObjectiveSection):
+    """Next-word prediction takes no settings of its own."""
+
+    name: Literal["clm"] = arg("clm", "clm: next-word prediction (every token from the ones before it, a decoder)")
+
+
+@dataclass
+class CLMConfig(PretrainConfig):
+    objective: CLMArgs = field(default_factory=CLMArgs)
+
+
+SCHEMA = CLMConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
 

@@ -14,22 +14,65 @@ as its stock class.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import torch
 from accelerate import Accelerator
 from transformers import AutoModelForPreTraining
 
 from hfssl.cards import fmt
-from hfssl.config import SpeechPretrainConfig
+from hfssl.config import SpeechObjectiveSection, SpeechPretrainConfig, arg, check
 from hfssl.errors import UsageError
 from hfssl.heads import MaskedSpeechForPreTraining
 from hfssl.objectives.audio import audio_setup, export_encoder
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.objectives.masked_speech import build_model, upgrade
+from hfssl.objectives.masked_speech import Kind, build_model, upgrade
 from hfssl.objectives.masked_speech import describe as describe_masking_objective
 
-SCHEMA = SpeechPretrainConfig
+
+@dataclass
+class Data2VecArgs(SpeechObjectiveSection):
+    """The EMA teacher's decay schedule, the layers its targets average, and the masked copies per clip."""
+
+    KIND: ClassVar[Kind] = Kind(
+        "features",
+        "data2vec teacher-student prediction: {masking}; the student sees the masked clip ({o.mask_copies} "
+        "differently masked copies per clip) and regresses, at every masked frame, the average of the top "
+        "{o.top_k_layers} layers of a teacher that hears the whole clip, each layer instance-normalised over the "
+        "clip's frames; the teacher is an exponential moving average of the student (decay {o.ema_decay} rising "
+        "linearly to {o.ema_end_decay} over {o.ema_anneal_steps} steps); squared-error loss through a linear layer",
+        regression_loss="l2",
+        teacher=True,
+    )
+    name: Literal["data2vec"] = arg(
+        "data2vec", "data2vec: regress an EMA teacher's averaged top layers at the masked frames"
+    )
+    ema_decay: float = arg(0.999, "the teacher's EMA decay at step 0 (teacher = d * teacher + (1 - d) * student)")
+    ema_end_decay: float = arg(0.9999, "the decay reached after ema_anneal_steps, linearly, and kept")
+    ema_anneal_steps: int = arg(30000, "optimizer steps over which the decay rises to ema_end_decay")
+    top_k_layers: int = arg(8, "the teacher's top layers averaged (each instance-normalised) into targets")
+    mask_copies: int = arg(
+        1, "differently masked copies of each clip per batch, sharing one teacher pass (data2vec 2.0: 8)"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("ema_decay", "ema_end_decay"):
+            value = getattr(self, name)
+            check(0.0 < value < 1.0, f"objective.{name}", f"must be in (0, 1), got {value}")
+        check(self.ema_anneal_steps >= 0, "objective.ema_anneal_steps", "must not be negative")
+        check(self.top_k_layers >= 1, "objective.top_k_layers", "must be at least 1")
+        check(self.mask_copies >= 1, "objective.mask_copies", "must be at least 1")
+
+
+@dataclass
+class Data2VecConfig(SpeechPretrainConfig):
+    objective: Data2VecArgs = field(default_factory=Data2VecArgs)
+
+
+SCHEMA = Data2VecConfig
 UNIT = "audio_seconds"
 RUN_FILES = ()
 
@@ -146,7 +189,7 @@ def _objective(cfg: SpeechPretrainConfig, model: MaskedSpeechForPreTraining) -> 
 def setup(cfg: SpeechPretrainConfig, accelerator: Accelerator, work_dir: Path, resuming: bool) -> Setup:
     """Scanned audio, duration-bucketed batches with `objective.mask_copies` span masks per clip, the student and its
     teacher."""
-    model = build_model(cfg.model, cfg.objective, cfg.masking.mask_prob, cfg.targets, cfg.data.sampling_rate)
+    model = build_model(cfg.model, cfg.objective, cfg.masking.mask_prob, sampling_rate=cfg.data.sampling_rate)
     objective = _objective(cfg, model)
     return audio_setup(cfg, accelerator, objective, model.config.backbone_config, mask_copies=cfg.objective.mask_copies)
 

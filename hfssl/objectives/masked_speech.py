@@ -1,15 +1,23 @@
-"""Masked prediction for speech over `hfssl.heads.MaskedSpeechForPreTraining`, three objectives that differ only in
-their per-frame targets:
+"""Masked prediction for speech over `hfssl.heads.MaskedSpeechForPreTraining`: the machinery of four objectives that
+differ only in their per-frame targets, each declared (settings, schema, card text) in its own module:
 
-- `hubert`: k-means clusters of MFCCs or of a previous model's layer, fitted once (`hfssl.hubert_targets`);
-- `best-rq`: the codes a frozen random-projection quantizer gives stacked log-mel frames, computed in the collator;
-- `reconstruction`: the stacked, normalised log-mel frames themselves (L1 regression).
+- `hubert` (`objectives/hubert.py`): k-means clusters of MFCCs or of a previous model's layer, fitted once
+  (`hfssl.hubert_targets`);
+- `best-rq` (`objectives/best_rq.py`): the codes a frozen random-projection quantizer gives stacked log-mel frames,
+  computed in the collator;
+- `reconstruction` (`objectives/reconstruction.py`): the stacked, normalised log-mel frames themselves (L1);
+- `data2vec` (`objectives/data2vec.py`): an EMA teacher's averaged top layers (its own objective class; it builds its
+  student here).
+
+An objective's settings carry its `Kind` (what the head predicts, how the card describes it), so one `setup`,
+`rebuild`, `export` and `describe` serve the first three.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from accelerate import Accelerator
@@ -17,16 +25,15 @@ from transformers import AutoModel, AutoModelForPreTraining
 
 from hfssl.cards import fmt
 from hfssl.collators.audio import MelTargets
-from hfssl.config import ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig, TargetArgs
+from hfssl.config import SpeechModelArgs, SpeechObjectiveSection, SpeechPretrainConfig, arg, check
 from hfssl.errors import UsageError, first_line
 from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
-from hfssl.hubert_targets import prepare_targets
+from hfssl.hubert_targets import TargetArgs, prepare_targets
 from hfssl.models import load_config
 from hfssl.models.speech import check_arch, feature_mask_fields, resume_spec_augment, scratch_config
 from hfssl.objectives.audio import FrameLabelled, audio_setup, describe_masking, export_encoder
 from hfssl.objectives.base import ObjectiveOutput, Setup
 
-SCHEMA = SpeechPretrainConfig
 UNIT = "audio_seconds"
 RUN_FILES = ()
 
@@ -43,36 +50,32 @@ class Kind:
     """features: the targets are a teacher encoder's hidden states, as wide as the encoder (data2vec)."""
 
 
-KINDS = {
-    "hubert": Kind(
-        "clusters",
-        "HuBERT masked prediction: {masking}; at every masked frame the encoder predicts the frame's k-means cluster "
-        "({t.clusters} clusters over {source}, fitted once on the training audio), scored by cosine similarity "
-        "against one learned embedding per cluster (temperature {o.logits_temperature}), with cross-entropy",
-    ),
-    "best-rq": Kind(
-        "codes",
-        "BEST-RQ masked prediction: {masking}; at every masked frame the encoder predicts the code a frozen "
-        "random-projection quantizer gives the frame's stacked, normalised log-mel features ({o.mel_bins} bins; "
-        "projection to {o.codebook_dim} dimensions, nearest of {o.codebook_size} l2-normalised random codes, seed "
-        "{o.codebook_seed}), with a linear softmax layer and cross-entropy",
-    ),
-    "reconstruction": Kind(
-        "features",
-        "Masked acoustic reconstruction: {masking}; a linear layer regresses each masked frame's stacked, normalised "
-        "log-mel features ({o.mel_bins} bins) from the encoder output, with an L1 loss",
-    ),
-    "data2vec": Kind(
-        "features",
-        "data2vec teacher-student prediction: {masking}; the student sees the masked clip ({o.mask_copies} "
-        "differently masked copies per clip) and regresses, at every masked frame, the average of the top "
-        "{o.top_k_layers} layers of a teacher that hears the whole clip, each layer instance-normalised over the "
-        "clip's frames; the teacher is an exponential moving average of the student (decay {o.ema_decay} rising "
-        "linearly to {o.ema_end_decay} over {o.ema_anneal_steps} steps); squared-error loss through a linear layer",
-        regression_loss="l2",
-        teacher=True,
-    ),
-}
+# The target each objective's head predicted, for head configs saved before `target` existed (they named the objective).
+SAVED_TARGETS = {"hubert": "clusters", "best-rq": "codes", "reconstruction": "features", "data2vec": "features"}
+
+
+@dataclass
+class MaskedPredictionArgs(SpeechObjectiveSection):
+    """What the masked-prediction objectives share: the weight of the unmasked frames' loss. Each subclass names its
+    `Kind` (`KIND`)."""
+
+    KIND: ClassVar[Kind]
+    unmasked_weight: float = arg(0.0, "weight of the loss on unmasked frames (masked frames weigh 1)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.unmasked_weight >= 0, "objective.unmasked_weight", "must not be negative")
+
+
+@dataclass
+class LogMelArgs(MaskedPredictionArgs):
+    """Objectives whose targets come from log-mel frames (BEST-RQ's codes, reconstruction's regression)."""
+
+    mel_bins: int = arg(80, "log-mel bins per 10 ms frame (stacked to the encoder's rate)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.mel_bins >= 1, "objective.mel_bins", "must be positive")
 
 
 class MaskedPrediction(torch.nn.Module):
@@ -136,13 +139,7 @@ class MaskedPrediction(torch.nn.Module):
         return None
 
 
-def uses_clusters(cfg: SpeechPretrainConfig) -> bool:
-    """Whether the recipe trains on HuBERT's cluster targets (which `hfssl hubert-targets` builds ahead)."""
-    kind = KINDS.get(cfg.objective.name)
-    return kind is not None and kind.target == "clusters"
-
-
-def encoder_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float):
+def encoder_config(model: SpeechModelArgs, objective: SpeechObjectiveSection, masking_prob: float):
     """The encoder's config from the preset, with SpecAugment's channel masks at `objective.feature_mask_prob`."""
     config = scratch_config(model, masking_prob)
     config.update(feature_mask_fields(config, objective.feature_mask_prob))
@@ -152,46 +149,51 @@ def encoder_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_pro
 def upgrade(config: MaskedSpeechConfig) -> MaskedSpeechConfig:
     """A head config saved before `target` existed names its objective instead: give it that objective's target."""
     saved = getattr(config, "objective", None)
-    if saved in KINDS:
-        config.target = KINDS[saved].target
+    if saved in SAVED_TARGETS:
+        config.target = SAVED_TARGETS[saved]
         del config.objective
     return config
 
 
-def head_config(encoder, objective: ObjectiveArgs, targets: TargetArgs, sampling_rate: int) -> MaskedSpeechConfig:
-    """The masked-prediction head's config around `encoder`'s config."""
-    kind = KINDS[objective.name]
-    mel = None if kind.teacher else MelTargets(encoder, sampling_rate, objective.mel_bins)
+def head_config(encoder, objective, targets: TargetArgs | None, sampling_rate: int) -> MaskedSpeechConfig:
+    """The masked-prediction head's config around `encoder`'s config, for the objective whose settings are
+    `objective` (its `KIND` says what the head predicts; HuBERT's cluster count comes from `targets`)."""
+    kind = objective.KIND
+    # The head's config holds every kind's fields: an objective sets those its settings have, the others keep the
+    # head config's defaults.
+    shared = ("label_dim", "logits_temperature", "unmasked_weight", "mel_bins", "codebook_dim", "codebook_seed")
+    config = MaskedSpeechConfig(
+        backbone_config=encoder.to_dict(),
+        target=kind.target,
+        regression_loss=kind.regression_loss,
+        **{name: getattr(objective, name) for name in shared if hasattr(objective, name)},
+    )
+    if kind.target == "clusters":
+        config.num_classes = targets.clusters
+    elif kind.target == "codes":
+        config.num_classes = objective.codebook_size
+    if kind.teacher:
+        config.target_dim = encoder.hidden_size
+        return config
+    mel = MelTargets(encoder, sampling_rate, config.mel_bins)
     if kind.target == "codes" and objective.codebook_dim > mel.dim:
         raise UsageError(
             f"objective.codebook_dim: {objective.codebook_dim} is more than the {mel.dim} log-mel values per frame it "
             f"projects ({mel.stack} frames of objective.mel_bins {objective.mel_bins}); use a smaller codebook_dim"
         )
-    return MaskedSpeechConfig(
-        backbone_config=encoder.to_dict(),
-        target=kind.target,
-        num_classes=targets.clusters if kind.target == "clusters" else objective.codebook_size,
-        label_dim=objective.label_dim,
-        logits_temperature=objective.logits_temperature,
-        target_dim=encoder.hidden_size if kind.teacher else mel.dim,
-        regression_loss=kind.regression_loss,
-        unmasked_weight=objective.unmasked_weight,
-        mel_bins=objective.mel_bins,
-        codebook_dim=objective.codebook_dim,
-        codebook_seed=objective.codebook_seed,
-    )
+    config.target_dim = mel.dim
+    return config
 
 
 def build_model(
     model: SpeechModelArgs,
-    objective: ObjectiveArgs,
+    objective: SpeechObjectiveSection,
     masking_prob: float,
     targets: TargetArgs | None = None,
     sampling_rate: int = 16000,
 ) -> MaskedSpeechForPreTraining:
     """The head around a stock encoder, from the preset, or from `model.name_or_path` (continued pretraining: a
     head checkpoint of the same objective, or an hfssl export or stock encoder, which gets a new head)."""
-    targets = targets or TargetArgs()
     if not model.name_or_path:
         return MaskedSpeechForPreTraining(
             head_config(encoder_config(model, objective, masking_prob), objective, targets, sampling_rate)
@@ -206,7 +208,9 @@ def build_model(
     wanted = head_config(encoder, objective, targets, sampling_rate)
     try:
         if head:
-            if config.target != wanted.target or config.num_classes != wanted.num_classes:
+            # A regression head has no classes (heads saved before recorded a codebook size there all the same).
+            classes = wanted.target != "features" and config.num_classes != wanted.num_classes
+            if config.target != wanted.target or classes:
                 raise UsageError(
                     f"model.name_or_path: {model.name_or_path!r} is a head predicting {config.num_classes} "
                     f"{config.target}; this run trains {objective.name}, which predicts {wanted.num_classes} "
@@ -227,9 +231,9 @@ def setup(cfg: SpeechPretrainConfig, accelerator: Accelerator, work_dir: Path, r
     """Scanned audio, duration-bucketed batches and span masks; per frame, the cluster ids HuBERT's target cache
     holds (built in `work_dir` when missing) or the log-mel targets the collator computes."""
     o, d = cfg.objective, cfg.data
-    model = build_model(cfg.model, o, cfg.masking.mask_prob, cfg.targets, d.sampling_rate)
+    model = build_model(cfg.model, o, cfg.masking.mask_prob, getattr(cfg, "targets", None), d.sampling_rate)
     encoder = model.config.backbone_config
-    target = KINDS[o.name].target
+    target = o.KIND.target
     if target == "clusters" and d.streaming:
         raise UsageError("data.streaming: HuBERT's cluster targets are cached per clip and need a fixed clip list")
     mel, label = None, None
@@ -264,10 +268,12 @@ def export(cfg: SpeechPretrainConfig, objective: MaskedPrediction, run_dir: Path
 
 
 def describe(cfg: SpeechPretrainConfig) -> str:
-    o, t = cfg.objective, cfg.targets
-    source = "13 MFCCs with deltas" if t.features == "mfcc" else f"layer {t.layer} of `{t.model}`"
-    text = KINDS[o.name].describe.format(masking=describe_masking(cfg), source=source, o=o, t=t)
-    unmasked = f"; unmasked frames weigh {o.unmasked_weight}" if o.unmasked_weight else ""
+    o, t = cfg.objective, getattr(cfg, "targets", None)
+    source = None
+    if t is not None:  # HuBERT's schema alone has a targets section
+        source = "13 MFCCs with deltas" if t.features == "mfcc" else f"layer {t.layer} of `{t.model}`"
+    text = o.KIND.describe.format(masking=describe_masking(cfg), source=source, o=o, t=t)
+    unmasked = f"; unmasked frames weigh {o.unmasked_weight}" if getattr(o, "unmasked_weight", 0.0) else ""
     feature_masks = (
         f" Feature channels are masked too (probability {o.feature_mask_prob})." if o.feature_mask_prob else ""
     )

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from accelerate import Accelerator
@@ -11,7 +13,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from hfssl.collators.text import MLMCollator, SpanMaskCollator, WholeWordMaskCollator
-from hfssl.config import MaskingArgs, PretrainConfig
+from hfssl.config import MaskingArgs, ObjectiveSection, PretrainConfig, arg
 from hfssl.errors import UsageError
 from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
@@ -29,7 +31,22 @@ from hfssl.objectives.text import (
     render_card as text_card,
 )
 
-SCHEMA = PretrainConfig
+
+@dataclass
+class MLMArgs(ObjectiveSection):
+    """Masked language modelling takes no settings of its own: the masking section says what is hidden."""
+
+    name: Literal["mlm"] = arg(
+        "mlm", "mlm: masked language modelling (predict the tokens the masking section hides, an encoder)"
+    )
+
+
+@dataclass
+class MLMConfig(PretrainConfig):
+    objective: MLMArgs = field(default_factory=MLMArgs)
+
+
+SCHEMA = MLMConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
 

@@ -13,7 +13,9 @@ gradient-disentangled sharing). The discriminator is any encoder: an ELECTRA dis
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,7 @@ from transformers import (
 from transformers.activations import ACT2FN
 
 from hfssl.cards import fmt
-from hfssl.config import PretrainConfig, TextObjectiveArgs
+from hfssl.config import ObjectiveSection, PretrainConfig, arg, check
 from hfssl.models import load_config
 from hfssl.models.text import build_model, check_kind, check_positions, document_packing, model_inputs
 from hfssl.objectives.base import ObjectiveOutput, Setup
@@ -48,7 +50,47 @@ from hfssl.objectives.text import (
     render_card as text_card,
 )
 
-SCHEMA = PretrainConfig
+
+@dataclass
+class RTDArgs(ObjectiveSection):
+    """Replaced-token detection's generator, its weight and how the two share embeddings."""
+
+    name: Literal["rtd"] = arg(
+        "rtd",
+        "rtd: replaced-token detection as in ELECTRA (a small generator fills the masked tokens, the encoder tells "
+        "every token original or replaced)",
+    )
+    generator_size: float = arg(
+        0.5,
+        "the generator's depth as a fraction of the discriminator's (at least one layer), at the same width so "
+        "they share token embeddings; DeBERTa-v3 used half",
+    )
+    rtd_weight: float = arg(50.0, "weight of the discriminator's loss beside the generator's (ELECTRA: 50)")
+    embedding_sharing: Literal["shared", "gdes"] = arg(
+        "shared",
+        "shared: generator and discriminator train one token-embedding table (ELECTRA); gdes: the "
+        "discriminator adds its own correction to the generator's embeddings and its gradient stops there "
+        "(DeBERTa-v3's gradient-disentangled sharing)",
+    )
+    export_generator: bool = arg(
+        False, "also export the generator, a fill-mask model, into the export's generator/ folder"
+    )
+
+    def __post_init__(self):
+        check(
+            0.0 < self.generator_size <= 1.0,
+            "objective.generator_size",
+            f"must be in (0, 1]: the generator may not be larger than the discriminator, got {self.generator_size}",
+        )
+        check(self.rtd_weight > 0, "objective.rtd_weight", f"must be positive, got {self.rtd_weight}")
+
+
+@dataclass
+class RTDConfig(PretrainConfig):
+    objective: RTDArgs = field(default_factory=RTDArgs)
+
+
+SCHEMA = RTDConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
 
@@ -100,7 +142,7 @@ class DisentangledEmbedding(torch.nn.Module):
         return table
 
 
-def generator_config(discriminator: PreTrainedConfig, args: TextObjectiveArgs) -> PreTrainedConfig:
+def generator_config(discriminator: PreTrainedConfig, args: RTDArgs) -> PreTrainedConfig:
     """The discriminator's own config with `args.generator_size` of its layers (at least one): as wide, so the two
     share token embeddings as they are, and shallower, so the generator stays the weaker (DeBERTa-v3's shape)."""
     config = copy.deepcopy(discriminator)
@@ -128,7 +170,7 @@ class ReplacedTokenDetection(torch.nn.Module):
     def __init__(
         self,
         model: PreTrainedModel,
-        args: TextObjectiveArgs,
+        args: RTDArgs,
         sampleable: torch.Tensor | None = None,
     ):
         super().__init__()

@@ -8,7 +8,9 @@ The export is a sentence-transformers folder (the encoder and its pooling)."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import torch
@@ -20,7 +22,7 @@ from transformers import AutoModel, PreTrainedModel
 from hfssl import embeddings
 from hfssl.cards import fmt
 from hfssl.collators.pairs import ContrastiveCollator
-from hfssl.config import PretrainConfig, TrainArgs
+from hfssl.config import ObjectiveSection, PretrainConfig, TrainArgs, arg, check
 from hfssl.data.pairs import load_pairs, tokenize_pairs
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
 from hfssl.distributed import gather_with_grad
@@ -43,7 +45,46 @@ from hfssl.objectives.text import (
     render_card as text_card,
 )
 
-SCHEMA = PretrainConfig
+
+@dataclass
+class SimCSEArgs(ObjectiveSection):
+    """The contrastive loss's temperature, the pooling that makes the sentence embedding, and supervised pairs."""
+
+    name: Literal["simcse"] = arg(
+        "simcse",
+        "simcse: contrastive sentence embeddings (two dropout views of a text, or a pair from objective.pairs, "
+        "pulled together against the rest of the batch), continuing from model.name_or_path",
+    )
+    temperature: float = arg(
+        0.05, "the softmax temperature of the cosine similarities (SimCSE: 0.05; lower is sharper)"
+    )
+    pooling: Literal["mean", "cls", "last"] = arg(
+        "mean",
+        "the sentence embedding: the mean of the last layer's token states, the first (CLS) token's, or the "
+        "last token's (for a causal model, the only one that has read the whole text)",
+    )
+    pairs: str | None = arg(
+        None,
+        "supervised pairs, a .jsonl/.json/.csv/.parquet file or a Hub dataset (data.hub_config and "
+        "data.hub_split choose its part) with columns anchor, positive and optionally negative (a hard negative); "
+        "empty: unsupervised, two dropout views of each text of the data section's corpus",
+    )
+    pairs_validation: str | None = arg(
+        None,
+        "validation pairs in the same form (empty: data.hub_validation_split of a Hub dataset, else "
+        "data.validation_fraction of the pairs held out)",
+    )
+
+    def __post_init__(self):
+        check(self.temperature > 0, "objective.temperature", f"must be positive, got {self.temperature}")
+
+
+@dataclass
+class SimCSEConfig(PretrainConfig):
+    objective: SimCSEArgs = field(default_factory=SimCSEArgs)
+
+
+SCHEMA = SimCSEConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
 
@@ -255,7 +296,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     objective = SimCSE(model, o.pooling, o.temperature)
     eval_size = t.eval_batch_size or t.batch_size
 
-    def run_probe(raw: torch.nn.Module) -> dict[str, float]:
+    def score_embeddings(raw: torch.nn.Module) -> dict[str, float]:
         return embeddings.score_live(
             raw.model, data.tokenizer, o.pooling, cfg.data.seq_len, *sets, eval_size, accelerator.device
         )
@@ -268,7 +309,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
         data,
         objective,
         lambda seed: ContrastiveCollator(data.tokenizer.pad_token_id),
-        run_probe,
+        score_embeddings,
         groups_by_length=False,
     )
     if not o.pairs:

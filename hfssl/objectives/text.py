@@ -164,7 +164,7 @@ def text_setup(
     eval_batches = [list(range(i, min(i + eval_size, len(eval_set)))) for i in range(0, len(eval_set), eval_size)]
     probe_splits = load_probe_data(t) if t.probe_every and own_probe is None else None
 
-    def run_probe(raw: torch.nn.Module) -> dict:
+    def probe_features(raw: torch.nn.Module) -> dict:
         return training_scores(
             probe(raw.model.base_model, data.tokenizer, probe_splits, batch_size=eval_size, device=accelerator.device)
         )
@@ -184,7 +184,7 @@ def text_setup(
         count=lambda batch: batch["attention_mask"].sum(),
         batch_description=f"{t.batch_size} sequences of {cfg.data.seq_len} tokens",
         micro_batch_units=t.batch_size * cfg.data.seq_len,
-        probe=(own_probe if t.probe_every else None) or (run_probe if probe_splits is not None else None),
+        probe=(own_probe if t.probe_every else None) or (probe_features if probe_splits is not None else None),
         data_size=data_size,
         streaming=streaming,
         prepare_train_loader=not streaming,

@@ -1,11 +1,13 @@
-"""wav2vec 2.0 contrastive learning (`objective.name: contrastive`) over `Wav2Vec2ForPreTraining` and
+"""wav2vec 2.0 contrastive learning (`objective.name: wav2vec2`) over `Wav2Vec2ForPreTraining` and
 `Wav2Vec2ConformerForPreTraining`: at every masked frame, pick the true quantized latent among distractors."""
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,7 @@ from accelerate import Accelerator
 from transformers import AutoModelForPreTraining, PreTrainedModel
 
 from hfssl.cards import fmt
-from hfssl.config import ObjectiveArgs, SpeechModelArgs, SpeechPretrainConfig
+from hfssl.config import SpeechModelArgs, SpeechObjectiveSection, SpeechPretrainConfig, arg, check
 from hfssl.errors import UsageError, first_line
 from hfssl.models import load_config
 from hfssl.models.speech import (
@@ -29,7 +31,48 @@ from hfssl.objectives.base import ObjectiveOutput, Setup
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = SpeechPretrainConfig
+
+@dataclass
+class Wav2Vec2Args(SpeechObjectiveSection):
+    """wav2vec 2.0's distractors, quantizer, Gumbel-softmax schedule and the collapse watch."""
+
+    name: Literal["wav2vec2"] = arg(
+        "wav2vec2",
+        "wav2vec2: wav2vec 2.0 contrastive learning (pick the true quantized frame among distractors); recipes "
+        "written before call it contrastive",
+    )
+    num_negatives: int = arg(100, "distractors per masked frame, from other masked frames of the clip")
+    logits_temperature: float = arg(0.1, "temperature of the cosine-similarity logits")
+    diversity_weight: float = arg(0.1, "weight of the codebook diversity loss")
+    codevector_groups: int = arg(2, "codebooks (groups) of the quantizer")
+    codevectors_per_group: int = arg(320, "entries per codebook")
+    codevector_dim: int | None = arg(None, "size of a quantized vector (empty: the preset's)")
+    gumbel_max: float = arg(2.0, "Gumbel-softmax temperature at step 0")
+    gumbel_min: float = arg(0.5, "the temperature never decays below this")
+    gumbel_decay: float = arg(0.999995, "temperature factor per optimizer step")
+    collapse_patience: int = arg(
+        3, "log windows of collapse (contrastive loss near 0, codebook perplexity near 2) tolerated before stopping"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.num_negatives >= 1, "objective.num_negatives", "must be at least 1")
+        check(self.logits_temperature > 0, "objective.logits_temperature", "must be positive")
+        check(self.diversity_weight >= 0, "objective.diversity_weight", "must not be negative")
+        check(self.codevector_groups >= 1, "objective.codevector_groups", "must be at least 1")
+        check(self.codevectors_per_group >= 2, "objective.codevectors_per_group", "must be at least 2")
+        check(self.codevector_dim is None or self.codevector_dim > 0, "objective.codevector_dim", "must be positive")
+        check(0 < self.gumbel_min <= self.gumbel_max, "objective.gumbel_min", "must be positive and <= gumbel_max")
+        check(0 < self.gumbel_decay <= 1, "objective.gumbel_decay", "must be in (0, 1]")
+        check(self.collapse_patience >= 1, "objective.collapse_patience", "must be at least 1")
+
+
+@dataclass
+class Wav2Vec2Config(SpeechPretrainConfig):
+    objective: Wav2Vec2Args = field(default_factory=Wav2Vec2Args)
+
+
+SCHEMA = Wav2Vec2Config
 UNIT = "audio_seconds"
 RUN_FILES = ()
 ARCHS = ("wav2vec2", "wav2vec2-conformer")
@@ -48,7 +91,7 @@ class Contrastive(torch.nn.Module):
 
     stat_names = ("loss", "correct", "count", "examples", "codevector_perplexity")
 
-    def __init__(self, model: PreTrainedModel, objective: ObjectiveArgs):
+    def __init__(self, model: PreTrainedModel, objective: Wav2Vec2Args):
         super().__init__()
         self.model = model
         self.args = objective
@@ -148,12 +191,12 @@ class Contrastive(torch.nn.Module):
 def _check_arch(model: SpeechModelArgs) -> None:
     if model.arch not in ARCHS:
         raise UsageError(
-            f"model.arch: {model.arch} has no quantizer for the contrastive objective; use "
+            f"model.arch: {model.arch} has no quantizer for wav2vec 2.0's contrastive objective; use "
             f"{' or '.join(ARCHS)}, or objective.name hubert, best-rq or reconstruction"
         )
 
 
-def model_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float):
+def model_config(model: SpeechModelArgs, objective: Wav2Vec2Args, masking_prob: float):
     """The `*ForPreTraining` config for `model.arch` at `model.size`: the encoder's, with the quantizer's fields."""
     _check_arch(model)
     codevector = objective.codevector_dim or SIZES[model.size].codevector
@@ -178,7 +221,7 @@ def model_config(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob:
     return config
 
 
-def build_model(model: SpeechModelArgs, objective: ObjectiveArgs, masking_prob: float) -> PreTrainedModel:
+def build_model(model: SpeechModelArgs, objective: Wav2Vec2Args, masking_prob: float) -> PreTrainedModel:
     """`*ForPreTraining` from the preset, or from `model.name_or_path` (continued pretraining: an hfssl export, a
     stock encoder, or a pretraining checkpoint; a bare encoder gets a new quantizer and projections)."""
     if not model.name_or_path:

@@ -16,10 +16,10 @@ from helpers import assert_loads_as_audio_classifier, env, hfssl, one_line_error
 from safetensors.torch import load_file
 
 from hfssl.collators.audio import AudioMaskCollator
-from hfssl.config import AudioDataArgs, ObjectiveArgs, SpeechModelArgs, TargetArgs
+from hfssl.config import AudioDataArgs, SpeechModelArgs
 from hfssl.models.speech import feature_extractor
 from hfssl.objectives import masked_speech
-from hfssl.objectives.data2vec import TeacherStudent, instance_norm
+from hfssl.objectives.data2vec import Data2VecArgs, TeacherStudent, instance_norm
 
 RECIPE = "speech/data2vec-w2v-bert-tiny"
 TINY = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2",
@@ -99,7 +99,7 @@ def test_killed_after_a_checkpoint_continues_to_the_same_weights(trained, tmp_pa
 def tiny_objective(top_k: int = 2, decay: float = 0.9, end_decay: float = 0.99, anneal: int = 10) -> TeacherStudent:
     model = masked_speech.build_model(
         SpeechModelArgs(arch="wav2vec2-bert", hidden_size=32, num_heads=2, num_layers=2, dropout=0.0),
-        ObjectiveArgs(name="data2vec"), 0.5, TargetArgs(), 16000,
+        Data2VecArgs(), 0.5, None, 16000,
     )  # fmt: skip
     return TeacherStudent(model, decay, end_decay, anneal, top_k)
 

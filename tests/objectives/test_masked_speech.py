@@ -19,7 +19,6 @@ from hfssl.collators.audio import AudioMaskCollator, MelTargets
 from hfssl.config import AudioDataArgs
 from hfssl.heads import MaskedSpeechConfig, MaskedSpeechForPreTraining, random_quantizer
 from hfssl.models.speech import feature_extractor, frame_lengths
-from hfssl.objectives.masked_speech import KINDS
 
 RECIPES = {
     "hubert": "speech/hubert-tiny",
@@ -34,6 +33,7 @@ BACKBONE = {
     "best-rq-w2v-bert": "Wav2Vec2BertModel",
 }
 OBJECTIVE = {"best-rq-w2v-bert": "best-rq"}  # the objective a recipe of another name trains
+TARGETS = {"hubert": "clusters", "best-rq": "codes", "reconstruction": "features"}  # what each head predicts
 TINY = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2", "--model.conv_dim", "32",
         "--data.synthetic_utterances", "60", "--data.max_seconds", "2.0", "--data.batch_seconds", "8.0",
         "--objective.label_dim", "32", "--objective.codebook_size", "64", "--targets.clusters", "12",
@@ -93,7 +93,7 @@ def test_loss_falls_and_accuracies_are_logged(trained):
 def test_checkpoint_reloads_through_auto_classes(trained):
     objective, out = trained
     config = AutoConfig.from_pretrained(out / "model_config")
-    assert isinstance(config, MaskedSpeechConfig) and config.target == KINDS[OBJECTIVE.get(objective, objective)].target
+    assert isinstance(config, MaskedSpeechConfig) and config.target == TARGETS[OBJECTIVE.get(objective, objective)]
     model = AutoModelForPreTraining.from_config(config)
     assert isinstance(model, MaskedSpeechForPreTraining)
     model.save_pretrained(out / "head")
@@ -162,15 +162,13 @@ def test_finetune_from_a_masked_prediction_export(trained, tmp_path):
 @pytest.mark.parametrize("objective", ["hubert", "best-rq", "reconstruction"])
 def test_a_head_config_saved_with_its_objective_name_rebuilds_that_head(objective, tmp_path):
     """Runs saved before the head config said `target` named the objective; `hfssl export` still rebuilds them."""
-    from hfssl import config as config_lib
-    from hfssl.config import SpeechPretrainConfig
-    from hfssl.objectives import masked_speech
+    from hfssl.objectives import load_pretrain, masked_speech
 
     MaskedSpeechConfig(backbone_config=tiny_encoder().to_dict(), objective=objective).save_pretrained(tmp_path)
     saved = AutoConfig.from_pretrained(tmp_path)
-    cfg = config_lib.load(SpeechPretrainConfig, RECIPES[objective])
+    cfg = load_pretrain(RECIPES[objective])
     rebuilt = masked_speech.rebuild(cfg, saved)
-    assert rebuilt.model.config.target == KINDS[objective].target
+    assert rebuilt.model.config.target == TARGETS[objective]
     assert not hasattr(rebuilt.model.config, "objective")
 
 
@@ -318,10 +316,11 @@ def test_codebook_wider_than_the_features_is_one_line(tmp_path):
 def test_every_backbone_trains_a_step_and_exports_its_stock_class(arch, tmp_path):
     from transformers import AutoModel
 
-    from hfssl.config import ObjectiveArgs, SpeechModelArgs
+    from hfssl.config import SpeechModelArgs
+    from hfssl.objectives.best_rq import BestRQArgs
     from hfssl.objectives.masked_speech import build_model
 
-    objective = ObjectiveArgs(name="best-rq", codebook_size=16, codebook_dim=8, mel_bins=20)
+    objective = BestRQArgs(codebook_size=16, codebook_dim=8, mel_bins=20)
     model = build_model(SpeechModelArgs(arch=arch, hidden_size=32, conv_dim=16, num_layers=1), objective, 0.5)
     assert isinstance(model, MaskedSpeechForPreTraining)
     encoder = model.config.backbone_config

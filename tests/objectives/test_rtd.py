@@ -16,8 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
 from hfssl.collators.text import document_layout
-from hfssl.config import TextObjectiveArgs
-from hfssl.objectives.rtd import DisentangledEmbedding, ReplacedTokenDetection, generator_config
+from hfssl.objectives.rtd import DisentangledEmbedding, ReplacedTokenDetection, RTDArgs, generator_config
 
 RECIPE = "text/electra-tiny"
 TINY = [
@@ -64,17 +63,17 @@ def test_generator_is_shallower_and_as_wide():
     config = AutoConfig.for_model(
         "bert", vocab_size=100, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024
     )
-    generator = generator_config(config, TextObjectiveArgs(name="rtd", generator_size=0.5))
+    generator = generator_config(config, RTDArgs(generator_size=0.5))
     assert generator.num_hidden_layers == 2 and config.num_hidden_layers == 4
     assert (generator.hidden_size, generator.num_attention_heads, generator.vocab_size) == (256, 4, 100)
-    assert generator_config(config, TextObjectiveArgs(name="rtd", generator_size=0.1)).num_hidden_layers == 1
+    assert generator_config(config, RTDArgs(generator_size=0.1)).num_hidden_layers == 1
 
 
 def test_sampling_follows_the_generator_and_never_picks_a_special_token():
     torch.manual_seed(0)
     sampleable = torch.ones(64, dtype=torch.bool)
     sampleable[:4] = False  # pad, cls, sep, mask
-    objective = ReplacedTokenDetection(tiny_encoder(), TextObjectiveArgs(name="rtd"), sampleable)
+    objective = ReplacedTokenDetection(tiny_encoder(), RTDArgs(), sampleable)
     with torch.no_grad():  # a generator that puts almost all of its mass on the special ids and on token 7
         bias = objective.generator.model.get_output_embeddings().bias
         bias.fill_(-30.0)
@@ -100,7 +99,7 @@ def test_sampling_follows_the_generator_and_never_picks_a_special_token():
 
 
 def test_shared_embeddings_are_one_table():
-    objective = ReplacedTokenDetection(tiny_encoder(), TextObjectiveArgs(name="rtd"))
+    objective = ReplacedTokenDetection(tiny_encoder(), RTDArgs())
     table = objective.model.get_input_embeddings().weight
     assert objective.generator.model.get_input_embeddings().weight is table
     assert objective.generator.model.get_output_embeddings().weight is table
@@ -108,7 +107,7 @@ def test_shared_embeddings_are_one_table():
 
 
 def test_disentangled_sharing_keeps_the_discriminator_gradient_off_the_generator_table():
-    objective = ReplacedTokenDetection(tiny_encoder("bert"), TextObjectiveArgs(name="rtd", embedding_sharing="gdes"))
+    objective = ReplacedTokenDetection(tiny_encoder("bert"), RTDArgs(embedding_sharing="gdes"))
     embedding = objective.model.get_input_embeddings()
     assert isinstance(embedding, DisentangledEmbedding)
     assert embedding.shared is objective.generator.model.get_input_embeddings()
@@ -266,7 +265,7 @@ def test_generator_and_discriminator_see_only_their_own_document(model_type):
     """Document packing reaches both models: changing the first document leaves the second one's hidden states in
     the generator and the discriminator as they were (and with separator packing they change)."""
     torch.manual_seed(0)
-    objective = ReplacedTokenDetection(tiny_encoder(model_type), TextObjectiveArgs(name="rtd")).eval()
+    objective = ReplacedTokenDetection(tiny_encoder(model_type), RTDArgs()).eval()
     hidden = []
     for model in (objective.generator.model.base_model, objective.model):
         model.register_forward_hook(lambda module, args, out: hidden.append(out[0][0, 8:]))

@@ -26,12 +26,11 @@ from helpers import (
 from huggingface_hub import ModelCard
 from transformers import Wav2Vec2ForPreTraining, Wav2Vec2Model
 
-from hfssl import config as config_lib
 from hfssl.__main__ import main
 from hfssl.collators.audio import sample_negatives, span_mask
-from hfssl.config import ObjectiveArgs, SpeechModelArgs
+from hfssl.config import SpeechModelArgs
 from hfssl.models.speech import min_clip_samples
-from hfssl.objectives.wav2vec2 import Contrastive, model_config
+from hfssl.objectives.wav2vec2 import Contrastive, Wav2Vec2Args, model_config
 
 # Small and fast: for what does not need the model to learn (resume, export, bad input, the guards).
 TINY = [
@@ -248,7 +247,7 @@ def test_nonfinite_loss_stops_with_one_line(tmp_path):
 
 
 def test_collapse_warns_then_stops(caplog):
-    objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8, collapse_patience=2)
+    objective = Wav2Vec2Args(num_negatives=10, codevectors_per_group=8, collapse_patience=2)
     config = model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     watch = Contrastive(Wav2Vec2ForPreTraining(config), objective)
     healthy = {"contrastive_loss": 1.5, "codevector_perplexity": 9.0}
@@ -263,7 +262,7 @@ def test_collapse_warns_then_stops(caplog):
 
 
 def test_gumbel_temperature_schedule():
-    objective = ObjectiveArgs(gumbel_max=2.0, gumbel_min=0.5, gumbel_decay=0.99)
+    objective = Wav2Vec2Args(gumbel_max=2.0, gumbel_min=0.5, gumbel_decay=0.99)
     config = model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     watch = Contrastive(Wav2Vec2ForPreTraining(config), objective)
     assert watch.gumbel_temperature(0) == 2.0
@@ -281,7 +280,7 @@ def test_objective_fits_a_fixed_batch():
     from hfssl.models.speech import feature_extractor
 
     torch.manual_seed(0)
-    objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=16)
+    objective = Wav2Vec2Args(num_negatives=10, codevectors_per_group=16)
     model = Wav2Vec2ForPreTraining(
         model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=2), objective, 0.65)
     )
@@ -310,12 +309,11 @@ def test_objective_fits_a_fixed_batch():
 def test_feature_masks_apply_to_the_contrastive_objective_too():
     """`objective.feature_mask_prob` reaches the quantizer's model: in training, channels of the projected features
     are zeroed (its card says so); at 0 the config keeps transformers' default of none."""
-    from hfssl.config import SpeechPretrainConfig
-    from hfssl.objectives import wav2vec2
+    from hfssl.objectives import load_pretrain, wav2vec2
 
     small = SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1)
-    assert model_config(small, ObjectiveArgs(), 0.65).mask_feature_prob == 0.0
-    config = model_config(small, ObjectiveArgs(feature_mask_prob=0.5), 0.65)
+    assert model_config(small, Wav2Vec2Args(), 0.65).mask_feature_prob == 0.0
+    config = model_config(small, Wav2Vec2Args(feature_mask_prob=0.5), 0.65)
     assert config.mask_feature_prob == 0.5 and config.mask_feature_length == 4
     torch.manual_seed(0)
     model = Wav2Vec2ForPreTraining(config).train()
@@ -323,13 +321,13 @@ def test_feature_masks_apply_to_the_contrastive_objective_too():
     masked = model.wav2vec2._mask_hidden_states(hidden, mask_time_indices=torch.zeros(2, 20, dtype=torch.bool))
     zeroed = (masked == 0).all(dim=1)  # whole channels, over every frame
     assert zeroed.any() and not zeroed.all()
-    cfg = config_lib.load(SpeechPretrainConfig, "speech/wav2vec2-tiny", {"objective.feature_mask_prob": "0.2"})
+    cfg = load_pretrain("speech/wav2vec2-tiny", {"objective.feature_mask_prob": "0.2"})
     assert "Feature channels are masked too (probability 0.2)" in wav2vec2.describe(cfg)
 
 
 def test_loss_matches_transformers_contrastive_loss():
     """hfssl's fp32 masked-frame loss is transformers' summed loss divided by the masked frames."""
-    objective = ObjectiveArgs(num_negatives=10, codevectors_per_group=8)
+    objective = Wav2Vec2Args(num_negatives=10, codevectors_per_group=8)
     config = model_config(SpeechModelArgs(hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     torch.manual_seed(0)
     model = Wav2Vec2ForPreTraining(config).eval()
@@ -347,7 +345,7 @@ def test_loss_matches_transformers_contrastive_loss():
 
 
 def test_min_clip_samples_fits_a_span():
-    config = model_config(SpeechModelArgs(), ObjectiveArgs(), 0.65)
+    config = model_config(SpeechModelArgs(), Wav2Vec2Args(), 0.65)
     lengths = Wav2Vec2Model(config)._get_feat_extract_output_lengths
     samples = min_clip_samples(config, 10)
     assert lengths(samples) == 11
@@ -410,7 +408,7 @@ def test_every_architecture_trains_a_step(arch):
     from hfssl.models.speech import feature_extractor
     from hfssl.objectives.wav2vec2 import build_model
 
-    objective = ObjectiveArgs(num_negatives=8, codevectors_per_group=8)
+    objective = Wav2Vec2Args(num_negatives=8, codevectors_per_group=8)
     model = build_model(SpeechModelArgs(arch=arch, hidden_size=32, conv_dim=32, num_layers=1), objective, 0.65)
     collate = AudioMaskCollator(feature_extractor(AudioDataArgs()), model.config, mask_length=4, num_negatives=8)
     rng = np.random.default_rng(0)
@@ -428,9 +426,8 @@ def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
     """A dry run of the fixture's run: the scanned training audio, its steps and a footprint within 2x of the real
     run's; nothing is written."""
 
-    from hfssl import config as config_lib
-    from hfssl.config import SpeechPretrainConfig
     from hfssl.data.audio import load_audio
+    from hfssl.objectives import load_pretrain
 
     out = tmp_path / "run"
     args = [*TINY, "--train.max_steps", "40", "--train.eval_every", "20", "--train.save_every", "20"]
@@ -438,7 +435,7 @@ def test_dry_run_reports_the_run_and_writes_nothing(trained, tmp_path):
     assert not out.exists()
     report = dry_run_report(done.stdout)
     overrides = {key.removeprefix("--"): value for key, value in zip(TINY[::2], TINY[1::2], strict=True)}
-    cfg = config_lib.load(SpeechPretrainConfig, ROOT / "recipes" / "speech" / "wav2vec2-tiny.yaml", overrides)
+    cfg = load_pretrain(ROOT / "recipes" / "speech" / "wav2vec2-tiny.yaml", overrides)
     encoder = model_config(cfg.model, cfg.objective, cfg.masking.mask_prob)
     clips, _ = load_audio(cfg.data, seed=cfg.train.seed, min_samples=min_clip_samples(encoder, cfg.masking.mask_length))
     seconds = clips.full_lengths.sum() / cfg.data.sampling_rate
