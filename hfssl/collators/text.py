@@ -461,7 +461,10 @@ class CausalLMCollator:
         )}  # fmt: skip
         return batch | document_layout(input_ids, attention_mask, self.separator) if self.documents else batch
 
-    # Nothing here is random: there is no stream position to save, restore or restart.
+    # Nothing here is random: there is no stream position to save, restore or restart, and the seed a streamed
+    # corpus hands back with every `load_state_dict` (see `hfssl.collators.base`) changes nothing.
+    seed = 0
+
     def state_dict(self) -> dict:
         return {}
 
