@@ -40,7 +40,10 @@ class ContrastiveCollator:
                 batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"] = ids, mask
         return batch
 
-    # Nothing here is random: there is no stream position to save, restore or restart.
+    # Nothing here is random: there is no stream position to save, restore or restart, and the seed a streamed
+    # corpus hands back with every `load_state_dict` (see `hfssl.collators.base`) changes nothing.
+    seed = 0
+
     def state_dict(self) -> dict:
         return {}
 

@@ -1,10 +1,12 @@
 """Masked-language-model collators: token-level (BERT), whole-word, and SpanBERT span masking.
 
-Each collator pads a list of examples itself (no `tokenizer.pad`), picks the positions to hide with vectorised
-tensor ops, and hands them to `mask_tokens`, which does the 80/10/10 corruption. They work with any
-transformers masked-LM and any fast tokenizer whose word boundaries can be read off its tokens (`##` WordPiece,
-`Ġ` byte-level BPE, `▁` SentencePiece). With `documents`, every collator here also says where each document of a
-packed block starts (`document_layout`), so that the model attends within documents only.
+One collator, `MaskingCollator`, pads a list of examples itself (no `tokenizer.pad`), picks the positions to hide
+with the selection function it is given (`select_tokens`, `select_words`, `select_spans`: vectorised tensor ops), and
+hands them to `mask_tokens`, which does the 80/10/10 corruption; `MLMCollator`, `WholeWordMaskCollator` and
+`SpanMaskCollator` build it with each. They work with any transformers masked-LM and any fast tokenizer whose word
+boundaries can be read off its tokens (`##` WordPiece, `Ġ` byte-level BPE, `▁` SentencePiece). With `documents`,
+every collator here also says where each document of a packed block starts (`document_layout`), so that the model
+attends within documents only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -65,6 +68,18 @@ def mask_tokens(
     return inputs, labels
 
 
+Selection = Callable[[torch.Tensor, torch.Tensor, float, torch.Generator], torch.Tensor]
+"""How a `MaskingCollator` chooses the positions to predict: `select(maskable, word_start, rate, generator)`, with
+bool (B, L) `maskable` (positions that may be selected) and `word_start` (maskable positions that open a word), the
+batch's masking rate and the batch's generator, before the corruption draws from it; returns the bool (B, L)
+selected positions, within `maskable`."""
+
+
+def select_tokens(maskable: torch.Tensor, word_start: torch.Tensor, rate: float, generator: torch.Generator):
+    """BERT's selection: each maskable token with probability `rate`, words ignored (a `Selection`)."""
+    return maskable & (torch.rand(maskable.shape, generator=generator) < rate)
+
+
 def select_words(maskable: torch.Tensor, word_start: torch.Tensor, rate: float, generator: torch.Generator):
     """Pick each word with probability `rate`; a picked word has all its tokens selected.
 
@@ -88,9 +103,9 @@ def select_spans(
     maskable: torch.Tensor,
     word_start: torch.Tensor,
     rate: float,
+    generator: torch.Generator,
     span_p: float,
     max_span: int,
-    generator: torch.Generator,
 ) -> torch.Tensor:
     """SpanBERT span selection: spans of whole words until each sequence's token budget is spent.
 
@@ -103,9 +118,9 @@ def select_spans(
         maskable: bool (B, L): positions that may be selected.
         word_start: bool (B, L): maskable positions that open a word; every run of maskable positions opens with one.
         rate: share of each sequence's maskable tokens to select.
+        generator: source of randomness.
         span_p: success probability of the geometric span length.
         max_span: longest span, in words.
-        generator: source of randomness.
 
     Returns:
         bool (B, L): the selected positions.
@@ -162,13 +177,21 @@ def word_starts(input_ids: torch.Tensor, maskable: torch.Tensor, vocab: _Vocab) 
 
 
 @dataclass
-class MLMCollator(SeededStream):
-    """BERT masked-LM: each maskable token is selected with probability `mask_rate`."""
+class MaskingCollator(SeededStream):
+    """Masked-LM batches: pads the examples, chooses positions with `select`, and corrupts them BERT-style
+    (`mask_tokens`). `MLMCollator`, `WholeWordMaskCollator` and `SpanMaskCollator` make the three kinds hfssl trains."""
 
     tokenizer: Any
-    """A transformers tokenizer with a mask and a pad token."""
+    """A transformers tokenizer with a mask and a pad token (with `whole_words`, one whose word boundaries show in
+    its tokens)."""
+    select: Selection
+    """Chooses the positions to predict: `select_tokens`, `select_words`, or `select_spans` with its span lengths
+    bound."""
+    whole_words: bool = False
+    """Read where words begin off the tokenizer's tokens (`##`, `Ġ`, `▁`), for a `select` that keeps words whole;
+    False: every maskable token opens a word, and any tokenizer will do."""
     mask_rate: float = 0.15
-    """Expected share of maskable tokens the model must predict."""
+    """Share of maskable tokens the model must predict: in expectation for tokens and words, per sequence for spans."""
     replace_prob: float = 0.8
     """Share of selected tokens replaced by the mask token."""
     random_prob: float = 0.1
@@ -191,128 +214,59 @@ class MLMCollator(SeededStream):
 
     def __post_init__(self):
         _check_rates(self.tokenizer, self.mask_rate, self.replace_prob, self.random_prob, self.pad_to_multiple_of)
-        self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=False)
+        self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=self.whole_words)
         self._rng = SeededGenerator(self.seed)
         self._separator = separator_id(self.tokenizer) if self.documents else None
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
-        rate = scheduled_rate(self)
+        # The schedule reads the batch's place in the stream before drawing its generator moves the count on.
+        rate = self.mask_rate if self.rate_schedule is None else self.rate_schedule(self._rng.batch_index)
         generator = self._rng.get()
-        selected = maskable & (torch.rand(input_ids.shape, generator=generator) < rate)
+        word_start = word_starts(input_ids, maskable, self._vocab) if self.whole_words else maskable
+        selected = self.select(maskable, word_start, rate, generator)
         batch = self._vocab.finish(
             input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
         )
         return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
 
 
-@dataclass
-class WholeWordMaskCollator(SeededStream):
-    """Whole-word masked-LM: each word is selected with probability `mask_rate`, all of its tokens together."""
+def MLMCollator(tokenizer, **settings) -> MaskingCollator:
+    """BERT masked-LM: each maskable token is selected with probability `mask_rate`.
 
-    tokenizer: Any
-    """A transformers tokenizer with a mask and a pad token, whose word boundaries show in its tokens."""
-    mask_rate: float = 0.15
-    """Probability of selecting a word, hence the expected share of maskable tokens the model must predict."""
-    replace_prob: float = 0.8
-    """Share of selected tokens replaced by the mask token."""
-    random_prob: float = 0.1
-    """Share of selected tokens replaced by a random non-special token; the rest keep their token."""
-    pad_to_multiple_of: int | None = 8
-    """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
-    seed: int = 0
-    """Seed of the masking generator; each DataLoader worker and distributed rank derives its own stream."""
-    sampling_noise: bool = False
-    """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
-    detection samples its generator's tokens (so a resumed run samples the same ones)."""
-    documents: bool = False
-    """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
-    rate_schedule: Callable[[int], float] | None = None
-    """The masking rate of each batch, from its index in the stream (`hfssl.ramps.MaskRateSchedule`), instead of
-    `mask_rate`."""
-    _vocab: _Vocab = field(init=False, repr=False)
-    _rng: SeededGenerator = field(init=False, repr=False)
-    _separator: int | None = field(init=False, repr=False)
-
-    def __post_init__(self):
-        _check_rates(self.tokenizer, self.mask_rate, self.replace_prob, self.random_prob, self.pad_to_multiple_of)
-        self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=True)
-        self._rng = SeededGenerator(self.seed)
-        self._separator = separator_id(self.tokenizer) if self.documents else None
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
-        maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
-        rate = scheduled_rate(self)
-        generator = self._rng.get()
-        selected = select_words(maskable, word_starts(input_ids, maskable, self._vocab), rate, generator)
-        batch = self._vocab.finish(
-            input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
-        )
-        return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
+    Args:
+        tokenizer: a transformers tokenizer with a mask and a pad token.
+        settings: any other field of `MaskingCollator` (`mask_rate`, `seed`, ...).
+    """
+    return MaskingCollator(tokenizer, select_tokens, **settings)
 
 
-@dataclass
-class SpanMaskCollator(SeededStream):
-    """SpanBERT masked-LM: contiguous spans of whole words, `round(mask_rate * maskable tokens)` per sequence."""
+def WholeWordMaskCollator(tokenizer, **settings) -> MaskingCollator:
+    """Whole-word masked-LM: each word is selected with probability `mask_rate`, all of its tokens together.
 
-    tokenizer: Any
-    """A transformers tokenizer with a mask and a pad token, whose word boundaries show in its tokens."""
-    mask_rate: float = 0.15
-    """Share of each sequence's maskable tokens the model must predict (the span budget)."""
-    replace_prob: float = 0.8
-    """Share of selected tokens replaced by the mask token."""
-    random_prob: float = 0.1
-    """Share of selected tokens replaced by a random non-special token; the rest keep their token."""
-    pad_to_multiple_of: int | None = 8
-    """Pad each batch to a multiple of this length (tensor-core friendly); None pads to the longest example."""
-    seed: int = 0
-    """Seed of the masking generator; each DataLoader worker and distributed rank derives its own stream."""
-    sampling_noise: bool = False
-    """Also return `sample_u`, a uniform draw per position from the same stream, with which replaced-token
-    detection samples its generator's tokens (so a resumed run samples the same ones)."""
-    documents: bool = False
-    """Also return `document_ids` and `position_ids` (see `document_layout`) for document packing."""
-    rate_schedule: Callable[[int], float] | None = None
-    """The masking rate of each batch, from its index in the stream (`hfssl.ramps.MaskRateSchedule`), instead of
-    `mask_rate`."""
-    span_p: float = 0.2
-    """Geometric parameter of the span length in words (SpanBERT: 0.2); 1 gives single-word spans."""
-    max_span: int = 10
-    """Longest span, in words; longer draws are clipped to it."""
-    _vocab: _Vocab = field(init=False, repr=False)
-    _rng: SeededGenerator = field(init=False, repr=False)
-    _separator: int | None = field(init=False, repr=False)
-
-    def __post_init__(self):
-        _check_rates(self.tokenizer, self.mask_rate, self.replace_prob, self.random_prob, self.pad_to_multiple_of)
-        if not 0.0 < self.span_p <= 1.0:
-            raise UsageError(f"span_p must be in (0, 1], got {self.span_p}")
-        if self.max_span < 1:
-            raise UsageError(f"max_span must be at least 1 word, got {self.max_span}")
-        self._vocab = _Vocab.from_tokenizer(self.tokenizer, word_boundaries=True)
-        self._rng = SeededGenerator(self.seed)
-        self._separator = separator_id(self.tokenizer) if self.documents else None
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
-        maskable = attention_mask.bool() & ~self._vocab.is_special[input_ids]
-        rate = scheduled_rate(self)
-        generator = self._rng.get()
-        starts = word_starts(input_ids, maskable, self._vocab)
-        selected = select_spans(maskable, starts, rate, self.span_p, self.max_span, generator)
-        batch = self._vocab.finish(
-            input_ids, attention_mask, selected, self.replace_prob, self.random_prob, generator, self.sampling_noise
-        )
-        return batch | document_layout(input_ids, attention_mask, self._separator) if self.documents else batch
+    Args:
+        tokenizer: a transformers tokenizer with a mask and a pad token, whose word boundaries show in its tokens.
+        settings: any other field of `MaskingCollator` (`mask_rate`, `seed`, ...).
+    """
+    return MaskingCollator(tokenizer, select_words, whole_words=True, **settings)
 
 
-def scheduled_rate(collator) -> float:
-    """The masking rate of the batch a masking collator is about to make: its schedule's at the stream's count."""
-    if collator.rate_schedule is None:
-        return collator.mask_rate
-    return collator.rate_schedule(collator._rng.batch_index)
+def SpanMaskCollator(tokenizer, *, span_p: float = 0.2, max_span: int = 10, **settings) -> MaskingCollator:
+    """SpanBERT masked-LM: contiguous spans of whole words, `round(mask_rate * maskable tokens)` per sequence.
+
+    Args:
+        tokenizer: a transformers tokenizer with a mask and a pad token, whose word boundaries show in its tokens.
+        span_p: geometric parameter of the span length in words (SpanBERT: 0.2); 1 gives single-word spans.
+        max_span: longest span, in words; longer draws are clipped to it (SpanBERT: 10).
+        settings: any other field of `MaskingCollator` (`mask_rate`, `seed`, ...).
+    """
+    if not 0.0 < span_p <= 1.0:
+        raise UsageError(f"span_p must be in (0, 1], got {span_p}")
+    if max_span < 1:
+        raise UsageError(f"max_span must be at least 1 word, got {max_span}")
+    select = partial(select_spans, span_p=span_p, max_span=max_span)
+    return MaskingCollator(tokenizer, select, whole_words=True, **settings)
 
 
 def pad_input_ids(
@@ -507,7 +461,10 @@ class CausalLMCollator:
         )}  # fmt: skip
         return batch | document_layout(input_ids, attention_mask, self.separator) if self.documents else batch
 
-    # Nothing here is random: there is no stream position to save, restore or restart.
+    # Nothing here is random: there is no stream position to save, restore or restart, and the seed a streamed
+    # corpus hands back with every `load_state_dict` (see `hfssl.collators.base`) changes nothing.
+    seed = 0
+
     def state_dict(self) -> dict:
         return {}
 

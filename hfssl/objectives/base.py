@@ -27,6 +27,8 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from hfssl.collators.base import Collator
+
 
 @dataclass
 class ObjectiveOutput:
@@ -74,12 +76,12 @@ class Setup:
     objective: torch.nn.Module
     """An `Objective`."""
     train_loader: DataLoader
-    collator: Any
+    collator: Collator
     """The training collator; its stream position is restored on resume."""
     eval_set: Any
     eval_batches: list[list[int]]
     """Validation batches (dataset indices), in order; each process evaluates every `num_processes`-th one."""
-    eval_collator: Any
+    eval_collator: Collator
     count: Callable[[dict], torch.Tensor]
     """How much data a batch holds, in the module's `UNIT`."""
     batch_description: str

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
+from hfssl.collators.seeding import SeededGenerator
 from hfssl.collators.text import (
+    MaskingCollator,
     MLMCollator,
     SpanMaskCollator,
     WholeWordMaskCollator,
@@ -278,6 +280,43 @@ def test_span_usage_errors(tokenizers):
     with pytest.raises(UsageError, match="max_span"):
         SpanMaskCollator(tokenizer, max_span=0)
     SpanMaskCollator(tokenizer, span_p=1.0, max_span=1)
+
+
+@pytest.mark.parametrize("whole_words", [False, True])
+def test_the_selection_sees_the_batch_and_decides_the_labels(whole_words, tokenizers, encoded):
+    tokenizer, sequences = tokenizers["bpe"], encoded["bpe"][0][:16]
+    seen = []
+
+    def every_third(maskable, word_start, rate, generator):
+        seen.append((maskable, word_start, rate, generator))
+        return maskable & (torch.arange(maskable.shape[1]) % 3 == 0)
+
+    collator = MaskingCollator(
+        tokenizer, every_third, whole_words=whole_words, seed=3, rate_schedule=lambda index: 0.1 + index / 100
+    )
+    stream = SeededGenerator(3)
+    for index in range(2):
+        batch = collator([{"input_ids": ids} for ids in sequences])
+        selected, original, maskable = check_batch(batch, sequences, tokenizer)
+        got_maskable, word_start, rate, generator = seen[-1]
+        assert torch.equal(got_maskable, maskable)
+        starts = marker_word_starts(sequences, selected.shape[1], tokenizer, "bpe") if whole_words else maskable
+        assert torch.equal(word_start, starts)
+        assert rate == 0.1 + index / 100, "the schedule reads the batch's index"
+        assert torch.equal(selected, maskable & (torch.arange(selected.shape[1]) % 3 == 0))
+        # The selection gets the batch's generator first; the corruption draws from it next.
+        ordinary = torch.tensor([i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids])
+        inputs, labels = mask_tokens(
+            original,
+            selected,
+            mask_token_id=tokenizer.mask_token_id,
+            replace_prob=0.8,
+            random_prob=0.1,
+            random_token_ids=ordinary,
+            generator=stream.get(),
+        )
+        assert torch.equal(batch["input_ids"], inputs) and torch.equal(batch["labels"], labels)
+        assert isinstance(generator, torch.Generator)
 
 
 def batches(collator, examples, n=4):
