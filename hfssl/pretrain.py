@@ -250,7 +250,9 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
 
 
 def check_ramps(cfg) -> None:
-    """Refuse, before anything is written, a batch-size warmup or masking-rate schedule this run cannot follow."""
+    """Refuse, before anything is written, a masking-rate schedule this run cannot follow: one over a loaded corpus
+    whose batches DataLoader workers mask. (Batch-size warmup's settings are checked where they are read, in
+    `TrainArgs`.)"""
     t, masking = cfg.train, getattr(cfg, "masking", None)
     if getattr(masking, "mask_rate_schedule", None):
         # The schedule reads a batch's step off its place among the process's batches: a stream says where each

@@ -65,7 +65,7 @@ class ResumableStream(torch.utils.data.IterableDataset):
 
     Args:
         batches: `batches(part, parts, state)`, e.g. `StreamedBlocks.batches` with its batch size bound.
-        collator: collates a list of items; a `SeededStream`, reseeded per role and batch.
+        collator: collates a list of items; a `hfssl.collators.base.Collator`, reseeded per role and batch.
         rank, world_size: this process and the number of processes.
         workers: the DataLoader's `num_workers` (0: the main process reads the one role).
     """

@@ -107,7 +107,8 @@ class ObjectiveModule(Protocol):
     """What each module in `hfssl.objectives.OBJECTIVES` provides."""
 
     SCHEMA: type
-    """The recipe schema its runs use (`PretrainConfig` for text, `SpeechPretrainConfig` for speech)."""
+    """The recipe schema its runs use: `PretrainConfig` (text) or `SpeechPretrainConfig` (speech) with the
+    objective's own settings as the `objective` section (a dataclass of its module), and any section of its own."""
     UNIT: str
     """What the loop counts the training data in: "tokens" or "audio_seconds"."""
 

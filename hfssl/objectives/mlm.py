@@ -116,7 +116,7 @@ class MaskedLM(torch.nn.Module):
 
 
 def make_collator(masking: MaskingArgs, tokenizer, seed: int, sampling_noise: bool = False, documents: bool = False):
-    """The masking section's collator; with `sampling_noise`, its batches carry `sample_u` too (see `MLMCollator`),
+    """The masking section's collator; with `sampling_noise`, its batches carry `sample_u` too (see `MaskingCollator`),
     with `documents`, `document_ids` and `position_ids` (document packing)."""
     common = dict(
         tokenizer=tokenizer,
