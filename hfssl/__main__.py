@@ -158,7 +158,7 @@ def run_export(args: argparse.Namespace) -> None:
 
 def run_finetune(args: argparse.Namespace) -> None:
     cfg = config_lib.load(FinetuneConfig, args.recipe, overrides(args, FinetuneConfig))
-    from hfssl.finetune import finetune, summary
+    from hfssl.downstream.finetune import finetune, summary
     from hfssl.hub import check_can_push, push_final
 
     if cfg.hub.push_checkpoints:
@@ -184,9 +184,9 @@ def run_probe(args: argparse.Namespace) -> None:
     import torch
 
     from hfssl.data.labelled import load_labelled
-    from hfssl.finetune import load_backbone, load_processor
+    from hfssl.downstream.loaders import load_backbone, load_processor
+    from hfssl.downstream.probe import probe
     from hfssl.io import check_output_dir, write_json
-    from hfssl.probe import probe
 
     if cfg.data.regression:
         raise UsageError("data.regression: the probe is a classifier (logistic regression); fine-tune for scores")
@@ -218,7 +218,7 @@ def run_probe(args: argparse.Namespace) -> None:
 
 def run_label_efficiency(args: argparse.Namespace) -> None:
     cfg = config_lib.load(LabelEfficiencyConfig, args.recipe, overrides(args, LabelEfficiencyConfig))
-    from hfssl.label_efficiency import label_efficiency
+    from hfssl.downstream.label_efficiency import label_efficiency
 
     result = label_efficiency(cfg)
     for entry in result["summary"]:
@@ -232,7 +232,7 @@ def run_label_efficiency(args: argparse.Namespace) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     given = overrides(args, EvaluateConfig)
     cfg = config_lib.load(EvaluateConfig, args.recipe, given)
-    from hfssl.suites import run_suite
+    from hfssl.downstream.suites import run_suite
 
     # the data settings the recipe or the command line gives apply to every task, over the task's own
     recipe = config_lib.read_recipe(args.recipe) if args.recipe is not None else {}

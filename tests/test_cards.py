@@ -148,7 +148,7 @@ def test_audio_objective_says_whether_the_front_end_was_frozen(frozen):
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
     from hfssl.config import ClassifierModelArgs
-    from hfssl.finetune import describe_finetune_objective
+    from hfssl.downstream.finetune import describe_finetune_objective
 
     config = Wav2Vec2Config(
         hidden_size=32,
@@ -174,7 +174,7 @@ def test_a_frozen_encoder_is_said_to_be_frozen():
     from transformers import BertConfig, BertForSequenceClassification
 
     from hfssl.config import FinetuneArgs
-    from hfssl.finetune import describe_finetune_objective
+    from hfssl.downstream.finetune import describe_finetune_objective
 
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=2)
     model = BertForSequenceClassification(config)
@@ -221,7 +221,7 @@ def test_hub_data_and_base_model_come_from_the_recipe(mlm_export, speech_export,
 def test_finetune_metadata_names_the_hub_model_and_dataset(text_classifier):
     from transformers import AutoModelForSequenceClassification
 
-    from hfssl.finetune import render_card
+    from hfssl.downstream.finetune import render_card
 
     model = AutoModelForSequenceClassification.from_pretrained(text_classifier / "final")
     names = list(model.config.id2label.values())
@@ -253,7 +253,7 @@ def test_finetune_metadata_names_the_hub_model_and_dataset(text_classifier):
 
 
 def test_label_efficiency_section_keeps_the_card_valid(mlm_export, tmp_path):
-    from hfssl.label_efficiency import PLOT, SECTION_START, label_efficiency
+    from hfssl.downstream.label_efficiency import PLOT, SECTION_START, label_efficiency
 
     model = tmp_path / "mlm"
     shutil.copytree(mlm_export, model)

@@ -40,7 +40,7 @@ from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
 
 logger = logging.getLogger(__name__)
 
-SUITES = Path(__file__).parent / "recipes" / "suites"
+SUITES = Path(__file__).parent.parent / "recipes" / "suites"
 SECTION_START, SECTION_END = "<!-- hfssl:evaluate -->", "<!-- /hfssl:evaluate -->"
 _SPLITS = ("validation", "test")
 EMBEDDING_METRICS = ("spearman", "recall@1", "recall@10")
@@ -184,11 +184,11 @@ def _embedding_task(entry: dict, where: str, metric: str, data_dir: str | None) 
 
 def check_model_fits(cfg: EvaluateConfig, tasks: list[Task], suite: str) -> None:
     """A text export for text tasks, a speech encoder for audio ones."""
-    from hfssl.finetune import load_config
+    from hfssl.downstream.loaders import load_model_config
     from hfssl.models.speech import is_speech_encoder
 
     check_local(cfg.model.name_or_path, "model.name_or_path", "pretrain or export a model there first")
-    config = load_config(cfg.model)
+    config = load_model_config(cfg.model)
     speech = is_speech_encoder(config)
     for task in tasks:
         if (task.data.task == "audio") != speech:
@@ -286,7 +286,7 @@ def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
 
 
 def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
-    from hfssl.finetune import SCORED_AT_LAST_STEP, finetune
+    from hfssl.downstream.finetune import SCORED_AT_LAST_STEP, finetune
 
     with tempfile.TemporaryDirectory(prefix="hfssl-evaluate-") as scratch:
         run_cfg = FinetuneConfig(
@@ -302,8 +302,8 @@ def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
 
 
 def _probe(cfg: EvaluateConfig, task: Task, seed: int) -> tuple[dict, bool]:
-    from hfssl.finetune import load_backbone, load_processor
-    from hfssl.probe import probe
+    from hfssl.downstream.loaders import load_backbone, load_processor
+    from hfssl.downstream.probe import probe
 
     processor = load_processor(dataclasses.replace(cfg, data=task.data))
     splits = load_labelled(dataclasses.replace(task.data, few_label_validation="full"), seed=seed)
@@ -319,8 +319,8 @@ def _probe(cfg: EvaluateConfig, task: Task, seed: int) -> tuple[dict, bool]:
 
 def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
     """The export's embeddings scored on the task's set."""
-    from hfssl import embeddings
-    from hfssl.finetune import load_backbone, load_processor
+    from hfssl.downstream import embeddings
+    from hfssl.downstream.loaders import load_backbone, load_processor
 
     embeddings.require_sentence_transformers(f"task {task.name}")
     d = task.data

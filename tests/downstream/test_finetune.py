@@ -205,7 +205,7 @@ def test_a_hub_token_is_never_written(mlm_export, tmp_path):
 def test_head_learning_rate_is_its_own_parameter_group(mlm_export, tmp_path):
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-    from hfssl.finetune import grouped_optimizer, head_parameter_names
+    from hfssl.downstream.finetune import grouped_optimizer, head_parameter_names
 
     model = AutoModelForSequenceClassification.from_pretrained(mlm_export, num_labels=3)
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none")

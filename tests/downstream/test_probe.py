@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hfssl.__main__ import main
+from hfssl.downstream.probe import fit_probe, parse_layer
 from hfssl.errors import UsageError
-from hfssl.probe import fit_probe, parse_layer
 
 CENTRES = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)) * 3
 

@@ -3,8 +3,8 @@
 For every label fraction and seed, the same architecture is trained twice on the same labelled subsample (stratified,
 seeded): once from the pretrained checkpoint and once from random initialisation; by fine-tuning (a fixed step budget
 on the Trainer) or by probing frozen features. For audio, the classic pipeline (MFCC statistics + logistic regression,
-`hfssl.baselines`) is fitted on the same subsamples too. The results become a CSV and JSON table, a PNG plot and a
-model-card section, which is also written into the model's own card when the model is a local directory.
+`hfssl.downstream.baselines`) is fitted on the same subsamples too. The results become a CSV and JSON table, a PNG plot
+and a model-card section, which is also written into the model's own card when the model is a local directory.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import torch
 from hfssl.cards import put_card_section
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
+from hfssl.downstream.finetune import SCORED_AT_LAST_STEP, finetune
+from hfssl.downstream.loaders import load_backbone, load_processor
+from hfssl.downstream.probe import example_batches, fit_probe, parse_layer, pooled_features
 from hfssl.errors import UsageError
-from hfssl.finetune import SCORED_AT_LAST_STEP, finetune, load_backbone, load_processor
 from hfssl.io import write_json, write_text
-from hfssl.probe import example_batches, fit_probe, parse_layer, pooled_features
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _probe_rows(cfg: LabelEfficiencyConfig, processor, full, evaluation: str) ->
 def _baseline_rows(cfg: LabelEfficiencyConfig, processor, full) -> list[dict]:
     """MFCC statistics + logistic regression on the subsamples the probe sweep draws (for the embedded task, the ones
     fine-tuning draws too), scored on the same split."""
-    from hfssl.baselines import mfcc_features
+    from hfssl.downstream.baselines import mfcc_features
 
     eval_split = full.test if full.test is not None else full.validation
     rate, seconds = processor.sampling_rate, cfg.data.max_seconds

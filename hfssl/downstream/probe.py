@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DataCollatorWithPadding
 
+from hfssl.collators.classification import AudioClassificationCollator
 from hfssl.config import LabelledDataArgs, TrainArgs
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.errors import UsageError
@@ -74,8 +75,6 @@ def text_batches(dataset, tokenizer, batch_size: int, max_length: int):
 
 def audio_batches(dataset, feature_extractor, batch_size: int, max_seconds: float):
     """Padded, normalised batches of a dataset with an undecoded "audio" column, in order."""
-    from hfssl.finetune import AudioClassificationCollator
-
     collate = AudioClassificationCollator(feature_extractor, max_seconds)
     audio = dataset.select_columns(["audio"])
     for start in range(0, len(audio), batch_size):
