@@ -5,8 +5,8 @@ after unsupervised SimCSE, a random encoder of the same architecture, and TF-IDF
     HF_HUB_OFFLINE=1 python bench/embeddings.py --mlm runs/mlm-tiny/final --simcse runs/simcse-tiny/final
     HF_HUB_OFFLINE=1 python bench/embeddings.py --quick                            # smoke test, ~2 minutes
 
-Rows, each scored by `hfssl.embeddings.score` (sentence-transformers' evaluators) on the same sets as the suite
-`embeddings` of `hfssl evaluate`: Spearman correlation of cosine similarities with the graded scores of 1,000
+Rows, each scored by `hfssl.downstream.embeddings.score` (sentence-transformers' evaluators) on the same sets as the
+suite `embeddings` of `hfssl evaluate`: Spearman correlation of cosine similarities with the graded scores of 1,000
 generated pairs (0: another topic ... 4: a close rewrite), and recall@1/@10 of each of 200 queries' close rewrite
 among 1,000 passages.
 - masked LM: `--mlm` (an `hfssl pretrain recipes/text/mlm-tiny.yaml` export), its last layer mean-pooled;
@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from hfssl import embeddings
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity
+from hfssl.downstream import embeddings
 from hfssl.objectives import load_pretrain
 from hfssl.pretrain import pretrain
 

@@ -25,7 +25,7 @@ fortune cookies, which `bench/fortunes.py` turns into both.
 Downstream, on the embedded topic task (8 topics; `text/label-efficiency-tiny`: 2,400 training examples, 300 test),
 with each of `--fractions` of the training labels (a stratified subsample drawn by the seed) and each of `--seeds`:
 - probe: `hfssl label-efficiency` with `sweep.method: probe`: every layer of the frozen export mean-pooled, a learned
-  softmax mix of the layers and a logistic regression (`hfssl.probe`);
+  softmax mix of the layers and a logistic regression (`hfssl.downstream.probe`);
 - fine-tuned: `hfssl label-efficiency` with `sweep.method: finetune`: the whole export with a classification head on
   transformers' Trainer, at the recipe's learning rate for 5 epochs (at least `sweep.min_steps` steps);
 - random init: the from-scratch runs of the same two sweeps (the export's architecture and tokenizer, random
@@ -59,9 +59,9 @@ import transformers
 
 from hfssl.config import LabelEfficiencyConfig, load
 from hfssl.data.labelled import load_labelled
+from hfssl.downstream.label_efficiency import label_efficiency, summarise
 from hfssl.dry_run import DRY_RUN_WARMUP
 from hfssl.errors import UsageError
-from hfssl.label_efficiency import label_efficiency, summarise
 from hfssl.metrics import compute_classification_metrics
 from hfssl.objectives import load_pretrain
 from hfssl.pretrain import pretrain

@@ -23,8 +23,8 @@ k-means, labelling every clip) is timed on its own and added in the last column.
 `recipes/speech/label-efficiency-keywords-tiny.yaml` (1,200 training clips, 150 test), twice: probed (frozen,
 `sweep.method: probe`) and fine-tuned (`sweep.method: finetune`, the recipe's step budget and learning rates), at
 `--fractions` of the labels and `--seeds`; each sweep also trains the same architecture from random initialisation,
-and fits MFCC statistics + logistic regression (`hfssl.baselines`) on the same subsamples. Every score is test
-accuracy, mean ± standard deviation over the seeds.
+and fits MFCC statistics + logistic regression (`hfssl.downstream.baselines`) on the same subsamples. Every score is
+test accuracy, mean ± standard deviation over the seeds.
 
 Target (issue 15): the best encoder fine-tuned with 10% of the labels at or above the MFCC baseline with all of them.
 """
@@ -117,10 +117,10 @@ def pretrain_for(recipe: str, minutes: float, work: Path, args) -> dict:
 def random_probe(arch: str, threads: int) -> float:
     """The probe of a randomly initialised tiny encoder of `arch` (the floor every objective should clear)."""
     from hfssl.config import AudioDataArgs, SpeechModelArgs, TrainArgs
+    from hfssl.downstream.probe import load_probe_data, probe
     from hfssl.models.speech import feature_extractor
     from hfssl.objectives import masked_speech, wav2vec2
     from hfssl.objectives.best_rq import BestRQArgs
-    from hfssl.probe import load_probe_data, probe
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -138,7 +138,7 @@ def random_probe(arch: str, threads: int) -> float:
 def sweep(export: Path, method: str, out: Path, args) -> dict:
     """`hfssl label-efficiency` of `export` by `method` on the keyword task: its rows and summary."""
     from hfssl.config import LabelEfficiencyConfig, load
-    from hfssl.label_efficiency import label_efficiency
+    from hfssl.downstream.label_efficiency import label_efficiency
 
     overrides = {
         "model.name_or_path": str(export),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import logging
 import os
@@ -118,7 +117,7 @@ def settings_given(args: argparse.Namespace) -> dict[str, str]:
     return {k: v for k, v in vars(args).items() if "." in k}
 
 
-def run_pretrain(args: argparse.Namespace) -> None:
+def pretrain_command(args: argparse.Namespace) -> None:
     from hfssl.objectives import load_pretrain
 
     cfg = load_pretrain(args.recipe, settings_given(args))
@@ -149,8 +148,8 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run_hubert_targets(args: argparse.Namespace) -> None:
-    from hfssl.hubert_targets import run_hubert_targets as build_targets
+def hubert_targets_command(args: argparse.Namespace) -> None:
+    from hfssl.hubert_targets import run_hubert_targets
     from hfssl.objectives import load_pretrain
     from hfssl.objectives.hubert import HubertConfig
 
@@ -161,10 +160,10 @@ def run_hubert_targets(args: argparse.Namespace) -> None:
             "objective.name hubert"
         )
 
-    print(build_targets(cfg, overwrite=args.overwrite))
+    print(run_hubert_targets(cfg, overwrite=args.overwrite))
 
 
-def run_tokenizer_train(args: argparse.Namespace) -> None:
+def tokenizer_train_command(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
     from hfssl.io import atomic_dir, check_replaceable
@@ -178,7 +177,7 @@ def run_tokenizer_train(args: argparse.Namespace) -> None:
     print(f"{cfg.tokenizer.kind} tokenizer with {len(tokenizer):,} tokens saved to {args.out}")
 
 
-def run_export(args: argparse.Namespace) -> None:
+def export_command(args: argparse.Namespace) -> None:
     from hfssl.export import export_checkpoint
     from hfssl.io import check_replaceable
 
@@ -187,9 +186,9 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"exported {args.checkpoint} to {out}")
 
 
-def run_finetune(args: argparse.Namespace) -> None:
+def finetune_command(args: argparse.Namespace) -> None:
     cfg = config_lib.load(FinetuneConfig, args.recipe, overrides(args, FinetuneConfig))
-    from hfssl.finetune import finetune, summary
+    from hfssl.downstream.finetune import finetune, summary
     from hfssl.hub import check_can_push, push_final
 
     if cfg.hub.push_checkpoints:
@@ -210,46 +209,21 @@ def report_push(hub, url: str | None) -> None:
         print(f"pushed to {hub.repo_id}: {url}")
 
 
-def run_probe(args: argparse.Namespace) -> None:
+def probe_command(args: argparse.Namespace) -> None:
     cfg = config_lib.load(ProbeConfig, args.recipe, overrides(args, ProbeConfig))
-    import torch
+    from hfssl.downstream.probe import probe_model
 
-    from hfssl.data.labelled import load_labelled
-    from hfssl.finetune import load_backbone, load_processor
-    from hfssl.io import check_output_dir, write_json
-    from hfssl.probe import probe
-
-    if cfg.data.regression:
-        raise UsageError("data.regression: the probe is a classifier (logistic regression); fine-tune for scores")
-    output = Path(cfg.probe.output)
-    if output.is_dir():
-        raise UsageError(f"probe.output: {output} is a directory; name the file the scores go to")
-    check_output_dir(output.parent, "probe.output")
-    processor = load_processor(cfg)
-    # a probe selects nothing (its L2 penalty is fixed): validation is only scored, whole, when there is no test split
-    splits = load_labelled(dataclasses.replace(cfg.data, few_label_validation="full"))
-    backbone = load_backbone(cfg.model)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    p = cfg.probe
-    result = probe(
-        backbone.to(device),
-        processor,
-        splits,
-        p.layer,
-        p.l2,
-        p.batch_size,
-        cfg.data.max_length,
-        device,
-        max_seconds=cfg.data.max_seconds,
+    result = probe_model(cfg)
+    scratch = ", a randomly initialised encoder" if cfg.model.from_scratch else ""
+    print(
+        f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}{scratch}); "
+        f"{cfg.probe.output}"
     )
-    result["model"] = cfg.model.name_or_path
-    write_json(Path(p.output), result)
-    print(f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}); {p.output}")
 
 
-def run_label_efficiency(args: argparse.Namespace) -> None:
+def label_efficiency_command(args: argparse.Namespace) -> None:
     cfg = config_lib.load(LabelEfficiencyConfig, args.recipe, overrides(args, LabelEfficiencyConfig))
-    from hfssl.label_efficiency import label_efficiency
+    from hfssl.downstream.label_efficiency import label_efficiency
 
     result = label_efficiency(cfg)
     for entry in result["summary"]:
@@ -260,10 +234,10 @@ def run_label_efficiency(args: argparse.Namespace) -> None:
     print(f"table, plot and card section in {cfg.sweep.output_dir}")
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
+def evaluate_command(args: argparse.Namespace) -> None:
     given = overrides(args, EvaluateConfig)
     cfg = config_lib.load(EvaluateConfig, args.recipe, given)
-    from hfssl.suites import run_suite
+    from hfssl.downstream.suites import run_suite
 
     # the data settings the recipe or the command line gives apply to every task, over the task's own
     recipe = config_lib.read_recipe(args.recipe) if args.recipe is not None else {}
@@ -274,7 +248,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"{'average':>14}  {result['average']:.4f}; table in {cfg.suite.output_dir}")
 
 
-def run_push(args: argparse.Namespace) -> None:
+def push_command(args: argparse.Namespace) -> None:
     from hfssl.hub import push
 
     url = push(
@@ -289,15 +263,15 @@ def run_push(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {
-    "pretrain": run_pretrain,
-    "hubert-targets": run_hubert_targets,
-    "tokenizer train": run_tokenizer_train,
-    "finetune": run_finetune,
-    "probe": run_probe,
-    "label-efficiency": run_label_efficiency,
-    "evaluate": run_evaluate,
-    "export": run_export,
-    "push": run_push,
+    "pretrain": pretrain_command,
+    "hubert-targets": hubert_targets_command,
+    "tokenizer train": tokenizer_train_command,
+    "finetune": finetune_command,
+    "probe": probe_command,
+    "label-efficiency": label_efficiency_command,
+    "evaluate": evaluate_command,
+    "export": export_command,
+    "push": push_command,
 }
 
 

@@ -27,12 +27,12 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import torch
-import torchaudio
 from datasets.table import InMemoryTable
 from tqdm.auto import tqdm
 
 from hfssl.config import SpeechPretrainConfig, arg, check
 from hfssl.data.audio import AudioClips, load_audio
+from hfssl.data.mfcc import MfccFeatures
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, write_json
 from hfssl.kmeans import fit_kmeans
@@ -53,50 +53,11 @@ TARGETS_JSON = "targets.json"
 KMEANS_FILE = "kmeans.safetensors"
 _FORMAT = 1  # of the cache directory; bump it when its layout changes
 
-MFCC_COEFFICIENTS = 13
-MFCC_MEL_BINS = 23  # Kaldi's default; more bands than this leave empty filters with a 25 ms window
-MFCC_WINDOW_SECONDS = 0.025
-
 Features = Callable[[np.ndarray], torch.Tensor]
 """A clip (1-D float32 samples) -> its (frames, dim) features at the encoder's frame rate (or off by a frame)."""
 
 
 # --------------------------------------------------------------------------- features
-
-
-class MfccFeatures:
-    """13 MFCCs with deltas and delta-deltas (39 dims): a 25 ms window, a hop of one encoder frame, no centring, so
-    frame i covers the same samples as the conv encoder's frame i (at 16 kHz both see [320 i, 320 i + 400))."""
-
-    def __init__(self, sampling_rate: int, samples_per_frame: int):
-        self.window = round(MFCC_WINDOW_SECONDS * sampling_rate)
-        self.transform = torchaudio.transforms.MFCC(
-            sample_rate=sampling_rate,
-            n_mfcc=MFCC_COEFFICIENTS,
-            melkwargs={
-                "n_fft": self.window,
-                "win_length": self.window,
-                "hop_length": samples_per_frame,
-                "n_mels": MFCC_MEL_BINS,
-                "center": False,
-            },
-        )
-
-    @torch.inference_mode()
-    def __call__(self, clip: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(clip, dtype=torch.float32)
-        if len(x) < self.window:  # one frame at least, so that trimming to the encoder's count can repeat it
-            x = torch.nn.functional.pad(x, (0, self.window - len(x)))
-        # One clip's tensors are too small for intra-op threads: waking them costs more than the work (measured
-        # 2 ms a 2 s clip on one thread, 20 ms on two of a busy 2-core machine).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            mfcc = self.transform(x)
-            deltas = torchaudio.functional.compute_deltas(mfcc)
-            return torch.cat([mfcc, deltas, torchaudio.functional.compute_deltas(deltas)]).T.contiguous()
-        finally:
-            torch.set_num_threads(threads)
 
 
 class HiddenFeatures:

@@ -76,7 +76,7 @@ def finetune_tiny(model, out, recipe: str, **changes):
     """A classifier fine-tuned by hfssl for one short epoch; returns the run directory."""
     from hfssl import config as config_lib
     from hfssl.config import FinetuneConfig
-    from hfssl.finetune import finetune
+    from hfssl.downstream.finetune import finetune
 
     values = {
         "model.name_or_path": str(model),

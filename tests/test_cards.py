@@ -144,46 +144,6 @@ def test_audio_classifier_card(audio_classifier, speech_export):
     assert "stayed frozen" not in section(card, "## Training objective")
 
 
-@pytest.mark.parametrize("frozen", [True, False])
-def test_audio_objective_says_whether_the_front_end_was_frozen(frozen):
-    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
-
-    from hfssl.config import ClassifierModelArgs
-    from hfssl.finetune import describe_finetune_objective
-
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(32, 32),
-        conv_stride=(5, 2),
-        conv_kernel=(10, 3),
-        num_labels=3,
-    )
-    model = Wav2Vec2ForSequenceClassification(config)
-    if frozen:
-        model.freeze_feature_encoder()
-    cfg = FinetuneConfig(model=ClassifierModelArgs(mask_time_prob=0.1))
-    text = describe_finetune_objective(cfg, model)
-    assert "from the pretrained weights" in text and "cross-entropy over the 3 labels" in text
-    assert ("feature encoder stayed frozen" in text) is frozen
-    assert "SpecAugment masked the encoder's inputs while training (mask_time_prob 0.1)" in text
-
-
-def test_a_frozen_encoder_is_said_to_be_frozen():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from hfssl.config import FinetuneArgs
-    from hfssl.finetune import describe_finetune_objective
-
-    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=2)
-    model = BertForSequenceClassification(config)
-    text = describe_finetune_objective(FinetuneConfig(finetune=FinetuneArgs(freeze_encoder=True)), model)
-    assert "The encoder stayed frozen: only the head was trained" in text
-    assert "stayed frozen" not in describe_finetune_objective(FinetuneConfig(), model)
-
-
 # --------------------------------------------------------------------------- metadata from the recipe's values
 
 RUN = {"steps": 10, "tokens_seen": 5000, "audio_seconds_seen": 90.0, "wall_time_s": 4.0, "device": "cpu"}
@@ -222,7 +182,7 @@ def test_hub_data_and_base_model_come_from_the_recipe(mlm_export, speech_export,
 def test_finetune_metadata_names_the_hub_model_and_dataset(text_classifier):
     from transformers import AutoModelForSequenceClassification
 
-    from hfssl.finetune import render_card
+    from hfssl.downstream.finetune import render_card
 
     model = AutoModelForSequenceClassification.from_pretrained(text_classifier / "final")
     names = list(model.config.id2label.values())
@@ -254,7 +214,7 @@ def test_finetune_metadata_names_the_hub_model_and_dataset(text_classifier):
 
 
 def test_label_efficiency_section_keeps_the_card_valid(mlm_export, tmp_path):
-    from hfssl.label_efficiency import PLOT, SECTION_START, label_efficiency
+    from hfssl.downstream.label_efficiency import PLOT, SECTION_START, label_efficiency
 
     model = tmp_path / "mlm"
     shutil.copytree(mlm_export, model)

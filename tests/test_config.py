@@ -17,9 +17,9 @@ from hfssl.config import (
     SpeechPretrainConfig,
     TokenizerTrainConfig,
 )
+from hfssl.downstream.suites import load_suite
 from hfssl.errors import UsageError
 from hfssl.objectives import OBJECTIVES, is_speech, load_pretrain
-from hfssl.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "suites")

@@ -18,13 +18,13 @@ from transformers import AutoModel
 from hfssl.__main__ import main
 from hfssl.config import AudioDataArgs, SpeechModelArgs
 from hfssl.data.audio import AudioClips, load_audio
+from hfssl.data.mfcc import MfccFeatures
 from hfssl.data.synthetic_audio import synthetic_utterances
 from hfssl.errors import UsageError
 from hfssl.hubert_targets import (
     KMEANS_FILE,
     TARGETS_JSON,
     HiddenFeatures,
-    MfccFeatures,
     encoder_config,
     fit_length,
     fit_plan,

@@ -18,6 +18,7 @@ from hfssl.collators.audio import AudioMaskCollator, MelTargets
 from hfssl.config import SpeechPretrainConfig
 from hfssl.data.audio import DurationBatches, DurationBatchSampler, estimate_seconds, load_audio
 from hfssl.data.stream import stream_loader
+from hfssl.downstream.probe import load_probe_data, probe, training_scores
 from hfssl.io import atomic_dir
 from hfssl.models.speech import (
     FINETUNE_MASK_TIME_PROB,
@@ -27,7 +28,6 @@ from hfssl.models.speech import (
     uses_filterbanks,
 )
 from hfssl.objectives.base import Setup
-from hfssl.probe import load_probe_data, probe, training_scores
 
 logger = logging.getLogger(__name__)
 

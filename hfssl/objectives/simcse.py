@@ -19,13 +19,13 @@ from accelerate import Accelerator
 from huggingface_hub import ModelCard
 from transformers import AutoModel, PreTrainedModel
 
-from hfssl import embeddings
 from hfssl.cards import fmt
 from hfssl.collators.pairs import ContrastiveCollator
 from hfssl.config import ObjectiveSection, PretrainConfig, TrainArgs, arg, check
 from hfssl.data.pairs import load_pairs, tokenize_pairs
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
 from hfssl.distributed import gather_with_grad
+from hfssl.downstream import embeddings
 from hfssl.errors import UsageError
 from hfssl.models import load_config
 from hfssl.models.text import DECODERS, build_model, check_positions, dropout_fields, is_causal

@@ -24,11 +24,11 @@ from hfssl.config import MaskingArgs, PretrainConfig
 from hfssl.data.buckets import LengthGroupedSampler, padding_shares
 from hfssl.data.stream import stream_loader
 from hfssl.data.text import estimate_tokens, load_corpus, pack, tokenize_corpus
+from hfssl.downstream.probe import load_probe_data, probe, training_scores
 from hfssl.errors import UsageError, first_line
 from hfssl.io import atomic_dir, check_local
 from hfssl.models.text import takes_document_masks
 from hfssl.objectives.base import ObjectiveOutput, Setup
-from hfssl.probe import load_probe_data, probe, training_scores
 from hfssl.tokenizer import train_on_corpus
 
 logger = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ import torch
 from helpers import assert_resumes_exactly, env, hfssl
 from huggingface_hub import ModelCard
 
-from hfssl import embeddings
 from hfssl.config import TrainArgs
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
 from hfssl.data.synthetic import graded_pairs
 from hfssl.distributed import gather_with_grad
+from hfssl.downstream import embeddings
 from hfssl.objectives.simcse import probe_sets
 
 pytest.importorskip("sentence_transformers")

@@ -9,7 +9,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from hfssl.__main__ import main
-from hfssl.label_efficiency import SECTION_END, SECTION_START
+from hfssl.downstream.label_efficiency import SECTION_END, SECTION_START
 
 SWEEP = [
     "--data.synthetic_examples", "400", "--data.max_length", "64",
@@ -113,8 +113,8 @@ def test_an_audio_sweep_has_the_mfcc_baseline_on_the_same_subsamples(speech_expo
 def test_mfcc_statistics_describe_the_clip():
     import numpy as np
 
-    from hfssl.baselines import mfcc_statistics
-    from hfssl.hubert_targets import MfccFeatures
+    from hfssl.data.mfcc import MfccFeatures
+    from hfssl.downstream.baselines import mfcc_statistics
 
     features = MfccFeatures(16000, 160)
     t = np.arange(16000) / 16000

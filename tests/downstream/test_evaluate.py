@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 from hfssl.__main__ import main
 from hfssl.config import EvaluateConfig, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
-from hfssl.suites import SECTION_END, SECTION_START, load_suite
+from hfssl.downstream.suites import SECTION_END, SECTION_START, load_suite
 
 TINY = ["--data.synthetic_examples", "200", "--data.max_length", "32", "--training.num_train_epochs", "1",
         "--training.per_device_train_batch_size", "16", "--suite.seeds", "[0, 1]"]  # fmt: skip
@@ -57,7 +57,7 @@ def test_the_card_gets_the_table_and_model_index_entries_once(evaluated):
     assert ("same-topic", "hfssl/same_topic", "accuracy") in entries
 
     # a second run replaces its entries and its section rather than adding to them
-    from hfssl.suites import add_to_card
+    from hfssl.downstream.suites import add_to_card
 
     result = json.loads((out / "results.json").read_text())
     tasks = load_suite("embedded")

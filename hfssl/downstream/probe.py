@@ -1,4 +1,4 @@
-"""Linear probes on frozen features: mean-pooled hidden states of every layer, then logistic regression.
+"""Linear probes on frozen features: pooled hidden states of every layer, then logistic regression.
 
 The encoder runs once over the data; the classifier is fitted full-batch with L-BFGS on the pooled features, so a
 probe of a small model on a few thousand examples takes seconds and can run inside pretraining (`train.probe_every`).
@@ -7,20 +7,32 @@ The classifier reads one layer, or a softmax-weighted sum of all layers learned 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import DataCollatorWithPadding
 
-from hfssl.config import LabelledDataArgs, TrainArgs
+from hfssl.collators.classification import AudioClassificationCollator
+from hfssl.config import ClassifierModelArgs, LabelledDataArgs, ProbeConfig, TrainArgs
 from hfssl.data.labelled import LabelledSplits, load_labelled
+from hfssl.downstream.loaders import load_backbone, load_processor
 from hfssl.errors import UsageError
+from hfssl.io import check_output_dir, write_json
 from hfssl.metrics import compute_classification_metrics
 
 logger = logging.getLogger(__name__)
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "input_values", "input_features")
+# How an encoder is trained, which a frozen probe never does: `hfssl probe` refuses them.
+_TRAINING_ONLY = {
+    "freeze_feature_encoder": "freezing the feature encoder",
+    "mask_time_prob": "SpecAugment",
+    "mask_time_length": "SpecAugment",
+    "mask_feature_prob": "SpecAugment",
+}
 
 
 def load_probe_data(t: TrainArgs, task: str = "text", max_seconds: float = 10.0) -> LabelledSplits:
@@ -38,8 +50,11 @@ def load_probe_data(t: TrainArgs, task: str = "text", max_seconds: float = 10.0)
 
 
 @torch.no_grad()
-def pooled_features(backbone: torch.nn.Module, batches, device: torch.device | str) -> torch.Tensor:
-    """[examples, layers + 1, hidden]: each layer's hidden states averaged over the unpadded positions.
+def pooled_features(
+    backbone: torch.nn.Module, batches, device: torch.device | str, pooling: str = "mean"
+) -> torch.Tensor:
+    """[examples, layers + 1, hidden]: each layer's hidden states averaged over the unpadded positions (`pooling`
+    mean), or at the first position (cls: the class token of a text encoder).
 
     `backbone` is a transformers base model (`model.base_model`); `batches` yields dicts of its inputs. For audio
     models, whose frames outnumber nothing in the attention mask, the mask is mapped to frames as the model does.
@@ -50,6 +65,9 @@ def pooled_features(backbone: torch.nn.Module, batches, device: torch.device | s
     for batch in batches:
         inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS}
         hidden = torch.stack(backbone(**inputs, output_hidden_states=True).hidden_states, dim=1)
+        if pooling == "cls":
+            pooled.append(hidden[:, :, 0].float().cpu())
+            continue
         mask = inputs.get("attention_mask")
         if mask is None:
             pooled.append(hidden.mean(dim=2).float().cpu())
@@ -74,8 +92,6 @@ def text_batches(dataset, tokenizer, batch_size: int, max_length: int):
 
 def audio_batches(dataset, feature_extractor, batch_size: int, max_seconds: float):
     """Padded, normalised batches of a dataset with an undecoded "audio" column, in order."""
-    from hfssl.finetune import AudioClassificationCollator
-
     collate = AudioClassificationCollator(feature_extractor, max_seconds)
     audio = dataset.select_columns(["audio"])
     for start in range(0, len(audio), batch_size):
@@ -163,17 +179,19 @@ def probe(
     device="cpu",
     seed: int = 0,
     max_seconds: float = 10.0,
+    pooling: str = "mean",
 ) -> dict:
     """Probe `backbone` on labelled `splits` (hfssl.data.labelled.LabelledSplits): fit on train, score on test
-    (validation when there is no test split). `processor` is the tokenizer (text) or feature extractor (audio)."""
+    (validation when there is no test split). `processor` is the tokenizer (text) or feature extractor (audio);
+    `pooling` as `pooled_features` takes it."""
     evaluation = splits.test if splits.test is not None else splits.validation
     num_layers = backbone.config.num_hidden_layers
     index = parse_layer(layer, num_layers)
     train_x = pooled_features(
-        backbone, example_batches(splits.train, processor, batch_size, max_length, max_seconds), device
+        backbone, example_batches(splits.train, processor, batch_size, max_length, max_seconds), device, pooling
     )
     test_x = pooled_features(
-        backbone, example_batches(evaluation, processor, batch_size, max_length, max_seconds), device
+        backbone, example_batches(evaluation, processor, batch_size, max_length, max_seconds), device, pooling
     )
     result = fit_probe(
         train_x,
@@ -192,3 +210,49 @@ def probe(
 def training_scores(result: dict) -> dict[str, float]:
     """What pretraining logs of a probe's `result`: its accuracy and macro F1."""
     return {"accuracy": result["accuracy"], "f1": result["f1"]}
+
+
+def check_probe_settings(cfg: ProbeConfig) -> None:
+    """Refuse, with one line naming the key, a setting `hfssl probe` would otherwise ignore."""
+    if cfg.data.regression:
+        raise UsageError("data.regression: the probe is a classifier (logistic regression); fine-tune for scores")
+    defaults = ClassifierModelArgs()
+    for name, what in _TRAINING_ONLY.items():
+        if getattr(cfg.model, name) != getattr(defaults, name):
+            raise UsageError(
+                f"model.{name}: the probe trains no encoder (its features are frozen), so {what} changes nothing; "
+                "leave it out, or fine-tune"
+            )
+    if cfg.data.few_label_validation != LabelledDataArgs().few_label_validation:
+        raise UsageError(
+            "data.few_label_validation: the probe chooses no checkpoint (its L2 penalty is fixed), so no validation "
+            "split selects anything; leave it out"
+        )
+    if cfg.model.pooling == "cls" and cfg.data.task == "audio":
+        raise UsageError("model.pooling: cls reads a text encoder's class token, which speech encoders lack; use mean")
+
+
+def probe_model(cfg: ProbeConfig) -> dict:
+    """`hfssl probe`: the recipe's model, or with `model.from_scratch` a randomly initialised encoder of its
+    architecture (the baseline pretraining should beat), probed on the recipe's labelled data; the scores are
+    written to `probe.output` and returned."""
+    check_probe_settings(cfg)
+    output = Path(cfg.probe.output)
+    if output.is_dir():
+        raise UsageError(f"probe.output: {output} is a directory; name the file the scores go to")
+    check_output_dir(output.parent, "probe.output")
+    processor = load_processor(cfg)
+    # a probe selects nothing (its L2 penalty is fixed): validation is only scored, whole, when there is no test split
+    splits = load_labelled(dataclasses.replace(cfg.data, few_label_validation="full"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    backbone = load_backbone(cfg.model, scratch=cfg.model.from_scratch).to(device)
+    p = cfg.probe
+    result = probe(
+        backbone, processor, splits, p.layer, p.l2, p.batch_size, cfg.data.max_length, device,
+        max_seconds=cfg.data.max_seconds, pooling=cfg.model.pooling,
+    )  # fmt: skip
+    result["model"] = cfg.model.name_or_path
+    result["from_scratch"] = cfg.model.from_scratch
+    result["pooling"] = cfg.model.pooling
+    write_json(output, result)
+    return result

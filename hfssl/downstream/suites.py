@@ -17,13 +17,12 @@ fixed. GLUE's test labels are hidden, so its rows are validation scores, as GLUE
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import statistics
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,18 +33,21 @@ from hfssl.cards import put_card_section
 from hfssl.config import EvaluateConfig, ExportArgs, FinetuneConfig, HubArgs, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
+from hfssl.downstream import report
 from hfssl.errors import UsageError, first_line
 from hfssl.io import check_local, write_json, write_text
 from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
 
 logger = logging.getLogger(__name__)
 
-SUITES = Path(__file__).parent / "recipes" / "suites"
+SUITES = Path(__file__).parent.parent / "recipes" / "suites"
 SECTION_START, SECTION_END = "<!-- hfssl:evaluate -->", "<!-- /hfssl:evaluate -->"
 _SPLITS = ("validation", "test")
 EMBEDDING_METRICS = ("spearman", "recall@1", "recall@10")
 EMBEDDING_METHODS = ("embedding", "mteb")
 """Methods that score embeddings as they are: once, whatever the seeds."""
+CSV_COLUMNS = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES, *REGRESSION_METRIC_NAMES]
+CSV_COLUMNS += [name for name in (*EMBEDDING_METRICS, "main_score") if name not in CSV_COLUMNS]
 
 
 @dataclass
@@ -184,11 +186,11 @@ def _embedding_task(entry: dict, where: str, metric: str, data_dir: str | None) 
 
 def check_model_fits(cfg: EvaluateConfig, tasks: list[Task], suite: str) -> None:
     """A text export for text tasks, a speech encoder for audio ones."""
-    from hfssl.finetune import load_config
+    from hfssl.downstream.loaders import load_model_config
     from hfssl.models.speech import is_speech_encoder
 
     check_local(cfg.model.name_or_path, "model.name_or_path", "pretrain or export a model there first")
-    config = load_config(cfg.model)
+    config = load_model_config(cfg.model)
     speech = is_speech_encoder(config)
     for task in tasks:
         if (task.data.task == "audio") != speech:
@@ -212,14 +214,12 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
         tasks = [t for t in tasks if t.name in suite.tasks]
     check_model_fits(cfg, tasks, suite.name)
     out = Path(suite.output_dir)
-    rows = []
-    for task in tasks:
+
+    def seeds(task: Task) -> list[int]:
         # Scoring embeddings as they are involves no seed: once is enough (from scratch, the first seed's weights).
-        for seed in suite.seeds[:1] if task.method in EMBEDDING_METHODS else suite.seeds:
-            try:
-                rows += _run_task(cfg, task, seed)
-            except UsageError as err:
-                raise UsageError(f"task {task.name}: {err}") from None
+        return suite.seeds[:1] if task.method in EMBEDDING_METHODS else suite.seeds
+
+    rows = report.sweep(tasks, seeds, partial(_run_task, cfg))
     summary = summarise(rows)
     average = statistics.fmean(entry["mean"] for entry in summary)
     result = {
@@ -234,7 +234,7 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
     }
     table = markdown_table(summary, average)
     write_json(out / "results.json", result)
-    write_text(out / "results.csv", _csv(rows))
+    write_text(out / "results.csv", report.csv_text(rows, CSV_COLUMNS))
     write_text(out / "results.md", table + "\n")
     model_dir = Path(cfg.model.name_or_path)
     if suite.update_card and not cfg.model.from_scratch and (model_dir / "config.json").is_file():
@@ -255,6 +255,13 @@ def _mteb_task(entry: dict, where: str, data_dir: str | None) -> Task:
 
 
 def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
+    try:
+        return _task_rows(cfg, task, seed)
+    except UsageError as err:
+        raise UsageError(f"task {task.name}: {err}") from None
+
+
+def _task_rows(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
     if task.method in EMBEDDING_METHODS:
         by_split, has_test = {task.data.split: _embed(cfg, task, seed)}, True
     elif task.method == "probe":
@@ -286,7 +293,7 @@ def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
 
 
 def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
-    from hfssl.finetune import SCORED_AT_LAST_STEP, finetune
+    from hfssl.downstream.finetune import SCORED_AT_LAST_STEP, finetune
 
     with tempfile.TemporaryDirectory(prefix="hfssl-evaluate-") as scratch:
         run_cfg = FinetuneConfig(
@@ -302,8 +309,8 @@ def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
 
 
 def _probe(cfg: EvaluateConfig, task: Task, seed: int) -> tuple[dict, bool]:
-    from hfssl.finetune import load_backbone, load_processor
-    from hfssl.probe import probe
+    from hfssl.downstream.loaders import load_backbone, load_processor
+    from hfssl.downstream.probe import probe
 
     processor = load_processor(dataclasses.replace(cfg, data=task.data))
     splits = load_labelled(dataclasses.replace(task.data, few_label_validation="full"), seed=seed)
@@ -319,8 +326,8 @@ def _probe(cfg: EvaluateConfig, task: Task, seed: int) -> tuple[dict, bool]:
 
 def _embed(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, float]:
     """The export's embeddings scored on the task's set."""
-    from hfssl import embeddings
-    from hfssl.finetune import load_backbone, load_processor
+    from hfssl.downstream import embeddings
+    from hfssl.downstream.loaders import load_backbone, load_processor
 
     embeddings.require_sentence_transformers(f"task {task.name}")
     d = task.data
@@ -389,35 +396,13 @@ def _run_mteb(model, benchmark, task: Task) -> float:
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation over seeds per row name, in the order the rows first appear."""
-    grouped: dict[str, list[dict]] = {}
-    for r in rows:
-        grouped.setdefault(r["row"], []).append(r)
-    summary = []
-    for name, group in grouped.items():
-        values = [r["value"] for r in group]
-        summary.append(
-            {
-                "row": name,
-                "task": group[0]["task"],
-                "method": group[0]["method"],
-                "split": group[0]["split"],
-                "metric": group[0]["metric"],
-                "mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "seeds": len(values),
-            }
-        )
-    return summary
+    return report.summarise(rows, by=("row", "task", "method", "split", "metric"), scores={"value": ("mean", "std")})
 
 
 def markdown_table(summary: list[dict], average: float) -> str:
-    lines = ["| task | method | metric | split | score |", "|---|---|---|---|---|"]
-    for e in summary:
-        lines.append(
-            f"| {e['row']} | {e['method']} | {e['metric']} | {e['split']} | {e['mean']:.3f} ± {e['std']:.3f} |"
-        )
-    lines.append(f"| **average** | | | | **{average:.3f}** |")
-    return "\n".join(lines)
+    lines = [[e["row"], e["method"], e["metric"], e["split"], f"{e['mean']:.3f} ± {e['std']:.3f}"] for e in summary]
+    lines.append(["**average**", "", "", "", f"**{average:.3f}**"])
+    return report.markdown_table(["task", "method", "metric", "split", "score"], lines)
 
 
 def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float, tasks: list[Task], cfg) -> None:
@@ -462,29 +447,17 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
     card.data.eval_results = kept + results
     card.data.model_name = card.data.model_name or model_dir.resolve().name
     t = cfg.training
-    section = "\n".join(
+    section = report.card_section(
+        SECTION_START,
+        SECTION_END,
+        f"Evaluation: the {suite} suite",
         [
-            SECTION_START,
-            f"## Evaluation: the {suite} suite",
-            "",
             f"Every task run on this checkpoint with one set of hyperparameters (learning rate {t.learning_rate:g}, "
             f"{t.num_train_epochs:g} epochs, batch size {t.per_device_train_batch_size}), each fine-tuning scored at "
             f"its last step with no checkpoint chosen on a reported split; mean ± standard deviation over "
             f"{len(cfg.suite.seeds)} seeds (written by `hfssl evaluate`).",
             "",
             markdown_table(summary, average),
-            SECTION_END,
-            "",
-        ]
+        ],
     )
     put_card_section(card_path, card.content, SECTION_START, SECTION_END, section)
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    names = ["task", "row", "method", "split", "seed", "metric", "value", *METRIC_NAMES, *REGRESSION_METRIC_NAMES]
-    names += [name for name in (*EMBEDDING_METRICS, "main_score") if name not in names]
-    writer = csv.DictWriter(buffer, fieldnames=names, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

@@ -11,20 +11,14 @@ import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModel,
     AutoModelForAudioClassification,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
@@ -32,10 +26,12 @@ from transformers import (
 )
 
 from hfssl.cards import TEMPLATES, base_model, compute_rows, hub_dataset_ids, model_name
-from hfssl.config import ClassifierModelArgs, FinetuneConfig
+from hfssl.collators.classification import AudioClassificationCollator
+from hfssl.config import FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
-from hfssl.errors import UsageError, first_line
-from hfssl.io import atomic_dir, check_local, check_output_dir, write_json
+from hfssl.downstream.loaders import load_model_config, load_processor
+from hfssl.errors import UsageError
+from hfssl.io import atomic_dir, check_output_dir, write_json
 from hfssl.metrics import (
     METRIC_NAMES,
     REGRESSION_METRIC_NAMES,
@@ -85,72 +81,6 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
         raise UsageError(f"training: {' '.join(str(err).split())}") from None
 
 
-def _load_preprocessor(cfg, auto, what: str):
-    name = cfg.model.name_or_path
-    check_local(name, "model.name_or_path", "pretrain or export a model there first")
-    try:
-        return auto.from_pretrained(name, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    except (OSError, ValueError, TypeError) as err:
-        raise UsageError(
-            f"model.name_or_path: {name} has no loadable {what} ({first_line(err)}); export it with its {what}"
-        ) from None
-
-
-def load_tokenizer(cfg: FinetuneConfig):
-    return _load_preprocessor(cfg, AutoTokenizer, "tokenizer")
-
-
-def load_processor(cfg):
-    """What turns the data into model inputs: the tokenizer for text, the feature extractor for audio."""
-    if cfg.data.task == "text":
-        return load_tokenizer(cfg)
-    return _load_preprocessor(cfg, AutoFeatureExtractor, "feature extractor")
-
-
-@dataclass
-class AudioClassificationCollator:
-    """Raw labelled clips -> padded, normalised model inputs: each clip decoded (mono, at the extractor's rate),
-    cut to its first `max_seconds`, then padded by the feature extractor with an attention mask."""
-
-    feature_extractor: Any
-    max_seconds: float
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        from hfssl.data.audio import decode_audio
-
-        rate = self.feature_extractor.sampling_rate
-        limit = round(self.max_seconds * rate)
-        clips = [decode_audio(e["audio"], rate)[:limit] for e in examples]
-        batch = self.feature_extractor(
-            clips, sampling_rate=rate, padding=True, return_attention_mask=True, return_tensors="pt"
-        )
-        if "label" in examples[0]:
-            batch["labels"] = torch.tensor([e["label"] for e in examples])
-        return dict(batch)
-
-
-def load_config(m: ClassifierModelArgs, **changes):
-    """The model's config (with `changes`), or UsageError naming the model."""
-    try:
-        return AutoConfig.from_pretrained(
-            m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code, **changes
-        )
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({first_line(err)})") from None
-
-
-def load_backbone(m: ClassifierModelArgs, scratch: bool = False, seed: int = 0):
-    """The encoder without a head (`AutoModel`): pretrained, or randomly initialised from `seed` with its config."""
-    config = load_config(m)
-    if scratch:
-        torch.manual_seed(seed)
-        return AutoModel.from_config(config, trust_remote_code=m.trust_remote_code)
-    try:
-        return AutoModel.from_pretrained(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"model.name_or_path: could not load {m.name_or_path} ({first_line(err)})") from None
-
-
 def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     """A sequence (text) or audio classifier with the label maps, pretrained or (from_scratch) randomly initialised.
     A pretrained speech encoder keeps its convolutional feature encoder frozen, as wav2vec 2.0 fine-tuning does, unless
@@ -163,7 +93,7 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
     }
     if cfg.data.regression:  # one output, squared error: the transformers heads' regression problem type
         labels = {"num_labels": 1, "problem_type": "regression", "id2label": {0: "score"}, "label2id": {"score": 0}}
-    config = load_config(m, **labels)
+    config = load_model_config(m, **labels)
     augment = m.spec_augment()
     if augment and not hasattr(config, "mask_time_prob"):
         raise UsageError(
@@ -251,7 +181,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     args = training_arguments(cfg, **changes)
     processor = load_processor(cfg)  # before the data, so a bad checkpoint fails before any work
     if not audio:
-        config = load_config(cfg.model)
+        config = load_model_config(cfg.model)
         limit = usable_positions(config) if hasattr(config, "max_position_embeddings") else None
         if limit is not None and cfg.data.max_length > limit:
             raise UsageError(

@@ -205,7 +205,7 @@ def test_a_hub_token_is_never_written(mlm_export, tmp_path):
 def test_head_learning_rate_is_its_own_parameter_group(mlm_export, tmp_path):
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-    from hfssl.finetune import grouped_optimizer, head_parameter_names
+    from hfssl.downstream.finetune import grouped_optimizer, head_parameter_names
 
     model = AutoModelForSequenceClassification.from_pretrained(mlm_export, num_labels=3)
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, report_to="none")
@@ -342,3 +342,43 @@ print(score)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_audio_objective_says_whether_the_front_end_was_frozen(frozen):
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    from hfssl.config import ClassifierModelArgs, FinetuneConfig
+    from hfssl.downstream.finetune import describe_finetune_objective
+
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 2),
+        conv_kernel=(10, 3),
+        num_labels=3,
+    )
+    model = Wav2Vec2ForSequenceClassification(config)
+    if frozen:
+        model.freeze_feature_encoder()
+    cfg = FinetuneConfig(model=ClassifierModelArgs(mask_time_prob=0.1))
+    text = describe_finetune_objective(cfg, model)
+    assert "from the pretrained weights" in text and "cross-entropy over the 3 labels" in text
+    assert ("feature encoder stayed frozen" in text) is frozen
+    assert "SpecAugment masked the encoder's inputs while training (mask_time_prob 0.1)" in text
+
+
+def test_a_frozen_encoder_is_said_to_be_frozen():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hfssl.config import FinetuneArgs, FinetuneConfig
+    from hfssl.downstream.finetune import describe_finetune_objective
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=2)
+    model = BertForSequenceClassification(config)
+    text = describe_finetune_objective(FinetuneConfig(finetune=FinetuneArgs(freeze_encoder=True)), model)
+    assert "The encoder stayed frozen: only the head was trained" in text
+    assert "stayed frozen" not in describe_finetune_objective(FinetuneConfig(), model)

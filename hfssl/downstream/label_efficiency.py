@@ -3,19 +3,16 @@
 For every label fraction and seed, the same architecture is trained twice on the same labelled subsample (stratified,
 seeded): once from the pretrained checkpoint and once from random initialisation; by fine-tuning (a fixed step budget
 on the Trainer) or by probing frozen features. For audio, the classic pipeline (MFCC statistics + logistic regression,
-`hfssl.baselines`) is fitted on the same subsamples too. The results become a CSV and JSON table, a PNG plot and a
-model-card section, which is also written into the model's own card when the model is a local directory.
+`hfssl.downstream.baselines`) is fitted on the same subsamples too. The results become a CSV and JSON table, a PNG plot
+and a model-card section, which is also written into the model's own card when the model is a local directory.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -24,10 +21,12 @@ import torch
 from hfssl.cards import put_card_section
 from hfssl.config import LabelEfficiencyConfig
 from hfssl.data.labelled import load_labelled, subsample
+from hfssl.downstream import report
+from hfssl.downstream.finetune import SCORED_AT_LAST_STEP, finetune
+from hfssl.downstream.loaders import load_backbone, load_processor
+from hfssl.downstream.probe import example_batches, fit_probe, parse_layer, pooled_features
 from hfssl.errors import UsageError
-from hfssl.finetune import SCORED_AT_LAST_STEP, finetune, load_backbone, load_processor
 from hfssl.io import write_json, write_text
-from hfssl.probe import example_batches, fit_probe, parse_layer, pooled_features
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
         "summary": summary,
     }
     write_json(out / "results.json", result)
-    write_text(out / "results.csv", _csv(rows))
+    write_text(out / "results.csv", report.csv_text(rows, list(rows[0])))
     plot(summary, out / PLOT, title=f"{sweep.method}: {evaluation} accuracy vs labelled examples")
     section = card_section(summary, sweep.method, evaluation, PLOT)
     write_text(out / "label_efficiency.md", section)
@@ -79,34 +78,36 @@ def label_efficiency(cfg: LabelEfficiencyConfig) -> dict:
 
 
 def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[dict]:
-    rows = []
     batch = cfg.training.per_device_train_batch_size
     scratch_dir = Path(tempfile.mkdtemp(prefix="hfssl-sweep-"))
+
+    def run(fraction: float, seed: int) -> list[dict]:
+        n = len(subsample(full.train, fraction, seed)) if fraction < 1 else len(full.train)
+        steps = max(cfg.sweep.min_steps, math.ceil(cfg.training.num_train_epochs * n / batch))
+        rows = []
+        for kind in MODELS:
+            run_cfg = dataclasses.replace(
+                cfg,
+                model=dataclasses.replace(cfg.model, from_scratch=kind == "scratch"),
+                # no selection here (a fixed step budget, scored at its last step): the validation split is only
+                # scored, whole, when there is no test split
+                data=dataclasses.replace(cfg.data, label_fraction=fraction, few_label_validation="full"),
+            )
+            changes = SCORED_AT_LAST_STEP | {
+                "output_dir": str(scratch_dir / f"{kind}-{fraction}-{seed}"),
+                "seed": seed,
+                "max_steps": steps,
+            }
+            metrics = finetune(run_cfg, export=False, changes=changes)
+            scores = metrics.get(evaluation) or metrics["validation"]
+            rows.append(_row(kind, fraction, n, seed, scores))
+            logger.info("%s, %d labels, seed %d: accuracy %.4f", kind, n, seed, scores["accuracy"])
+        return rows
+
     try:
-        for fraction in cfg.sweep.fractions:
-            for seed in cfg.sweep.seeds:
-                n = len(subsample(full.train, fraction, seed)) if fraction < 1 else len(full.train)
-                steps = max(cfg.sweep.min_steps, math.ceil(cfg.training.num_train_epochs * n / batch))
-                for kind in MODELS:
-                    run_cfg = dataclasses.replace(
-                        cfg,
-                        model=dataclasses.replace(cfg.model, from_scratch=kind == "scratch"),
-                        # no selection here (a fixed step budget, scored at its last step): the validation split
-                        # is only scored, whole, when there is no test split
-                        data=dataclasses.replace(cfg.data, label_fraction=fraction, few_label_validation="full"),
-                    )
-                    changes = SCORED_AT_LAST_STEP | {
-                        "output_dir": str(scratch_dir / f"{kind}-{fraction}-{seed}"),
-                        "seed": seed,
-                        "max_steps": steps,
-                    }
-                    metrics = finetune(run_cfg, export=False, changes=changes)
-                    scores = metrics.get(evaluation) or metrics["validation"]
-                    rows.append(_row(kind, fraction, n, seed, scores))
-                    logger.info("%s, %d labels, seed %d: accuracy %.4f", kind, n, seed, scores["accuracy"])
+        return report.sweep(cfg.sweep.fractions, lambda fraction: cfg.sweep.seeds, run)
     finally:
         shutil.rmtree(scratch_dir, ignore_errors=True)
-    return rows
 
 
 def _probe_rows(cfg: LabelEfficiencyConfig, processor, full, evaluation: str) -> list[dict]:
@@ -114,7 +115,7 @@ def _probe_rows(cfg: LabelEfficiencyConfig, processor, full, evaluation: str) ->
     eval_split = full.test if full.test is not None else full.validation
     p = cfg.probe
     rows = []
-    for kind in MODELS:
+    for kind in MODELS:  # the features once per model; each subsample then indexes them
         backbone = load_backbone(cfg.model, scratch=kind == "scratch", seed=cfg.training.seed).to(device)
         layer = parse_layer(p.layer, backbone.config.num_hidden_layers)
         train_x = pooled_features(
@@ -127,43 +128,35 @@ def _probe_rows(cfg: LabelEfficiencyConfig, processor, full, evaluation: str) ->
             example_batches(eval_split, processor, p.batch_size, cfg.data.max_length, cfg.data.max_seconds),
             device,
         )
-        labels, test_y = torch.tensor(full.train["label"]), torch.tensor(eval_split["label"])
-        for fraction in cfg.sweep.fractions:
-            for seed in cfg.sweep.seeds:
-                chosen = _indices(full.train, fraction, seed)
-                scores = fit_probe(
-                    train_x[chosen],
-                    labels[chosen],
-                    test_x,
-                    test_y,
-                    len(full.label_names),
-                    layer=layer,
-                    l2=p.l2,
-                    seed=seed,
-                )
-                rows.append(_row(kind, fraction, len(chosen), seed, scores))
+        rows += _fitted_rows(cfg, kind, full, train_x, test_x, eval_split, layer)
     return rows
 
 
 def _baseline_rows(cfg: LabelEfficiencyConfig, processor, full) -> list[dict]:
     """MFCC statistics + logistic regression on the subsamples the probe sweep draws (for the embedded task, the ones
     fine-tuning draws too), scored on the same split."""
-    from hfssl.baselines import mfcc_features
+    from hfssl.downstream.baselines import mfcc_features
 
     eval_split = full.test if full.test is not None else full.validation
     rate, seconds = processor.sampling_rate, cfg.data.max_seconds
     train_x, test_x = mfcc_features(full.train, rate, seconds), mfcc_features(eval_split, rate, seconds)
+    return _fitted_rows(cfg, BASELINE, full, train_x[:, None], test_x[:, None], eval_split, layer=0)
+
+
+def _fitted_rows(cfg: LabelEfficiencyConfig, kind: str, full, train_x, test_x, eval_split, layer: int | None):
+    """`kind`'s rows: logistic regression on the features (`[examples, layers, hidden]`) of each fraction x seed's
+    subsample of the training split, scored on `test_x`, the features of `eval_split`."""
     labels, test_y = torch.tensor(full.train["label"]), torch.tensor(eval_split["label"])
-    rows = []
-    for fraction in cfg.sweep.fractions:
-        for seed in cfg.sweep.seeds:
-            chosen = _indices(full.train, fraction, seed)
-            scores = fit_probe(
-                train_x[chosen, None], labels[chosen], test_x[:, None], test_y, len(full.label_names), layer=0,
-                l2=cfg.probe.l2, seed=seed,
-            )  # fmt: skip
-            rows.append(_row(BASELINE, fraction, len(chosen), seed, scores))
-    return rows
+
+    def run(fraction: float, seed: int) -> list[dict]:
+        chosen = _indices(full.train, fraction, seed)
+        scores = fit_probe(
+            train_x[chosen], labels[chosen], test_x, test_y, len(full.label_names), layer=layer, l2=cfg.probe.l2,
+            seed=seed,
+        )  # fmt: skip
+        return [_row(kind, fraction, len(chosen), seed, scores)]
+
+    return report.sweep(cfg.sweep.fractions, lambda fraction: cfg.sweep.seeds, run)
 
 
 def _indices(train, fraction: float, seed: int) -> torch.Tensor:
@@ -185,28 +178,14 @@ def _row(kind: str, fraction: float, n: int, seed: int, scores: dict) -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds, per model and fraction."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["fraction"], row["model"]), []).append(row)
-    summary = []
-    for (fraction, kind), members in sorted(groups.items()):
-        entry = {"model": kind, "fraction": fraction, "labels": round(statistics.mean(r["labels"] for r in members))}
-        for metric in ("accuracy", "f1"):
-            values = [r[metric] for r in members]
-            entry[metric] = statistics.mean(values)
-            entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        entry["seeds"] = len(members)
-        summary.append(entry)
-    return summary
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    """Mean and standard deviation over seeds, per model and fraction (by fraction, then model name)."""
+    return report.summarise(
+        rows,
+        by=("model", "fraction"),
+        counts=("labels",),
+        scores={"accuracy": ("accuracy", "accuracy_std"), "f1": ("f1", "f1_std")},
+        order=lambda entry: (entry["fraction"], entry["model"]),
+    )
 
 
 def plot(summary: list[dict], path: Path, title: str) -> None:
@@ -245,9 +224,6 @@ def card_section(summary: list[dict], method: str, split: str, image: str) -> st
         by_fraction.setdefault(entry["fraction"], {})[entry["model"]] = entry
     how = "fine-tuned" if method == "finetune" else "probed (frozen features, logistic regression)"
     lines = [
-        SECTION_START,
-        "## Label efficiency",
-        "",
         f"How much pretraining helps with few labels: the same architecture {how} from this checkpoint and from",
         f"random initialisation on stratified subsamples of the labelled data; {split} accuracy, mean ± standard",
         "deviation over seeds (written by `hfssl label-efficiency`). Model selection: "
@@ -260,26 +236,23 @@ def card_section(summary: list[dict], method: str, split: str, image: str) -> st
             "The classic pipeline, MFCC statistics (means and deviations of 13 MFCCs, deltas and delta-deltas) with",
             "logistic regression, is fitted on the same subsamples: pretraining pays off where it beats that column.",
         ]
-    lines += [
-        "",
-        "| labels | fraction | pretrained | from scratch | gain |" + (" MFCC + LR |" if baseline else ""),
-        "|---|---|---|---|---|" + ("---|" if baseline else ""),
-    ]
+    table = []
     for fraction, entries in sorted(by_fraction.items()):
         pre, scratch = entries.get("pretrained"), entries.get("scratch")
         if pre is None or scratch is None:
             continue
-        gain = pre["accuracy"] - scratch["accuracy"]
-        classic = entries.get(BASELINE)
-        tail = (
-            f" {classic['accuracy']:.3f} ± {classic['accuracy_std']:.3f} |" if classic else (" - |" if baseline else "")
-        )
-        lines.append(
-            f"| {pre['labels']} | {fraction:g} | {pre['accuracy']:.3f} ± {pre['accuracy_std']:.3f} | "
-            f"{scratch['accuracy']:.3f} ± {scratch['accuracy_std']:.3f} | {gain:+.3f} |{tail}"
-        )
-    lines += ["", f"![label efficiency]({image})", SECTION_END, ""]
-    return "\n".join(lines)
+        cells = [str(pre["labels"]), f"{fraction:g}", _score(pre), _score(scratch)]
+        cells.append(f"{pre['accuracy'] - scratch['accuracy']:+.3f}")
+        if baseline:
+            cells.append(_score(entries[BASELINE]) if BASELINE in entries else "-")
+        table.append(cells)
+    header = ["labels", "fraction", "pretrained", "from scratch", "gain", *(["MFCC + LR"] if baseline else [])]
+    lines += ["", report.markdown_table(header, table), "", f"![label efficiency]({image})"]
+    return report.card_section(SECTION_START, SECTION_END, "Label efficiency", lines)
+
+
+def _score(entry: dict) -> str:
+    return f"{entry['accuracy']:.3f} ± {entry['accuracy_std']:.3f}"
 
 
 def add_to_card(model_dir: Path, section: str, image: Path) -> None:

@@ -2,9 +2,10 @@
 pretraining beat it: for speech, MFCC statistics and logistic regression.
 
 Each clip (decoded, mono, cut to its first `max_seconds`) becomes 13 MFCCs (25 ms windows every 10 ms, 23 mel bands:
-the features HuBERT's first iteration clusters, `hfssl.hubert_targets.MfccFeatures`) with their deltas and
+the features HuBERT's first iteration clusters, `hfssl.data.mfcc.MfccFeatures`) with their deltas and
 delta-deltas; their means and standard deviations over the clip's frames are its 78 features.
-The classifier is `hfssl.probe.fit_probe`: standardised features, L2-penalised logistic regression fitted with L-BFGS.
+The classifier is `hfssl.downstream.probe.fit_probe`: standardised features, L2-penalised logistic regression fitted
+with L-BFGS.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def mfcc_statistics(features, clip: np.ndarray) -> torch.Tensor:
 def mfcc_features(dataset, sampling_rate: int, max_seconds: float) -> torch.Tensor:
     """[examples, 78] MFCC statistics of a dataset's undecoded "audio" column, each clip cut as fine-tuning cuts it."""
     from hfssl.data.audio import decode_audio
-    from hfssl.hubert_targets import MfccFeatures
+    from hfssl.data.mfcc import MfccFeatures
 
     features = MfccFeatures(sampling_rate, round(HOP_SECONDS * sampling_rate))
     limit = round(max_seconds * sampling_rate)
