@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from hfssl.config import SpeechPretrainConfig, arg, check
-from hfssl.objectives import masked_speech
+
+# The masked-prediction machinery, which reads the objective's KIND from its settings, is this objective's too.
+from hfssl.objectives.masked_speech import RUN_FILES as RUN_FILES
+from hfssl.objectives.masked_speech import UNIT as UNIT
 from hfssl.objectives.masked_speech import Kind, LogMelArgs
+from hfssl.objectives.masked_speech import describe as describe
+from hfssl.objectives.masked_speech import export as export
+from hfssl.objectives.masked_speech import rebuild as rebuild
+from hfssl.objectives.masked_speech import setup as setup
 
 
 @dataclass
@@ -40,10 +47,3 @@ class BestRQConfig(SpeechPretrainConfig):
 
 
 SCHEMA = BestRQConfig
-UNIT, RUN_FILES = masked_speech.UNIT, masked_speech.RUN_FILES
-setup, rebuild, export, describe = (
-    masked_speech.setup,
-    masked_speech.rebuild,
-    masked_speech.export,
-    masked_speech.describe,
-)

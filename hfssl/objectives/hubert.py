@@ -10,8 +10,15 @@ from typing import ClassVar, Literal
 
 from hfssl.config import SpeechPretrainConfig, arg, check
 from hfssl.hubert_targets import TargetArgs
-from hfssl.objectives import masked_speech
+
+# The masked-prediction machinery, which reads the objective's KIND from its settings, is this objective's too.
+from hfssl.objectives.masked_speech import RUN_FILES as RUN_FILES
+from hfssl.objectives.masked_speech import UNIT as UNIT
 from hfssl.objectives.masked_speech import Kind, MaskedPredictionArgs
+from hfssl.objectives.masked_speech import describe as describe
+from hfssl.objectives.masked_speech import export as export
+from hfssl.objectives.masked_speech import rebuild as rebuild
+from hfssl.objectives.masked_speech import setup as setup
 
 
 @dataclass
@@ -41,10 +48,3 @@ class HubertConfig(SpeechPretrainConfig):
 
 
 SCHEMA = HubertConfig
-UNIT, RUN_FILES = masked_speech.UNIT, masked_speech.RUN_FILES
-setup, rebuild, export, describe = (
-    masked_speech.setup,
-    masked_speech.rebuild,
-    masked_speech.export,
-    masked_speech.describe,
-)
