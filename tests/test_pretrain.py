@@ -114,9 +114,17 @@ def test_export_loads_without_hfssl(trained):
         tok = AutoTokenizer.from_pretrained(path)
         assert tok.is_fast and tok.mask_token
         fill = pipeline("fill-mask", model=path)
-        answers = fill(f"the weather today is {{tok.mask_token}} and the sky is clear .")
+        text = f"the weather today is {{tok.mask_token}} and the sky is clear ."
+        answers = fill(text)
         assert len(answers) == 5 and all(a["token_str"].strip() for a in answers)
-        assert abs(sum(a["score"] for a in answers) - 1.0) < 1.0
+        # the pipeline's answers are the model's own five most likely tokens at the mask, with their probabilities
+        inputs = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            logits = model.eval()(**inputs).logits[0, inputs.input_ids[0].tolist().index(tok.mask_token_id)]
+        top = logits.softmax(-1).topk(5)
+        assert [a["token"] for a in answers] == top.indices.tolist()
+        assert all(abs(a["score"] - p) < 1e-4 for a, p in zip(answers, top.values.tolist()))
+        assert answers[0]["score"] > 5 / len(tok)  # far above a uniform guess: the model learned something
         assert "hfssl" not in sys.modules
         print("ok", answers[0]["token_str"])
         """
