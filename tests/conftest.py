@@ -83,6 +83,9 @@ def finetune_tiny(model, out, recipe: str, **changes):
         "training.output_dir": str(out),
         "training.num_train_epochs": "1",
         "training.per_device_train_batch_size": "16",
+        # the epoch alone, and selection on however few validation examples (tests of the few-label floor set these)
+        "finetune.min_steps": "0",
+        "finetune.min_validation": "0",
         **changes,
     }
     finetune(config_lib.load(FinetuneConfig, recipe, values))

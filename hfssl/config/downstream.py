@@ -125,12 +125,46 @@ class FinetuneArgs:
     freeze_encoder: bool = arg(
         False, "train the classification head only, on the frozen encoder's features: a probe, for the fewest labels"
     )
+    min_steps: int = arg(
+        300,
+        "optimizer steps at least, however few the labels: with few labels an epoch is a few steps, and "
+        "training.num_train_epochs alone stops a run before the encoder has adapted (0: the epochs decide)",
+    )
+    min_validation: int = arg(
+        100,
+        "validation examples needed to choose the checkpoint and stop early on them; with fewer, the run trains its "
+        "whole budget and keeps the last step, as label-efficiency sweeps do (a handful of examples picks by noise)",
+    )
+    layer_lr_decay: float = arg(
+        1.0,
+        "layer-wise learning-rate decay: each encoder layer learns at this factor times the rate of the layer above "
+        "it, the embeddings (or a speech encoder's feature encoder) below the first layer; the head at its own rate "
+        "(1: one rate for the whole encoder)",
+    )
+    probe_steps: int = arg(
+        0,
+        "linear probe, then fine-tune (LP-FT): train only the head for this many optimizer steps, then the whole "
+        "model, so the head the encoder's first updates follow is no longer random (0: fine-tune from the start)",
+    )
 
     def __post_init__(self):
         check(
             self.head_learning_rate is None or self.head_learning_rate > 0,
             "finetune.head_learning_rate",
             f"must be positive, got {self.head_learning_rate}",
+        )
+        check(self.min_steps >= 0, "finetune.min_steps", f"must not be negative, got {self.min_steps}")
+        check(self.min_validation >= 0, "finetune.min_validation", f"must not be negative, got {self.min_validation}")
+        check(
+            0.0 < self.layer_lr_decay <= 1.0,
+            "finetune.layer_lr_decay",
+            f"must be in (0, 1], got {self.layer_lr_decay}",
+        )
+        check(self.probe_steps >= 0, "finetune.probe_steps", f"must not be negative, got {self.probe_steps}")
+        check(
+            not (self.probe_steps and self.freeze_encoder),
+            "finetune.probe_steps",
+            "finetune.freeze_encoder trains only the head throughout; a probe phase before fine-tuning needs it false",
         )
 
 

@@ -2,19 +2,23 @@
 
 The recipe's `training:` block is `TrainingArguments`, field for field. hfssl adds the data checks, the label maps,
 early stopping on the best-model metric, test-set prediction, a metrics JSON and an export whose model card carries
-the results as model-index metadata.
+the results as model-index metadata. With few labels it trains at least `finetune.min_steps` steps and, with fewer
+than `finetune.min_validation` validation examples to choose on, keeps the last step instead of the "best" one; a
+separate learning rate for the head, layer-wise learning-rate decay and a linear probe before fine-tuning (LP-FT)
+are settings of the `finetune` section.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import re
 import time
 from pathlib import Path
 
 import datasets
-import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import (
     AutoModelForAudioClassification,
@@ -22,6 +26,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -125,28 +130,99 @@ def freeze_encoder(model) -> None:
         parameter.requires_grad_(False)
 
 
-def grouped_optimizer(trainer: Trainer, head_learning_rate: float) -> torch.optim.Optimizer:
-    """The optimizer `training.optim` names, with the head at `head_learning_rate` and the encoder at
-    `training.learning_rate`; weight decay as the Trainer applies it (not on biases and norms). The Trainer's
-    schedule scales each group's rate alike."""
+_LAYER = re.compile(
+    r"\.layers?\.(\d+)\."
+)  # a transformer layer's index in a parameter name (BERT, ModernBERT, wav2vec2...)
+_BELOW_LAYERS = ("embed", "feature", "masked_spec")  # encoder parameters without a layer index that sit below layer 0
+
+
+def layer_rate_factors(model, decay: float) -> dict[str, float]:
+    """Encoder parameter name -> its learning-rate factor under layer-wise decay: the top layer 1, each layer below
+    `decay` times the one above, the embeddings (or a speech encoder's feature encoder) `decay` below the first layer;
+    parameters above the layers (a final norm) 1. Head parameters are left out."""
+    head = head_parameter_names(model)
+    layers = model.config.num_hidden_layers
+    factors = {}
+    for name, _ in model.named_parameters():
+        if name in head:
+            continue
+        index = _LAYER.search(name)
+        if index is not None:
+            depth = layers - int(index.group(1)) - 1
+        elif any(part in name for part in _BELOW_LAYERS):
+            depth = layers
+        else:
+            depth = 0
+        factors[name] = decay**depth
+    return factors
+
+
+def grouped_optimizer(trainer: Trainer, head_learning_rate: float | None, layer_lr_decay: float = 1.0):
+    """The optimizer `training.optim` names, with the head at `head_learning_rate` (None: `training.learning_rate`)
+    and the encoder at `training.learning_rate`, each layer scaled by `layer_lr_decay` per layer from the top; weight
+    decay as the Trainer applies it (not on biases and norms). The Trainer's schedule scales every group's rate
+    alike."""
     model, args = trainer.model, trainer.args
     cls, kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
     decay, head = set(trainer.get_decay_parameter_names(model)), head_parameter_names(model)
-    groups: dict[tuple[bool, bool], list] = {}
+    factors = layer_rate_factors(model, layer_lr_decay)
+    head_rate = head_learning_rate if head_learning_rate is not None else args.learning_rate
+    groups: dict[tuple[float, bool], list] = {}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            groups.setdefault((name in head, name in decay), []).append(parameter)
+            rate = head_rate if name in head else args.learning_rate * factors[name]
+            groups.setdefault((rate, name in decay), []).append(parameter)
     return cls(
         [
-            {
-                "params": params,
-                "lr": head_learning_rate if in_head else args.learning_rate,
-                "weight_decay": args.weight_decay if decays else 0.0,
-            }
-            for (in_head, decays), params in groups.items()
+            {"params": params, "lr": rate, "weight_decay": args.weight_decay if decays else 0.0}
+            for (rate, decays), params in groups.items()
         ],
         **kwargs,
     )
+
+
+class ProbeFirst(TrainerCallback):
+    """LP-FT: the encoder stays frozen for the first `steps` optimizer steps, so only the head trains (a linear
+    probe), then the whole model fine-tunes. The optimizer holds every parameter from the start; a frozen one has no
+    gradient, so the optimizer leaves it (and its state) alone until it thaws."""
+
+    def __init__(self, model, steps: int):
+        self.steps = steps
+        head = head_parameter_names(model)
+        self.frozen = [p for n, p in model.named_parameters() if n not in head and p.requires_grad]
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step < self.steps:
+            for parameter in self.frozen:
+                parameter.requires_grad_(False)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.steps:
+            for parameter in self.frozen:
+                parameter.requires_grad_(True)
+
+
+def few_label_changes(cfg: FinetuneConfig, args: TrainingArguments, n_train: int, n_validation: int) -> dict:
+    """TrainingArguments changes for a run with few labels: at least `finetune.min_steps` optimizer steps where the
+    epochs give fewer, and no checkpoint choice or early stopping on fewer than `finetune.min_validation` validation
+    examples (the last step is kept). Empty when neither applies or the recipe set `training.max_steps` itself."""
+    changes = {}
+    per_step = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    by_epochs = math.ceil(args.num_train_epochs * math.ceil(n_train / per_step))
+    if args.max_steps <= 0 and by_epochs < cfg.finetune.min_steps:
+        changes["max_steps"] = cfg.finetune.min_steps
+    if args.eval_strategy != "no" and args.load_best_model_at_end and n_validation < cfg.finetune.min_validation:
+        changes |= {"eval_strategy": "no", "load_best_model_at_end": False}
+    notes = []
+    if "max_steps" in changes:
+        notes.append(f"{cfg.finetune.min_steps} steps (finetune.min_steps; the epochs give {by_epochs})")
+    if "eval_strategy" in changes:
+        notes.append(
+            f"the last step kept (fewer than finetune.min_validation {cfg.finetune.min_validation} to choose on)"
+        )
+    if notes:
+        logger.info("%d training and %d validation examples: %s", n_train, n_validation, "; ".join(notes))
+    return changes
 
 
 def tokenize(splits: LabelledSplits, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
@@ -195,6 +271,9 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     else:
         encoded = tokenize(splits, processor, cfg.data.max_length)
         collator = DataCollatorWithPadding(processor, pad_to_multiple_of=8)
+    few = few_label_changes(cfg, args, len(encoded["train"]), len(encoded["validation"]))
+    if few:
+        args = training_arguments(cfg, **changes, **few)
     model = load_classifier(cfg, splits.label_names)
     if cfg.finetune.freeze_encoder:
         freeze_encoder(model)
@@ -202,6 +281,8 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     patience = cfg.finetune.early_stopping_patience
     if patience and args.load_best_model_at_end and args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    if cfg.finetune.probe_steps:
+        callbacks.append(ProbeFirst(model, cfg.finetune.probe_steps))
     trainer = Trainer(
         model=model,
         args=args,
@@ -212,15 +293,15 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         compute_metrics=trainer_regression_metrics if cfg.data.regression else trainer_compute_metrics,
         callbacks=callbacks,
     )
-    if cfg.finetune.head_learning_rate is not None:
-        trainer.optimizer = grouped_optimizer(trainer, cfg.finetune.head_learning_rate)
+    if cfg.finetune.head_learning_rate is not None or cfg.finetune.layer_lr_decay < 1.0:
+        trainer.optimizer = grouped_optimizer(trainer, cfg.finetune.head_learning_rate, cfg.finetune.layer_lr_decay)
     trainer.train()
     metrics = {
         "model": cfg.model.name_or_path,
         "from_scratch": cfg.model.from_scratch,
         "train_examples": len(encoded["train"]),
         "labels": splits.label_names,
-        "selection": describe_selection(args, cfg, splits, len(encoded["validation"])),
+        "selection": describe_selection(args, cfg, splits, len(encoded["validation"]), few),
         "validation": _strip(trainer.evaluate(encoded["validation"], metric_key_prefix="eval")),
     }
     if "test" in encoded:
@@ -250,10 +331,19 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     return metrics
 
 
-def describe_selection(args: TrainingArguments, cfg: FinetuneConfig, splits: LabelledSplits, n_val: int) -> str:
-    """How the kept checkpoint was chosen, and with how many validation labels."""
+def describe_selection(
+    args: TrainingArguments, cfg: FinetuneConfig, splits: LabelledSplits, n_val: int, few: dict | None = None
+) -> str:
+    """How the kept checkpoint was chosen, and with how many validation labels (`few`: what `few_label_changes`
+    changed)."""
+    budget = f" of at least {cfg.finetune.min_steps} steps (finetune.min_steps)" if "max_steps" in (few or {}) else ""
+    if "eval_strategy" in (few or {}):
+        return (
+            f"none: the last step{budget} was kept ({n_val} validation examples are fewer than "
+            f"finetune.min_validation {cfg.finetune.min_validation}: too few to choose a checkpoint on)"
+        )
     if args.eval_strategy == "no" or not args.load_best_model_at_end:
-        return "none: the last step was kept (no validation-based selection or early stopping)"
+        return f"none: the last step{budget} was kept (no validation-based selection or early stopping)"
     metric = args.metric_for_best_model.removeprefix("eval_")
     every = "epoch" if args.eval_strategy == "epoch" else f"{args.eval_steps:g} steps"
     text = f"the best {metric} on the validation split, evaluated every {every}"

@@ -99,6 +99,12 @@ def refuse_foreign(values: dict, overrides: dict[str, str], name: str, saved: bo
         who = ", ".join(takers[:-1]) + " or " + takers[-1] if len(takers) > 1 else takers[0]
         return UsageError(f"{key}: only objective.name {who} takes it; this recipe trains {name}")
 
+    # The command line first: what the user just typed is what the message should name.
+    for dotted in overrides:
+        section, _, key = dotted.partition(".")
+        takers = owners(section, key or None)
+        if takers and name not in takers:
+            raise refuse(dotted, takers)
     for section, given in list(values.items()):
         takers = owners(section)
         if section not in secs and takers:
@@ -116,11 +122,6 @@ def refuse_foreign(values: dict, overrides: dict[str, str], name: str, saved: bo
                 if not (saved and _at_default(section, key, given[key], takers[0])):
                     raise refuse(f"{section}.{key}", takers)
                 del given[key]
-    for dotted in overrides:
-        section, _, key = dotted.partition(".")
-        takers = owners(section, key or None)
-        if takers and name not in takers:
-            raise refuse(dotted, takers)
 
 
 def load_pretrain(recipe: str | Path | None, overrides: dict[str, str] | None = None, saved: bool = False) -> Any:

@@ -1,6 +1,7 @@
 """`hfssl finetune` on an hfssl export: the run, its outputs, loading without hfssl, and bad input."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ FAST = {
     "training.num_train_epochs": "2",
     "training.per_device_train_batch_size": "16",
     "training.learning_rate": "1e-3",
+    "finetune.min_steps": "0",  # the epochs decide, and 40 validation examples choose (the few-label tests below)
+    "finetune.min_validation": "0",
 }
 
 
@@ -382,3 +385,132 @@ def test_a_frozen_encoder_is_said_to_be_frozen():
     text = describe_finetune_objective(FinetuneConfig(finetune=FinetuneArgs(freeze_encoder=True)), model)
     assert "The encoder stayed frozen: only the head was trained" in text
     assert "stayed frozen" not in describe_finetune_objective(FinetuneConfig(), model)
+
+
+# --------------------------------------------------------------------------- few labels: a step budget, no noisy choice
+
+
+def few_label_cfg(**changes):
+    from hfssl import config as config_lib
+    from hfssl.config import FinetuneConfig
+
+    return config_lib.load(FinetuneConfig, "text/classify-tiny", {k: str(v) for k, v in changes.items()})
+
+
+@pytest.mark.parametrize(
+    "n_train, n_validation, expected",
+    [
+        (40, 5, {"max_steps": 300, "eval_strategy": "no", "load_best_model_at_end": False}),  # 40 x 10 / 32: 20 steps
+        (40, 500, {"max_steps": 300}),
+        (10_000, 5, {"eval_strategy": "no", "load_best_model_at_end": False}),  # 3,130 steps by the epochs
+        (10_000, 500, {}),
+    ],
+)
+def test_few_labels_get_a_step_budget_and_no_choice_on_a_handful(n_train, n_validation, expected, tmp_path):
+    from hfssl.downstream.finetune import few_label_changes, training_arguments
+
+    cfg = few_label_cfg(**{"training.output_dir": tmp_path, "training.num_train_epochs": 10})
+    assert cfg.finetune.min_steps == 300 and cfg.finetune.min_validation == 100  # the defaults this test reads
+    assert few_label_changes(cfg, training_arguments(cfg), n_train, n_validation) == expected
+
+
+def test_a_recipes_own_step_count_or_no_selection_is_left_alone(tmp_path):
+    from hfssl.downstream.finetune import few_label_changes, training_arguments
+
+    cfg = few_label_cfg(**{"training.output_dir": tmp_path})
+    assert few_label_changes(cfg, training_arguments(cfg, max_steps=50, eval_strategy="no"), 40, 5) == {}
+    off = few_label_cfg(**{"training.output_dir": tmp_path, "finetune.min_steps": 0, "finetune.min_validation": 0})
+    assert few_label_changes(off, training_arguments(off), 40, 5) == {}
+
+
+def test_a_few_label_run_trains_its_budget_and_keeps_the_last_step(mlm_export, tmp_path):
+    from conftest import finetune_tiny
+
+    out = finetune_tiny(
+        mlm_export, tmp_path / "run", "text/classify-tiny",
+        **FAST, **{"data.label_fraction": "0.1", "finetune.min_steps": "12", "finetune.min_validation": "100",
+                   "finetune.early_stopping_patience": "1"},
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_examples"] < 40 and metrics["steps"] == 12  # 2 epochs of 2 batches would be 4 steps
+    assert metrics["selection"].startswith("none: the last step of at least 12 steps (finetune.min_steps) was kept")
+    assert "fewer than finetune.min_validation 100" in metrics["selection"]
+    card = ModelCard.load(out / "final" / "README.md")
+    assert metrics["selection"] in card.text
+
+
+def test_layer_wise_decay_scales_each_layer_below_the_top(mlm_export, speech_export, tmp_path):
+    from transformers import (
+        AutoModelForAudioClassification,
+        AutoModelForSequenceClassification,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from hfssl.downstream.finetune import grouped_optimizer, head_parameter_names, layer_rate_factors
+
+    for model in (
+        AutoModelForSequenceClassification.from_pretrained(mlm_export, num_labels=3),
+        AutoModelForAudioClassification.from_pretrained(speech_export, num_labels=3),
+    ):
+        layers = model.config.num_hidden_layers
+        factors = layer_rate_factors(model, 0.5)
+        assert factors.keys() == {n for n, _ in model.named_parameters()} - head_parameter_names(model)
+        by_layer = {}
+        for name, factor in factors.items():
+            index = next((int(part) for part in name.split(".") if part.isdigit()), None)
+            if ".layers." in name or ".layer." in name:
+                by_layer.setdefault(index, set()).add(factor)
+        assert sorted(by_layer) == list(range(layers))
+        assert all(by_layer[i] == {0.5 ** (layers - 1 - i)} for i in range(layers))  # the top layer at full rate
+        embeddings = [f for n, f in factors.items() if "embed" in n or "feature_" in n]
+        assert embeddings and set(embeddings) == {0.5**layers}  # below the first layer
+        args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, report_to="none")
+        optimizer = grouped_optimizer(Trainer(model=model, args=args), None, 0.5)
+        rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                assert rates[id(parameter)] == pytest.approx(1e-3 * factors.get(name, 1.0)), name
+
+
+def test_linear_probe_first_moves_only_the_head_then_everything(mlm_export, tmp_path):
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+    from hfssl.downstream.finetune import ProbeFirst, head_parameter_names
+
+    model = AutoModelForSequenceClassification.from_pretrained(mlm_export, num_labels=2)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    head = head_parameter_names(model)
+    data = [{"input_ids": torch.tensor([2, 5 + i % 7, 9, 3]), "labels": torch.tensor(i % 2)} for i in range(32)]
+    seen = {}
+
+    class Watch(ProbeFirst):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (2, 3):  # after the probe phase's last step, and after one more
+                moved = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), start[n])}
+                seen[state.global_step] = moved
+            super().on_step_end(args, state, control, **kwargs)
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, learning_rate=1e-2, report_to="none",
+        save_strategy="no", logging_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[Watch(model, 2)])
+    trainer.train()
+    assert seen[2] and seen[2] <= head  # two steps of a linear probe: the encoder untouched
+    assert seen[3] - head  # then the encoder trains too
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_few_label_settings_out_of_range_are_refused():
+    from hfssl.errors import UsageError
+
+    for key, value, message in (
+        ("finetune.min_steps", -1, "finetune.min_steps: must not be negative"),
+        ("finetune.layer_lr_decay", 1.5, "finetune.layer_lr_decay: must be in (0, 1]"),
+        ("finetune.probe_steps", -2, "finetune.probe_steps: must not be negative"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            few_label_cfg(**{key: value})
+    with pytest.raises(UsageError, match="finetune.probe_steps: finetune.freeze_encoder trains only the head"):
+        few_label_cfg(**{"finetune.probe_steps": 5, "finetune.freeze_encoder": "true"})

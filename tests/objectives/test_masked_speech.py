@@ -36,17 +36,22 @@ OBJECTIVE = {"best-rq-w2v-bert": "best-rq"}  # the objective a recipe of another
 TARGETS = {"hubert": "clusters", "best-rq": "codes", "reconstruction": "features"}  # what each head predicts
 TINY = ["--model.num_layers", "2", "--model.hidden_size", "32", "--model.num_heads", "2", "--model.conv_dim", "32",
         "--data.synthetic_utterances", "60", "--data.max_seconds", "2.0", "--data.batch_seconds", "8.0",
-        "--objective.label_dim", "32", "--objective.codebook_size", "64", "--targets.clusters", "12",
-        "--targets.fit_frames", "3000", "--train.log_every", "5", "--train.eval_batches", "4",
-        "--train.probe_every", ""]  # fmt: skip
+        "--train.log_every", "5", "--train.eval_batches", "4", "--train.probe_every", ""]  # fmt: skip
+OWN = {  # each objective's own settings, smaller (another objective refuses them)
+    "hubert": ["--objective.label_dim", "32", "--targets.clusters", "12", "--targets.fit_frames", "3000"],
+    "best-rq": ["--objective.codebook_size", "64"],
+    "reconstruction": [],
+}
 
 
-def tiny(recipe: str) -> list[str]:
-    """TINY for `recipe`'s encoder: a filterbank encoder has no conv front end to size."""
+def tiny(recipe: str, own: bool = True) -> list[str]:
+    """TINY and (`own`) `recipe`'s objective's own settings, for its encoder: a filterbank encoder has no conv front
+    end to size."""
+    own = OWN[OBJECTIVE.get(recipe, recipe)] if own else []
     if BACKBONE[recipe] != "Wav2Vec2BertModel":
-        return TINY
+        return TINY + own
     at = TINY.index("--model.conv_dim")
-    return TINY[:at] + TINY[at + 2 :]
+    return TINY[:at] + TINY[at + 2 :] + own
 
 
 def tiny_encoder(arch: str = "hubert"):
@@ -295,7 +300,7 @@ def test_contrastive_on_an_encoder_without_quantizer_is_one_line(tmp_path):
 def test_log_mel_frames_that_do_not_fit_the_encoder_are_one_line(tmp_path):
     # At 11025 Hz, 10 ms is 110 samples: 320-sample frames cannot be cut into 3 equal hops.
     done = hfssl(
-        "pretrain", "speech/best-rq-tiny", *TINY, "--data.sampling_rate", "11025", "--train.output_dir",
+        "pretrain", "speech/best-rq-tiny", *tiny("best-rq"), "--data.sampling_rate", "11025", "--train.output_dir",
         tmp_path / "r", check=False,
     )  # fmt: skip
     assert "data.sampling_rate" in one_line_error(done)
@@ -304,7 +309,8 @@ def test_log_mel_frames_that_do_not_fit_the_encoder_are_one_line(tmp_path):
 
 def test_codebook_wider_than_the_features_is_one_line(tmp_path):
     done = hfssl(
-        "pretrain", "speech/best-rq-tiny", *TINY, "--objective.mel_bins", "4", "--objective.codebook_dim", "16",
+        "pretrain", "speech/best-rq-tiny", *tiny("best-rq"), "--objective.mel_bins", "4",
+        "--objective.codebook_dim", "16",
         "--train.output_dir", tmp_path / "r", check=False,
     )  # fmt: skip
     assert "objective.codebook_dim" in one_line_error(done)
@@ -388,17 +394,17 @@ def test_filterbank_collator_masks_only_frames_inside_clips():
 
 
 @pytest.mark.parametrize(
-    ("change", "key"),
+    ("recipe", "change", "key"),
     [
-        (["--model.conv_dim", "32"], "model.conv_dim"),  # a raw-waveform setting
-        (["--data.sampling_rate", "8000"], "data.sampling_rate"),  # the extractor's filterbanks are at 16 kHz
-        (["--objective.name", "contrastive"], "model.arch"),  # no quantizer of conv features
+        (RECIPES["best-rq-w2v-bert"], ["--model.conv_dim", "32"], "model.conv_dim"),  # a raw-waveform setting
+        (RECIPES["best-rq-w2v-bert"], ["--data.sampling_rate", "8000"], "data.sampling_rate"),  # filterbanks: 16 kHz
+        ("speech/wav2vec2-tiny", ["--model.arch", "wav2vec2-bert"], "model.arch"),  # no quantizer of conv features
     ],
 )
-def test_raw_waveform_settings_on_a_filterbank_encoder_are_one_line(change, key, tmp_path):
+def test_raw_waveform_settings_on_a_filterbank_encoder_are_one_line(recipe, change, key, tmp_path):
     done = hfssl(
-        "pretrain", RECIPES["best-rq-w2v-bert"], *tiny("best-rq-w2v-bert"), *change, "--train.output_dir",
-        tmp_path / "r", check=False,
+        "pretrain", recipe, *tiny("best-rq-w2v-bert", own=recipe == RECIPES["best-rq-w2v-bert"]), *change,
+        "--train.output_dir", tmp_path / "r", check=False,
     )  # fmt: skip
     assert key in one_line_error(done)
     assert not (tmp_path / "r").exists()

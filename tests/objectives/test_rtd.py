@@ -230,7 +230,7 @@ def test_two_processes_train_as_one(tmp_path):
         (["--model.arch", "gpt2"], "model.arch: gpt2 is not an encoder, which replaced-token detection"),
         (
             ["--objective.name", "mlm", "--objective.rtd_weight", "20"],
-            "objective.rtd_weight: only objective.name rtd uses it",
+            "objective.rtd_weight: only objective.name rtd takes it; this recipe trains mlm",
         ),
         (["--objective.rtd_weight", "0"], "objective.rtd_weight: must be positive"),
     ],
