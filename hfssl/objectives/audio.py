@@ -16,7 +16,8 @@ from transformers import PreTrainedModel
 from hfssl.cards import TEMPLATES, compute_rows, count, model_name, pretrain_card_data, training_rows
 from hfssl.collators.audio import AudioMaskCollator, MelTargets
 from hfssl.config import SpeechPretrainConfig
-from hfssl.data.audio import DurationBatches, DurationBatchSampler, estimate_seconds, load_audio
+from hfssl.data.audio import estimate_seconds, load_audio
+from hfssl.data.durations import DurationBatches, DurationBatchSampler
 from hfssl.data.stream import stream_loader
 from hfssl.downstream.probe import load_probe_data, probe, training_scores
 from hfssl.io import atomic_dir

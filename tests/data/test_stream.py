@@ -15,7 +15,8 @@ import torch
 from hfssl.collators.seeding import SeededGenerator, SeededStream
 from hfssl.collators.text import MLMCollator
 from hfssl.config import AudioDataArgs, DataArgs
-from hfssl.data.audio import DurationBatches, load_audio
+from hfssl.data.audio import load_audio
+from hfssl.data.durations import DurationBatches
 from hfssl.data.stream import ResumableStream, StreamLoader, StreamPart
 from hfssl.data.synthetic import synthetic_documents
 from hfssl.data.text import DocumentChunks, load_corpus, pack, special_ids, tokenize_corpus
