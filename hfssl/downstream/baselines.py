@@ -30,6 +30,9 @@ HOP_SECONDS = 0.010
 # tasks (1%, 10% and all of 2,400 labels, three seeds), C 1, 10 and 100 all scored within 3 points of each other.
 TFIDF_C = 10.0
 PAIR_SEPARATOR = " [SEP] "  # a word of its own, so that no bigram spans the two texts
+TFIDF, MFCC = "tfidf", "mfcc"
+TITLES = {TFIDF: "TF-IDF + LR", MFCC: "MFCC + LR"}
+"""The baselines' names, as their rows' model (label-efficiency) or method (evaluate) says, and their titles."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +63,16 @@ def for_task(data: LabelledDataArgs, num_classes: int, sampling_rate: int | None
         if sampling_rate is None:
             raise ValueError("the MFCC baseline needs the clips' sampling rate")
         return Baseline(
-            name="mfcc",
-            title="MFCC + LR",
+            name=MFCC,
+            title=TITLES[MFCC],
             about="MFCC statistics (means and deviations of 13 MFCCs, deltas and delta-deltas) with logistic "
             "regression",
             inputs=partial(mfcc_features, sampling_rate=sampling_rate, max_seconds=data.max_seconds),
             score=partial(_mfcc_scores, num_classes=num_classes, l2=l2),
         )
     return Baseline(
-        name="tfidf",
-        title="TF-IDF + LR",
+        name=TFIDF,
+        title=TITLES[TFIDF],
         about=f"TF-IDF of word 1-2 grams (sublinear tf, the vocabulary of the training texts only) with logistic "
         f"regression (C {TFIDF_C:g})",
         inputs=texts,
