@@ -314,3 +314,17 @@ def test_an_mteb_suite_reads_local_copies_of_its_tasks(mlm_export, tmp_path):
           "false", "--suite.output_dir", str(out), *TINY])  # fmt: skip
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert row["method"] == "mteb" and row["metric"] == "main_score" and -1.0 <= row["value"] <= 1.0
+
+
+def test_an_audio_task_gets_the_mfcc_baseline_on_each_split_its_rows_report(speech_export):
+    from hfssl.config import ClassifierModelArgs
+    from hfssl.downstream.suites import Task, _baseline_rows
+
+    data = LabelledDataArgs(task="audio", synthetic_examples=100, max_seconds=1.0)
+    cfg = EvaluateConfig(model=ClassifierModelArgs(name_or_path=str(speech_export)))
+    task = Task("keywords", data, "probe", scores={"keywords-val": "validation", "keywords-test": "test"})
+    rows = _baseline_rows(cfg, task, seed=1)
+    assert [(r["row"], r["split"], r["method"], r["seed"]) for r in rows] == [
+        ("keywords-val (MFCC + LR)", "validation", "mfcc", 1), ("keywords-test (MFCC + LR)", "test", "mfcc", 1),
+    ]  # fmt: skip
+    assert all(0.0 <= r["value"] == r["accuracy"] <= 1.0 for r in rows)
