@@ -268,8 +268,8 @@ class SweepArgs:
     update_card: bool = arg(True, "add the results as a section of the model's card (a local model directory)")
     baseline: bool = arg(
         True,
-        "audio: also fit the classic pipeline on the same subsamples (MFCC statistics + logistic regression), so the "
-        "table says whether pretraining beat it",
+        "also fit the task's classic pipeline on the same subsamples (text: TF-IDF + logistic regression; audio: MFCC "
+        "statistics + logistic regression), so the table and the verdict line say whether pretraining beat it",
     )
 
     def __post_init__(self):
@@ -309,6 +309,12 @@ class SuiteArgs:
     )
     output_dir: str = arg("runs/evaluate", "where results.json, results.csv and the table (results.md) are written")
     update_card: bool = arg(True, "add the table to the model's card, and its scores as model-index entries")
+    baseline: bool = arg(
+        True,
+        "also fit the classic pipeline (text: TF-IDF + logistic regression; audio: MFCC statistics + logistic "
+        "regression) on each classification task's training data with each seed: rows of their own, out of the "
+        "average and the model-index",
+    )
 
     def __post_init__(self):
         check(bool(self.seeds), "suite.seeds", "needs at least one seed")

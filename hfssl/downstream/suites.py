@@ -13,6 +13,12 @@ sets, `synthetic`, or a similarity set: a file or Hub dataset with sentence1, se
 Nothing looks at an evaluated split before it is scored: fine-tuning trains the recipe's epochs and is scored at its
 last step (no early stopping or best-checkpoint choice on a split that is then reported), and the probe's penalty is
 fixed. GLUE's test labels are hidden, so its rows are validation scores, as GLUE papers report them.
+
+With `suite.baseline`, each classification task that is fine-tuned or probed also gets the classic pipeline's rows
+(`hfssl.downstream.baselines`: TF-IDF + logistic regression for text, MFCC statistics + logistic regression for audio),
+fitted with each seed on the training data that seed's run trains on and scored on the same splits: rows named
+"<row> (TF-IDF + LR)", their method the baseline's name, shown in the table but kept out of the suite's average and the
+card's model-index. Tasks that share their data (a probe and a fine-tune of the same set) share one baseline row.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from hfssl.cards import put_card_section
 from hfssl.config import EvaluateConfig, ExportArgs, FinetuneConfig, HubArgs, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
-from hfssl.downstream import report
+from hfssl.downstream import baselines, report
 from hfssl.errors import UsageError, first_line
 from hfssl.io import check_local, write_json, write_text
 from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
@@ -140,7 +146,7 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
         kwargs = {}
         for key, value in given.items():
             if key not in fields:
-                raise config_lib._unknown(f"{where}: data.{key}", list(fields))
+                raise config_lib.loader._unknown(f"{where}: data.{key}", list(fields))
             kwargs[key] = config_lib.coerce(value, fields[key][0], f"{where}: data.{key}")
         try:
             data = LabelledDataArgs(**kwargs)
@@ -219,9 +225,9 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
         # Scoring embeddings as they are involves no seed: once is enough (from scratch, the first seed's weights).
         return suite.seeds[:1] if task.method in EMBEDDING_METHODS else suite.seeds
 
-    rows = report.sweep(tasks, seeds, partial(_run_task, cfg))
+    rows = report.sweep(tasks, seeds, partial(_run_task, cfg, _baseline_tasks(tasks) if suite.baseline else set()))
     summary = summarise(rows)
-    average = statistics.fmean(entry["mean"] for entry in summary)
+    average = statistics.fmean(entry["mean"] for entry in summary if entry["method"] not in baselines.TITLES)
     result = {
         "suite": suite.name,
         "model": cfg.model.name_or_path,
@@ -254,9 +260,22 @@ def _mteb_task(entry: dict, where: str, data_dir: str | None) -> Task:
     return Task(entry["name"], data, "mteb", metric, {entry["name"]: data.split}, entry.get("dataset") or data.train)
 
 
-def _run_task(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
+def _baseline_tasks(tasks: list[Task]) -> set[str]:
+    """The tasks that get the classic baseline's rows: those that fine-tune or probe a classification task, the first
+    of any that share their data."""
+    chosen, seen = set(), set()
+    for task in tasks:
+        if task.method in EMBEDDING_METHODS or task.data.regression or repr(task.data) in seen:
+            continue
+        seen.add(repr(task.data))
+        chosen.add(task.name)
+    return chosen
+
+
+def _run_task(cfg: EvaluateConfig, with_baseline: set[str], task: Task, seed: int) -> list[dict]:
     try:
-        return _task_rows(cfg, task, seed)
+        rows = _task_rows(cfg, task, seed)
+        return rows + (_baseline_rows(cfg, task, seed) if task.name in with_baseline else [])
     except UsageError as err:
         raise UsageError(f"task {task.name}: {err}") from None
 
@@ -274,22 +293,47 @@ def _task_rows(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
     for row, split in task.rows(has_test).items():
         if split not in by_split:
             raise UsageError(f"scores: row {row} reports the {split} split, which the task's data does not have")
-        scores = by_split[split]
-        rows.append(
-            {
-                "task": task.name,
-                "row": row,
-                "method": task.method,
-                "split": split,
-                "seed": seed,
-                "metric": task.metric,
-                "value": scores[task.metric],
-                **{name: scores[name] for name in (*METRIC_NAMES, *REGRESSION_METRIC_NAMES) if name in scores},
-                **{name: scores[name] for name in (*EMBEDDING_METRICS, "main_score") if name in scores},
-            }
-        )
-        logger.info("%s, seed %d: %s %.4f", row, seed, task.metric, scores[task.metric])
+        rows.append(_row(task, row, task.method, split, seed, by_split[split]))
     return rows
+
+
+def _row(task: Task, row: str, method: str, split: str, seed: int, scores: dict) -> dict:
+    logger.info("%s, seed %d: %s %.4f", row, seed, task.metric, scores[task.metric])
+    return {
+        "task": task.name,
+        "row": row,
+        "method": method,
+        "split": split,
+        "seed": seed,
+        "metric": task.metric,
+        "value": scores[task.metric],
+        **{name: scores[name] for name in (*METRIC_NAMES, *REGRESSION_METRIC_NAMES) if name in scores},
+        **{name: scores[name] for name in (*EMBEDDING_METRICS, "main_score") if name in scores},
+    }
+
+
+def _baseline_rows(cfg: EvaluateConfig, task: Task, seed: int) -> list[dict]:
+    """The classic pipeline fitted on the training split that `seed`'s run of the task trains on (the same subsample
+    at a label fraction below 1), scored on each split the task's rows report."""
+    from hfssl.downstream.loaders import load_processor
+
+    splits = load_labelled(dataclasses.replace(task.data, few_label_validation="full"), seed=seed)
+    rate = load_processor(dataclasses.replace(cfg, data=task.data)).sampling_rate if task.data.task == "audio" else None
+    baseline = baselines.for_task(task.data, len(splits.label_names), rate, l2=cfg.probe.l2)
+    reported = task.rows(splits.test is not None)
+    by_split = {"validation": splits.validation, "test": splits.test}
+    evaluated = [split for split in _SPLITS if split in reported.values()]
+    scores = baseline.score(
+        baseline.inputs(splits.train),
+        torch.tensor(splits.train["label"]),
+        [(baseline.inputs(by_split[split]), torch.tensor(by_split[split]["label"])) for split in evaluated],
+        seed,
+    )
+    by_name = dict(zip(evaluated, scores, strict=True))
+    return [
+        _row(task, f"{row} ({baseline.title})", baseline.name, split, seed, by_name[split])
+        for row, split in reported.items()
+    ]
 
 
 def _finetune(cfg: EvaluateConfig, task: Task, seed: int) -> dict[str, dict]:
@@ -415,6 +459,8 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
     card = ModelCard.load(card_path) if card_path.is_file() else ModelCard("---\n---\n")
     results = []
     for e in summary:
+        if e["method"] in baselines.TITLES:  # the classic pipeline's scores, not this model's
+            continue
         task = by_name[e["task"]]
         synthetic = task.data.train == "synthetic"
         kind = "audio" if task.data.task == "audio" else "text"
@@ -447,17 +493,20 @@ def add_to_card(model_dir: Path, suite: str, summary: list[dict], average: float
     card.data.eval_results = kept + results
     card.data.model_name = card.data.model_name or model_dir.resolve().name
     t = cfg.training
+    about = [
+        f"Every task run on this checkpoint with one set of hyperparameters (learning rate {t.learning_rate:g}, "
+        f"{t.num_train_epochs:g} epochs, batch size {t.per_device_train_batch_size}), each fine-tuning scored at "
+        f"its last step with no checkpoint chosen on a reported split; mean ± standard deviation over "
+        f"{len(cfg.suite.seeds)} seeds (written by `hfssl evaluate`)."
+    ]
+    titles = list(dict.fromkeys(baselines.TITLES[e["method"]] for e in summary if e["method"] in baselines.TITLES))
+    if titles:
+        about.append(
+            f"Rows marked {' or '.join(titles)} are the classic pipeline a practitioner tries first, fitted on the "
+            "same training data with each seed: pretraining pays off where the task's own row beats them. They are "
+            "not in the average."
+        )
     section = report.card_section(
-        SECTION_START,
-        SECTION_END,
-        f"Evaluation: the {suite} suite",
-        [
-            f"Every task run on this checkpoint with one set of hyperparameters (learning rate {t.learning_rate:g}, "
-            f"{t.num_train_epochs:g} epochs, batch size {t.per_device_train_batch_size}), each fine-tuning scored at "
-            f"its last step with no checkpoint chosen on a reported split; mean ± standard deviation over "
-            f"{len(cfg.suite.seeds)} seeds (written by `hfssl evaluate`).",
-            "",
-            markdown_table(summary, average),
-        ],
+        SECTION_START, SECTION_END, f"Evaluation: the {suite} suite", [*about, "", markdown_table(summary, average)]
     )
     put_card_section(card_path, card.content, SECTION_START, SECTION_END, section)

@@ -1,5 +1,6 @@
-"""`hfssl evaluate`: a suite run end to end on a tiny export (table, results files, card entries), the GLUE suite's
-loading on local copies shaped like the Hub's repository, and bad suites and tasks."""
+"""`hfssl evaluate`: a suite run end to end on a tiny export (table, results files, card entries, the classic
+baseline's rows beside the tasks'), the GLUE suite's loading on local copies shaped like the Hub's repository, and bad
+suites and tasks."""
 
 import csv
 import json
@@ -13,6 +14,7 @@ from huggingface_hub import ModelCard
 from hfssl.__main__ import main
 from hfssl.config import EvaluateConfig, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
+from hfssl.downstream.baselines import TITLES
 from hfssl.downstream.suites import SECTION_END, SECTION_START, load_suite
 
 TINY = ["--data.synthetic_examples", "200", "--data.max_length", "32", "--training.num_train_epochs", "1",
@@ -28,10 +30,15 @@ def evaluated(mlm_export, tmp_path_factory):
     return model, out
 
 
+def model_rows(entries: list[dict]) -> list[dict]:
+    """The model's own rows or summary entries, without the classic baseline's."""
+    return [e for e in entries if e["method"] not in TITLES]
+
+
 def test_every_task_and_seed_is_a_row_and_the_table_averages_them(evaluated):
     _, out = evaluated
     result = json.loads((out / "results.json").read_text())
-    rows = {(r["row"], r["seed"]) for r in result["rows"]}
+    rows = {(r["row"], r["seed"]) for r in model_rows(result["rows"])}
     assert rows == {(t, s) for t in ("topics", "same-topic", "word-order", "topics-probe") for s in (0, 1)}
     by_row = {e["row"]: e for e in result["summary"]}
     for name, entry in by_row.items():
@@ -39,9 +46,36 @@ def test_every_task_and_seed_is_a_row_and_the_table_averages_them(evaluated):
         assert entry["mean"] == pytest.approx(statistics.fmean(values)) and entry["seeds"] == 2
         assert entry["split"] == "test"
     assert by_row["word-order"]["metric"] == "matthews_correlation" and by_row["topics-probe"]["method"] == "probe"
-    assert result["average"] == pytest.approx(statistics.fmean(e["mean"] for e in result["summary"]))
-    assert len(list(csv.DictReader((out / "results.csv").open()))) == 8
+    # the suite's average is the model's own: the baseline rows stay out of it
+    assert result["average"] == pytest.approx(statistics.fmean(e["mean"] for e in model_rows(result["summary"])))
+    assert len(model_rows(list(csv.DictReader((out / "results.csv").open())))) == 8
     assert "| **average** |" in (out / "results.md").read_text()
+
+
+def test_classification_tasks_get_the_tfidf_baseline_per_seed_out_of_the_average(evaluated):
+    model, out = evaluated
+    result = json.loads((out / "results.json").read_text())
+    baseline = [r for r in result["rows"] if r["method"] in TITLES]
+    # topics-probe scores the topics' data: it shares the topics' baseline row
+    assert {(r["task"], r["row"], r["seed"]) for r in baseline} == {
+        (t, f"{t} (TF-IDF + LR)", s) for t in ("topics", "same-topic", "word-order") for s in (0, 1)
+    }
+    assert all(r["method"] == "tfidf" and r["split"] == "test" for r in baseline)
+    own = {(r["task"], r["seed"]): r for r in model_rows(result["rows"])}
+    for row in baseline:
+        assert row["metric"] == own[(row["task"], row["seed"])]["metric"] and 0.0 <= row["accuracy"] <= 1.0
+    topics = [r["accuracy"] for r in baseline if r["task"] == "topics"]
+    assert min(topics) > 0.5  # 8 topics: chance is 0.125
+    summary = result["summary"]
+    everything = statistics.fmean(e["mean"] for e in summary)
+    assert result["average"] != pytest.approx(everything)  # the baseline rows would move it
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == 8 + len(baseline)
+    table = (out / "results.md").read_text()
+    assert "| topics (TF-IDF + LR) | tfidf | accuracy | test |" in table
+    card = ModelCard.load(model / "README.md")
+    assert "Rows marked TF-IDF + LR are the classic pipeline" in card.text
+    assert not [r for r in card.data.eval_results if "TF-IDF" in r.task_name]
+    assert len(card.data.eval_results) == len(model_rows(summary))
 
 
 def test_the_card_gets_the_table_and_model_index_entries_once(evaluated):
@@ -280,3 +314,17 @@ def test_an_mteb_suite_reads_local_copies_of_its_tasks(mlm_export, tmp_path):
           "false", "--suite.output_dir", str(out), *TINY])  # fmt: skip
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert row["method"] == "mteb" and row["metric"] == "main_score" and -1.0 <= row["value"] <= 1.0
+
+
+def test_an_audio_task_gets_the_mfcc_baseline_on_each_split_its_rows_report(speech_export):
+    from hfssl.config import ClassifierModelArgs
+    from hfssl.downstream.suites import Task, _baseline_rows
+
+    data = LabelledDataArgs(task="audio", synthetic_examples=100, max_seconds=1.0)
+    cfg = EvaluateConfig(model=ClassifierModelArgs(name_or_path=str(speech_export)))
+    task = Task("keywords", data, "probe", scores={"keywords-val": "validation", "keywords-test": "test"})
+    rows = _baseline_rows(cfg, task, seed=1)
+    assert [(r["row"], r["split"], r["method"], r["seed"]) for r in rows] == [
+        ("keywords-val (MFCC + LR)", "validation", "mfcc", 1), ("keywords-test (MFCC + LR)", "test", "mfcc", 1),
+    ]  # fmt: skip
+    assert all(0.0 <= r["value"] == r["accuracy"] <= 1.0 for r in rows)

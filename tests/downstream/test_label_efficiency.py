@@ -1,4 +1,5 @@
-"""`hfssl label-efficiency` end to end on the embedded task: table, plot, card section (and the model's card)."""
+"""`hfssl label-efficiency` end to end on the embedded task: table, plot, card section (and the model's card), the
+classic baselines (TF-IDF + LR for text, MFCC + LR for audio) on the same subsamples, and the verdict line."""
 
 import csv
 import json
@@ -9,6 +10,9 @@ import torch
 from huggingface_hub import ModelCard
 
 from hfssl.__main__ import main
+from hfssl.config import LabelEfficiencyConfig, LabelledDataArgs
+from hfssl.data.labelled import load_labelled
+from hfssl.downstream import baselines
 from hfssl.downstream.label_efficiency import SECTION_END, SECTION_START
 
 SWEEP = [
@@ -42,12 +46,88 @@ def test_table_has_every_model_fraction_and_seed(sweep):
     _, out = sweep
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {(r["model"], float(r["fraction"]), int(r["seed"])) for r in rows} == {
-        (m, f, s) for m in ("pretrained", "scratch") for f in (0.05, 1.0) for s in (0, 1, 2)
+        (m, f, s) for m in ("pretrained", "scratch", "tfidf") for f in (0.05, 1.0) for s in (0, 1, 2)
     }
     result = json.loads((out / "results.json").read_text())
-    assert len(result["summary"]) == 4 and all(e["seeds"] == 3 for e in result["summary"])
+    assert len(result["summary"]) == 6 and all(e["seeds"] == 3 for e in result["summary"])
     small = [r for r in rows if float(r["fraction"]) == 0.05]
     assert all(8 <= int(r["labels"]) < 40 for r in small)  # at least one per class of 8, about 5% of ~320
+
+
+def test_tfidf_rows_fit_the_same_subsamples_and_beat_chance(sweep):
+    _, out = sweep
+    result = json.loads((out / "results.json").read_text())
+    assert result["baseline"] == "tfidf"
+    labels = {(r["model"], r["fraction"], r["seed"]): r["labels"] for r in result["rows"]}
+    for fraction in (0.05, 1.0):
+        for seed in (0, 1, 2):
+            assert labels[("tfidf", fraction, seed)] == labels[("pretrained", fraction, seed)]
+            assert labels[("tfidf", fraction, seed)] == labels[("scratch", fraction, seed)]
+    tfidf = [r for r in result["rows"] if r["model"] == "tfidf"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["f1"] <= 1.0 for r in tfidf)
+    full = [r["accuracy"] for r in tfidf if r["fraction"] == 1.0]
+    assert min(full) > 0.5  # 8 topics: chance is 0.125, and topic words separate them
+    section = (out / "label_efficiency.md").read_text()
+    assert "TF-IDF + LR |" in section and "TF-IDF of word 1-2 grams" in section
+
+
+def test_the_verdict_line_says_what_pretraining_bought(sweep):
+    model, out = sweep
+    result = json.loads((out / "results.json").read_text())
+    entries = {(e["model"], e["fraction"]): e for e in result["summary"]}
+    line = result["verdict"]
+    assert line.startswith("Pretraining bought ") and line.count("; against TF-IDF + LR: ") == 1
+    over_scratch, over_tfidf = line[len("Pretraining bought ") : -1].split("; against TF-IDF + LR: ")
+    for clause, other in ((over_scratch, "scratch"), (over_tfidf, "tfidf")):
+        items = clause.replace(" and ", ", ").split(", ")
+        assert len(items) == 2  # one per fraction, fewest labels first
+        for item, fraction in zip(items, (0.05, 1.0), strict=True):
+            pre, theirs = entries[("pretrained", fraction)], entries[(other, fraction)]
+            difference = 100 * (pre["accuracy"] - theirs["accuracy"])
+            points = float(item.split(" ")[0])
+            assert points == pytest.approx(difference, abs=0.051)
+            assert f" at {pre['labels']:,}" in item
+            noise = abs(difference) < 100 * max(pre["accuracy_std"], theirs["accuracy_std"])
+            assert ("(within noise)" in item) == noise
+    assert over_scratch.split(" ")[1:4] == ["points", "over", "scratch"]
+    assert line in (out / "label_efficiency.md").read_text() and line in (model / "README.md").read_text()
+
+
+def test_the_tfidf_baseline_fits_its_vocabulary_on_the_subsample_alone(monkeypatch):
+    from hfssl.downstream import label_efficiency
+
+    fitted = []
+    pipeline = baselines.tfidf_pipeline
+    monkeypatch.setattr(baselines, "tfidf_pipeline", lambda seed: fitted.append(pipeline(seed)) or fitted[-1])
+    data = LabelledDataArgs(synthetic_examples=200)
+    full = load_labelled(data, seed=0)
+    baseline = baselines.for_task(data, len(full.label_names))
+    cfg = LabelEfficiencyConfig(data=data)
+    cfg.sweep.fractions, cfg.sweep.seeds = [0.1], [3]
+    (row,) = label_efficiency._baseline_rows(cfg, baseline, full)
+    (model,) = fitted
+    chosen = full.train.select(label_efficiency._indices(full.train, 0.1, 3).tolist())
+    assert row["labels"] == len(chosen) < len(full.train)
+    analyse = model[0].build_analyzer()  # the vectorizer's own words and bigrams of a text
+    terms = {term for text in chosen["text"] for term in analyse(text)}
+    assert set(model[0].vocabulary_) == terms  # the subsample's terms, all of them and no others
+    unseen = {term for text in full.test["text"] for term in analyse(text)} - terms
+    assert unseen and not unseen & set(model[0].vocabulary_)
+
+
+def test_a_text_pair_is_one_text_to_the_baseline():
+    import datasets
+
+    pairs = datasets.Dataset.from_dict({"text": ["the cook", "a boat"], "text_pair": ["sliced onion", "sails"]})
+    assert list(baselines.texts(pairs)) == ["the cook [SEP] sliced onion", "a boat [SEP] sails"]
+    assert list(baselines.texts(pairs.remove_columns("text_pair"))) == ["the cook", "a boat"]
+
+
+def test_regression_has_no_classic_baseline():
+    from hfssl.errors import UsageError
+
+    with pytest.raises(UsageError, match="data.regression"):
+        baselines.for_task(LabelledDataArgs(train="x.jsonl", regression=True), 0)
 
 
 def test_plot_is_a_png(sweep):
@@ -108,6 +188,7 @@ def test_an_audio_sweep_has_the_mfcc_baseline_on_the_same_subsamples(speech_expo
     assert min(full) > 0.25  # 10 keywords: chance is 0.1; MFCC statistics separate them well
     section = (out / "label_efficiency.md").read_text()
     assert "MFCC + LR |" in section and "MFCC statistics" in section
+    assert "TF-IDF" not in section and "; against MFCC + LR: " in section
 
 
 def test_mfcc_statistics_describe_the_clip():
