@@ -27,7 +27,7 @@ with each of `--fractions` of the training labels (a stratified subsample drawn 
 - probe: `hfssl label-efficiency` with `sweep.method: probe`: every layer of the frozen export mean-pooled, a learned
   softmax mix of the layers and a logistic regression (`hfssl.downstream.probe`);
 - fine-tuned: `hfssl label-efficiency` with `sweep.method: finetune`: the whole export with a classification head on
-  transformers' Trainer, at the recipe's learning rate for 5 epochs (at least `sweep.min_steps` steps);
+  transformers' Trainer, at the recipe's learning rate for 5 epochs (at least `finetune.min_steps` steps);
 - random init: the from-scratch runs of the same two sweeps (the export's architecture and tokenizer, random
   weights), one row per architecture (the first objective's of each);
 - TF-IDF + LR: scikit-learn's TF-IDF of word unigrams and bigrams (sublinear term frequency) and a logistic regression,
@@ -152,7 +152,7 @@ def task_overrides(args) -> dict[str, str]:
     if args.task_train:
         overrides.update({"data.train": str(args.task_train), "data.test": str(args.task_test)})
     if args.quick:
-        overrides.update({"data.synthetic_examples": "600", "training.num_train_epochs": "2", "sweep.min_steps": "10"})
+        overrides.update({"data.synthetic_examples": "600", "training.num_train_epochs": "2", "finetune.min_steps": "10"})
     return overrides | args.finetune_set
 
 

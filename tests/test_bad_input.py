@@ -16,7 +16,8 @@ SPEECH = ["--train.max_steps", "2", "--data.synthetic_utterances", "20", "--data
           "--data.batch_seconds", "4", "--model.hidden_size", "32", "--model.conv_dim", "32",
           "--train.probe_every", ""]  # fmt: skip
 SIMCSE = lambda m: ["pretrain", "text/simcse-tiny", *TEXT, "--model.name_or_path", m.text_export]  # noqa: E731
-DOWNSTREAM = ["--data.synthetic_examples", "100", "--data.max_length", "32", "--training.num_train_epochs", "1"]
+DOWNSTREAM = ["--data.synthetic_examples", "100", "--data.max_length", "32", "--training.num_train_epochs", "1",
+              "--finetune.min_steps", "0"]  # fmt: skip
 
 
 def file(tmp, name="a_file.txt", text="not a directory"):

@@ -228,7 +228,7 @@ def test_finetune_pushes_its_classifier_to_a_branch(hub, tmp_path, mlm_export):
     done = hfssl(hub, tmp_path, "finetune", "text/classify-tiny", "--model.name_or_path", mlm_export,
                  "--data.synthetic_examples", "80", "--data.max_length", "32", "--training.num_train_epochs", "1",
                  "--training.output_dir", run, "--hub.push_to_hub", "true", "--hub.repo_id", "someone/topics",
-                 "--hub.revision", "v1")  # fmt: skip
+                 "--hub.revision", "v1", "--finetune.min_steps", "0")  # fmt: skip
     check_arrived_and_kept_secret(done, run)
     assert any(c["path"].endswith("/branch/v1") for c in FakeHub.calls)
     assert next(c for c in FakeHub.calls if "/commit/" in c["path"])["path"].endswith("/commit/v1")

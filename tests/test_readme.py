@@ -33,7 +33,8 @@ SPEECH = ["--data.synthetic_utterances", "60", "--data.max_seconds", "2", "--dat
           "--train.save_every", "3", "--train.log_every", "3"]  # fmt: skip
 LOG_MEL = [arg for i, arg in enumerate(SPEECH) if "--model.conv_dim" not in SPEECH[max(i - 1, 0) : i + 1]]
 """SPEECH for a log-mel (filterbank) encoder, which has no conv front end to size."""
-KEYWORDS = ["--data.synthetic_examples", "100", "--data.max_seconds", "1", "--training.num_train_epochs", "1"]
+KEYWORDS = ["--data.synthetic_examples", "100", "--data.max_seconds", "1", "--training.num_train_epochs", "1",
+            "--finetune.min_steps", "0"]  # fmt: skip
 # The first matching prefix applies: the speech recipes before the text ones.
 SHORTER = {
     "hfssl pretrain recipes/speech/best-rq-w2v-bert": LOG_MEL,
@@ -43,10 +44,11 @@ SHORTER = {
     "hfssl pretrain recipes/text/simcse": [*SHORT, "--train.probe_examples", "100"],
     "hfssl pretrain": SHORT,
     "torchrun --standalone --nproc_per_node 2 -m hfssl pretrain": SHORT,
-    "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1"],
+    "hfssl finetune": [*DOWNSTREAM, "--training.num_train_epochs", "1", "--finetune.min_steps", "0"],
     "hfssl probe": DOWNSTREAM,
-    "hfssl evaluate": [*DOWNSTREAM, "--training.num_train_epochs", "1", "--suite.seeds", "[0]"],
-    "hfssl label-efficiency": [*DOWNSTREAM, "--sweep.seeds", "[0]", "--sweep.min_steps", "4",
+    "hfssl evaluate": [*DOWNSTREAM, "--training.num_train_epochs", "1", "--suite.seeds", "[0]",
+                       "--finetune.min_steps", "0"],
+    "hfssl label-efficiency": [*DOWNSTREAM, "--sweep.seeds", "[0]", "--finetune.min_steps", "4",
                                "--training.num_train_epochs", "1"],
 }  # fmt: skip
 

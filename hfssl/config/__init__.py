@@ -33,6 +33,7 @@ from hfssl.config.loader import (
     section_fields,
     sections,
     to_dict,
+    unknown_key,
 )
 from hfssl.config.pretrain import (
     FILTERBANK_ARCHS,
@@ -96,4 +97,5 @@ __all__ = [
     "section_fields",
     "sections",
     "to_dict",
+    "unknown_key",
 ]

@@ -6,7 +6,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from hfssl.config.loader import arg, check
 from hfssl.config.pretrain import ExportArgs, HubArgs
@@ -263,7 +263,6 @@ class SweepArgs:
     fractions: list[float] = arg([0.01, 0.1, 1.0], "fractions of the training labels to train on, each in (0, 1]")
     seeds: list[int] = arg([0, 1, 2], "seeds per fraction (label subsample, initialisation, data order)")
     method: Literal["finetune", "probe"] = arg("finetune", "fine-tune the whole model, or probe frozen features")
-    min_steps: int = arg(40, "fine-tuning steps at least, however few the labels (fine-tuning only)")
     output_dir: str = arg("runs/label-efficiency", "where the table, the plot and the card section are written")
     update_card: bool = arg(True, "add the results as a section of the model's card (a local model directory)")
     baseline: bool = arg(
@@ -277,11 +276,12 @@ class SweepArgs:
         for i, fraction in enumerate(self.fractions):
             check(0.0 < fraction <= 1.0, f"sweep.fractions[{i}]", f"must be in (0, 1], got {fraction}")
         check(bool(self.seeds), "sweep.seeds", "needs at least one seed")
-        check(self.min_steps >= 1, "sweep.min_steps", "must be at least 1")
 
 
 @dataclass
 class LabelEfficiencyConfig:
+    RENAMED: ClassVar[dict[str, str]] = {"sweep.min_steps": "finetune.min_steps"}  # one step floor for all fine-tuning
+
     model: ClassifierModelArgs = field(default_factory=ClassifierModelArgs)
     data: LabelledDataArgs = field(default_factory=LabelledDataArgs)
     finetune: FinetuneArgs = field(default_factory=FinetuneArgs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from dataclasses import field
@@ -19,6 +20,8 @@ from typing import Any, Literal
 import yaml
 
 from hfssl.errors import UsageError, first_line
+
+logger = logging.getLogger(__name__)
 
 
 def arg(default: Any, help: str) -> Any:
@@ -97,7 +100,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     return float(value) if tp is float else value
 
 
-def _unknown(key: str, valid: list[str]) -> UsageError:
+def unknown_key(key: str, valid: list[str]) -> UsageError:
     close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UsageError(f"unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
@@ -111,7 +114,7 @@ def build(schema: type, values: dict[str, Any], source: str = "recipe") -> Any:
     built = {}
     for name in values:
         if name not in secs:
-            raise UsageError(f"{source}: " + str(_unknown(name, list(secs))))
+            raise UsageError(f"{source}: " + str(unknown_key(name, list(secs))))
     for name, section in secs.items():
         given = values.get(name) or {}
         if not isinstance(given, dict):
@@ -120,7 +123,7 @@ def build(schema: type, values: dict[str, Any], source: str = "recipe") -> Any:
         kwargs = {}
         for key, value in given.items():
             if key not in fields:
-                raise UsageError(f"{source}: " + str(_unknown(f"{name}.{key}", list(fields))))
+                raise UsageError(f"{source}: " + str(unknown_key(f"{name}.{key}", list(fields))))
             kwargs[key] = coerce(value, fields[key][0], f"{name}.{key}")
         try:
             built[name] = section(**kwargs)
@@ -154,10 +157,10 @@ def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: str) 
     secs = sections(schema)
     name, _, key = dotted.partition(".")
     if name not in secs or not key:
-        raise _unknown(dotted, [f"{s}.{k}" for s, sec in secs.items() for k in section_fields(sec)])
+        raise unknown_key(dotted, [f"{s}.{k}" for s, sec in secs.items() for k in section_fields(sec)])
     fields = section_fields(secs[name])
     if key not in fields:
-        raise _unknown(dotted, list(fields))
+        raise unknown_key(dotted, list(fields))
     tp = fields[key][0]
     choices = typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
     plain_string = (
@@ -185,10 +188,24 @@ def load(schema: type, recipe: str | Path | None, overrides: dict[str, str] | No
 
 
 def load_values(schema: type, values: Any, overrides: dict[str, str] | None = None, source: str = "recipe") -> Any:
-    """A recipe already read (`values`) + `section.key -> string` overrides -> validated config of type `schema`."""
+    """A recipe already read (`values`) + `section.key -> string` overrides -> validated config of type `schema`.
+    A key the schema renamed (its `RENAMED`: old `section.key` -> new) is read under its new name, with one log line."""
     if not isinstance(values, dict):
         raise UsageError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
-    for dotted, raw in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    for old, new in getattr(schema, "RENAMED", {}).items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        given = values.get(old_section)
+        if isinstance(given, dict) and old_key in given:
+            logger.warning("%s: %s is called %s now; read as %s", source, old, new, new)
+            values.setdefault(new_section, {})
+            if values[new_section] is None:
+                values[new_section] = {}
+            values[new_section][new_key] = given.pop(old_key)
+        if old in overrides:
+            logger.warning("--%s is called --%s now; read as %s", old, new, new)
+            overrides[new] = overrides.pop(old)
+    for dotted, raw in overrides.items():
         apply_override(values, schema, dotted, raw)
     return build(schema, values, source)
 

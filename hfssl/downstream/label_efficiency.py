@@ -91,7 +91,7 @@ def _finetune_rows(cfg: LabelEfficiencyConfig, full, evaluation: str) -> list[di
 
     def run(fraction: float, seed: int) -> list[dict]:
         n = len(subsample(full.train, fraction, seed)) if fraction < 1 else len(full.train)
-        steps = max(cfg.sweep.min_steps, math.ceil(cfg.training.num_train_epochs * n / batch))
+        steps = max(cfg.finetune.min_steps, math.ceil(cfg.training.num_train_epochs * n / batch))
         rows = []
         for kind in MODELS:
             run_cfg = dataclasses.replace(

@@ -146,7 +146,7 @@ def load_suite(name: str, data_dir: str | None = None, overrides: dict | None = 
         kwargs = {}
         for key, value in given.items():
             if key not in fields:
-                raise config_lib.loader._unknown(f"{where}: data.{key}", list(fields))
+                raise config_lib.unknown_key(f"{where}: data.{key}", list(fields))
             kwargs[key] = config_lib.coerce(value, fields[key][0], f"{where}: data.{key}")
         try:
             data = LabelledDataArgs(**kwargs)

@@ -18,7 +18,8 @@ from hfssl.downstream.baselines import TITLES
 from hfssl.downstream.suites import SECTION_END, SECTION_START, load_suite
 
 TINY = ["--data.synthetic_examples", "200", "--data.max_length", "32", "--training.num_train_epochs", "1",
-        "--training.per_device_train_batch_size", "16", "--suite.seeds", "[0, 1]"]  # fmt: skip
+        "--training.per_device_train_batch_size", "16", "--suite.seeds", "[0, 1]",
+        "--finetune.min_steps", "0"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

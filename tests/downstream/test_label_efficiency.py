@@ -17,7 +17,7 @@ from hfssl.downstream.label_efficiency import SECTION_END, SECTION_START
 
 SWEEP = [
     "--data.synthetic_examples", "400", "--data.max_length", "64",
-    "--sweep.fractions", "[0.05, 1.0]", "--sweep.seeds", "[0, 1, 2]", "--sweep.min_steps", "8",
+    "--sweep.fractions", "[0.05, 1.0]", "--sweep.seeds", "[0, 1, 2]", "--finetune.min_steps", "8",
     "--training.num_train_epochs", "1", "--training.per_device_train_batch_size", "32",
     "--training.learning_rate", "1e-3",
 ]  # fmt: skip

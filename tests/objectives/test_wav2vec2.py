@@ -196,6 +196,8 @@ def test_keyword_finetune_and_pipeline(trained, tmp_path):
         "16",
         "--training.output_dir",
         out,
+        "--finetune.min_steps",
+        "0",
     )
     assert "accuracy" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text())
