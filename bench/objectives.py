@@ -152,7 +152,9 @@ def task_overrides(args) -> dict[str, str]:
     if args.task_train:
         overrides.update({"data.train": str(args.task_train), "data.test": str(args.task_test)})
     if args.quick:
-        overrides.update({"data.synthetic_examples": "600", "training.num_train_epochs": "2", "finetune.min_steps": "10"})
+        overrides.update(
+            {"data.synthetic_examples": "600", "training.num_train_epochs": "2", "finetune.min_steps": "10"}
+        )
     return overrides | args.finetune_set
 
 
