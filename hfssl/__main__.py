@@ -73,6 +73,9 @@ def add_schema_arguments(
                 continue
             group = group or parser.add_argument_group(f"{prefix}{name} ({section.__name__})")
             group.add_argument(option, dest=f"{name}.{key}", default=argparse.SUPPRESS, metavar="VALUE", help=text)
+    for old in getattr(schema, "RENAMED", {}):  # still taken, read under the new name by the loader
+        if f"--{old}" not in taken:
+            parser.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +111,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
     keys = {f"{n}.{k}" for n, s in config_lib.sections(schema).items() for k in config_lib.section_fields(s)}
+    keys |= set(getattr(schema, "RENAMED", {}))
     return {k: v for k, v in vars(args).items() if k in keys}
 
 

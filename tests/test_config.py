@@ -205,3 +205,20 @@ def test_cli_bad_key_is_one_line_no_traceback(tmp_path):
     lines = run.stderr.strip().splitlines()
     assert lines == ["hfssl: error: train.max_steps: expected an integer, got 'abc'"]
     assert not any(tmp_path.iterdir())
+
+
+def test_a_renamed_key_is_read_under_its_new_name_with_one_log_line(tmp_path, caplog):
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text("sweep:\n  min_steps: 12\n  seeds: [0]\n")
+    from hfssl.__main__ import overrides
+
+    args = build_parser().parse_args(["label-efficiency", str(recipe), "--sweep.min_steps", "7"])
+    with caplog.at_level("WARNING", logger="hfssl.config.loader"):
+        cfg = config_lib.load(LabelEfficiencyConfig, recipe)
+        by_option = config_lib.load(LabelEfficiencyConfig, None, overrides(args, LabelEfficiencyConfig))
+    assert cfg.finetune.min_steps == 12 and cfg.sweep.seeds == [0] and by_option.finetune.min_steps == 7
+    lines = [r.getMessage() for r in caplog.records if r.name == "hfssl.config.loader"]
+    assert lines == [
+        f"{recipe}: sweep.min_steps is called finetune.min_steps now; read as finetune.min_steps",
+        "--sweep.min_steps is called --finetune.min_steps now; read as finetune.min_steps",
+    ]
