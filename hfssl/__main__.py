@@ -284,8 +284,12 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(part for part in (args.command, getattr(args, "tokenizer_command", None)) if part)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from hfssl.objectives.hubert import HubertConfig
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With `command` (the subcommand being run), only its settings are added: the pretraining
+    schemas import every objective module, which the other commands need not load."""
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
 
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -313,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="report the data size, steps, time per step (a few timed steps), total time and disk footprint, "
         "writing nothing to the output directory",
     )
-    add_pretrain_arguments(p)
+    if wanted("pretrain"):
+        add_pretrain_arguments(p)
 
     p = commands.add_parser(
         "hubert-targets",
@@ -324,7 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", help="YAML speech recipe (a path, or a shipped recipe name)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the targets when the directory exists")
-    add_schema_arguments(p, HubertConfig)
+    if wanted("hubert-targets"):
+        from hfssl.objectives.hubert import HubertConfig
+
+        add_schema_arguments(p, HubertConfig)
 
     p = commands.add_parser("tokenizer", help="tokenizer tools")
     tok_commands = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
@@ -332,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("recipe", nargs="?", default=None, help="optional YAML recipe with data: and tokenizer: sections")
     t.add_argument("--out", required=True, help="directory to save the tokenizer to")
     t.add_argument("--overwrite", action="store_true", help="replace --out when it already holds files")
-    add_schema_arguments(t, TokenizerTrainConfig)
+    if wanted("tokenizer"):
+        add_schema_arguments(t, TokenizerTrainConfig)
 
     for name, schema, text in (
         ("finetune", FinetuneConfig, "fine-tune a classifier with the Trainer API"),
@@ -350,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = commands.add_parser(name, help=text)
         p.add_argument("recipe", nargs="?", default=None, help="YAML recipe (a path or a shipped recipe name)")
-        add_schema_arguments(p, schema)
+        if wanted(name):
+            add_schema_arguments(p, schema)
 
     p = commands.add_parser("export", help="export a training checkpoint as a from_pretrained-loadable model")
     p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")
@@ -369,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if first_process() else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

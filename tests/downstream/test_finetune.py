@@ -418,7 +418,8 @@ def test_a_recipes_own_step_count_or_no_selection_is_left_alone(tmp_path):
     from hfssl.downstream.finetune import few_label_changes, training_arguments
 
     cfg = few_label_cfg(**{"training.output_dir": tmp_path})
-    assert few_label_changes(cfg, training_arguments(cfg, max_steps=50, eval_strategy="no"), 40, 5) == {}
+    own = training_arguments(cfg, max_steps=50, eval_strategy="no", load_best_model_at_end=False)
+    assert few_label_changes(cfg, own, 40, 5) == {}
     off = few_label_cfg(**{"training.output_dir": tmp_path, "finetune.min_steps": 0, "finetune.min_validation": 0})
     assert few_label_changes(off, training_arguments(off), 40, 5) == {}
 
@@ -428,8 +429,8 @@ def test_a_few_label_run_trains_its_budget_and_keeps_the_last_step(mlm_export, t
 
     out = finetune_tiny(
         mlm_export, tmp_path / "run", "text/classify-tiny",
-        **FAST, **{"data.label_fraction": "0.1", "finetune.min_steps": "12", "finetune.min_validation": "100",
-                   "finetune.early_stopping_patience": "1"},
+        **FAST | {"data.label_fraction": "0.1", "finetune.min_steps": "12", "finetune.min_validation": "100",
+                  "finetune.early_stopping_patience": "1"},
     )  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_examples"] < 40 and metrics["steps"] == 12  # 2 epochs of 2 batches would be 4 steps
