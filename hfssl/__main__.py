@@ -380,8 +380,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    running = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(running).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if first_process() else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
