@@ -273,7 +273,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         collator = DataCollatorWithPadding(processor, pad_to_multiple_of=8)
     few = few_label_changes(cfg, args, len(encoded["train"]), len(encoded["validation"]))
     if few:
-        args = training_arguments(cfg, **changes, **few)
+        args = training_arguments(cfg, **(changes | few))
     model = load_classifier(cfg, splits.label_names)
     if cfg.finetune.freeze_encoder:
         freeze_encoder(model)
