@@ -133,6 +133,12 @@ def pretrain_command(args: argparse.Namespace) -> None:
     if args.dry_run:
         from hfssl.dry_run import dry_run, format_report
 
+        if cfg.train.time_budget is not None:
+            from hfssl.budget import plan_dry_run
+
+            text = plan_dry_run(cfg)  # and sets train.max_steps to the recipe's own plan
+            if first_process():
+                print(text)
         result = dry_run(cfg)
         if first_process():
             print(f"dry run of {args.recipe}:\n{format_report(result)}")

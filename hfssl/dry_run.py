@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from hfssl import pretrain
-from hfssl.checkpoint import has_checkpoints
+from hfssl.checkpoint import has_checkpoints, save_checkpoint
 from hfssl.distributed import shards_weights, synced_clock
 
 DRY_RUN_WARMUP, DRY_RUN_TIMED = 3, 5
@@ -39,9 +40,17 @@ def times(total_steps: int, every: int | None) -> int:
 
 
 def dry_run(cfg) -> dict:
-    """`hfssl pretrain --dry-run`: set the run up in a scratch directory, fit to the warm-up, start the clock, fit
-    the timed steps, and report (`report`); nothing is written to the output directory."""
+    """`hfssl pretrain --dry-run`: `measure` the run, then end the accelerator's run (and process group)."""
+    return measure(cfg, end=True)
+
+
+def measure(cfg, end: bool = False, min_seconds: float = 0.0) -> dict:
+    """Set the run up in a scratch directory, fit to the warm-up, start the clock, fit the timed steps (more, until
+    they take `min_seconds`), and report (`report`); nothing is written to the output directory. Without `end` the
+    process group stays up for a run to follow (a time budget's plan)."""
+    began = time.perf_counter()
     run = pretrain.setup(cfg, scratch=True)
+    setup_seconds = time.perf_counter() - began
     accelerator = run.accelerator
     # The first steps pay for compilation and allocation: a few are timed after a warm-up.
     warmup = min(DRY_RUN_WARMUP, run.total_steps - 1)
@@ -50,6 +59,9 @@ def dry_run(cfg) -> dict:
     pretrain.fit(run, warmup)
     timed_from, micro_from = synced_clock(accelerator), run.state["micro_batches"]
     pretrain.fit(run, stop)
+    while stop < run.total_steps and broadcast_object_list([synced_clock(accelerator) - timed_from < min_seconds])[0]:
+        stop = min(run.total_steps, stop + DRY_RUN_TIMED)  # every process times as many steps as the first
+        pretrain.fit(run, stop)
     # Timed per micro-batch, then scaled to a full step: a batch-size warmup's first steps are smaller than the rest.
     micro_seconds = (synced_clock(accelerator) - timed_from) / (run.state["micro_batches"] - micro_from)
     full = run.cfg.train.grad_accum
@@ -61,11 +73,15 @@ def dry_run(cfg) -> dict:
         "full_steps": planned_micro_batches(run) / full,
     }
     run.progress.close()
-    result = report(run, timing)
+    start = synced_clock(accelerator)
+    save_checkpoint(accelerator, run.work_dir, run.state, keep_last=1)
+    timing["checkpoint_seconds"] = synced_clock(accelerator) - start
+    result = report(run, timing) | {"setup_seconds": setup_seconds}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(run.work_dir, ignore_errors=True)
-    accelerator.end_training()
+    if end:
+        accelerator.end_training()
     return result
 
 
@@ -126,11 +142,15 @@ def report(run: pretrain.Run, timing: dict) -> dict:
     checkpoint = model + moments + other
     kept = min(t.keep_last, times(total_steps, t.save_every))
     export_bytes = setup_bytes = 0
+    export_seconds = 0.0
     if accelerator.is_main_process:
         setup_bytes = folder_bytes(run.work_dir)  # the tokenizer, or HuBERT's targets when they are built in the run
         sketch = {"steps": total_steps, "num_processes": accelerator.num_processes}
+        start = time.perf_counter()
         run.module.export(cfg, whole, run.work_dir, run.work_dir / "final", sketch)
+        export_seconds = time.perf_counter() - start
         export_bytes = folder_bytes(run.work_dir / "final")
+    parameters, embeddings = count_parameters(run.raw, run.setup.model)
 
     train_seconds = timing["full_steps"] * timing["step_seconds"]
     eval_seconds = evals * eval_batches * eval_batch_seconds
@@ -145,6 +165,7 @@ def report(run: pretrain.Run, timing: dict) -> dict:
         "warmup_steps": timing["warmup_steps"],
         "timed_steps": timing["timed_steps"],
         "step_seconds": timing["step_seconds"],
+        "checkpoint_seconds": timing.get("checkpoint_seconds", 0.0),
         "device": str(accelerator.device),
         "num_processes": accelerator.num_processes,
         "eval_batch_seconds": eval_batch_seconds,
@@ -161,11 +182,25 @@ def report(run: pretrain.Run, timing: dict) -> dict:
         "checkpoint_bytes": checkpoint,
         "checkpoints_kept": kept,
         "export_bytes": export_bytes,
+        "export_seconds": export_seconds,
+        "parameters": parameters,
+        "embedding_parameters": embeddings,
         "setup_bytes": setup_bytes,
         "disk_bytes": kept * checkpoint + export_bytes + setup_bytes,
         "output_dir": t.output_dir,
         "earlier_run": has_checkpoints(Path(t.output_dir)),
     }
+
+
+def count_parameters(objective: torch.nn.Module, model) -> tuple[int, int]:
+    """The trained parameters (the objective's: the model and its heads, tied weights once) and, of those, the
+    input embeddings' (a text model's vocabulary; none for speech)."""
+    distinct = {p.data_ptr(): p.numel() for p in objective.parameters()}
+    try:
+        weight = getattr(model.get_input_embeddings(), "weight", None)
+    except (AttributeError, NotImplementedError):  # a speech model has no input embeddings
+        weight = None
+    return sum(distinct.values()), (weight.numel() if isinstance(weight, torch.Tensor) else 0)
 
 
 def per_step(batch: str, grad_accum: int, processes: int) -> str:

@@ -214,6 +214,8 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     seen_key = f"{module.UNIT}_seen"
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_batches": 0, seen_key: 0, "evals": []}
     state["num_processes"] = accelerator.num_processes
+    if t.time_budget is not None:
+        state["planned_steps"] = total_steps  # kept by every checkpoint: a resumed run follows the same plan
     if checkpoint is not None:
         state = restore(checkpoint, accelerator, made, train_loader, t)
 
@@ -544,7 +546,12 @@ def finish(run: Run) -> dict:
 
 def pretrain(cfg, resume: str | None = None) -> dict:
     """Pretrain as `cfg` says, with the objective its `objective.name` names; returns the final metrics (also
-    written to metrics.json) after exporting the model to `train.output_dir`/final."""
+    written to metrics.json) after exporting the model to `train.output_dir`/final. With `train.time_budget`, the
+    run is planned first (`budget.plan_run`)."""
+    if cfg.train.time_budget is not None:
+        from hfssl.budget import plan_run
+
+        plan_run(cfg, resume)
     run = setup(cfg, resume)
     begin(run)
     run.progress = tqdm(

@@ -7,6 +7,7 @@ dataclass as the `objective` section (and any section of its own, as HuBERT's `t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -169,6 +170,13 @@ class TrainArgs:
     seed: int = arg(0, "seed for initialisation, data order and masking")
     max_steps: int | None = arg(1000, "optimizer steps to train (empty: use epochs)")
     epochs: float | None = arg(None, "passes over the training data, used when max_steps is empty")
+    time_budget: str | None = arg(
+        None,
+        "wall time for the whole run, e.g. 90s, 30m, 6h, 1h30m (Cramming): a few timed steps plan the run once, its "
+        "setup, evaluations and export included, and the plan replaces max_steps and epochs; warmup and decay stay "
+        "fractions of the plan, which checkpoints keep, so --resume follows it. --dry-run prints the plan for each "
+        "model size and vocabulary size",
+    )
     batch_size: int = arg(64, "sequences per device per micro-batch")
     grad_accum: int = arg(1, "micro-batches accumulated per optimizer step")
     lr: float = arg(2e-3, "peak learning rate; small models at short budgets want it high (Cramming)")
@@ -269,6 +277,36 @@ class TrainArgs:
                 "batch-size warmup changes how many steps an epoch takes; set max_steps",
             )
         check(self.eval_batches is None or self.eval_batches > 0, "train.eval_batches", "must be positive")
+        if self.time_budget is not None:
+            budget_seconds(self.time_budget)
+            check(
+                self.warmup_steps is None,
+                "train.warmup_steps",
+                "a time budget plans the steps; give the warmup as train.warmup_ratio, a fraction of the plan",
+            )
+
+    @property
+    def budget_seconds(self) -> float | None:
+        return None if self.time_budget is None else budget_seconds(self.time_budget)
+
+
+DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def budget_seconds(text: str) -> float:
+    """`train.time_budget`'s seconds: hours, minutes and seconds in that order, each optional (`6h`, `1h30m`, `90s`);
+    a bare number is minutes."""
+    spoken = str(text).strip().lower().replace(" ", "")
+    match = DURATION.fullmatch(spoken)
+    if re.fullmatch(r"\d+(?:\.\d+)?", spoken):
+        seconds = float(spoken) * 60
+    elif spoken and match:
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        raise UsageError(f"train.time_budget: {text!r} is not a duration such as 90s, 30m, 6h or 1h30m")
+    check(seconds > 0, "train.time_budget", f"must be positive, got {text!r}")
+    return seconds
 
 
 @dataclass
