@@ -228,10 +228,49 @@ TrainingSection = _training_section()
 
 
 @dataclass
+class SelfTrainingArgs:
+    unlabeled: str | None = arg(
+        None,
+        "unlabeled examples to pseudo-label, in the forms data.train takes (text: also a .txt file, one example a "
+        "line; the text in data.text_column; audio: clips as data.train lists them, without labels); empty: no "
+        "self-training",
+    )
+    rounds: int = arg(
+        2,
+        "noisy-student rounds: the model trained so far labels the unlabeled examples, and a new student, from the "
+        "same starting weights, trains on the labels and its confident pseudo-labels with noise on",
+    )
+    threshold: float = arg(0.9, "keep a pseudo-label when the teacher's probability for its class reaches this")
+    per_class: float = arg(
+        10.0,
+        "keep at most this many pseudo-labels per labelled example of the class, the most confident first, so one "
+        "class the teacher favours cannot flood the rest",
+    )
+    max_unlabeled: int | None = arg(None, "pseudo-label at most this many unlabeled examples, a seeded sample")
+    dropout: float = arg(
+        0.1, "the student's dropout (hidden, attention, feed-forward), at least this, whatever the checkpoint's"
+    )
+    spec_augment: float = arg(
+        0.05, "audio: the student's SpecAugment mask_time_prob, at least this (model.mask_time_prob if higher)"
+    )
+
+    def __post_init__(self):
+        check(self.rounds >= 1, "self_training.rounds", f"must be at least 1, got {self.rounds}")
+        check(0.0 < self.threshold < 1.0, "self_training.threshold", f"must be in (0, 1), got {self.threshold}")
+        check(self.per_class > 0, "self_training.per_class", f"must be positive, got {self.per_class}")
+        check(self.max_unlabeled is None or self.max_unlabeled > 0, "self_training.max_unlabeled", "must be positive")
+        check(0.0 <= self.dropout < 1.0, "self_training.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(
+            0.0 <= self.spec_augment < 1.0, "self_training.spec_augment", f"must be in [0, 1), got {self.spec_augment}"
+        )
+
+
+@dataclass
 class FinetuneConfig:
     model: ClassifierModelArgs = field(default_factory=ClassifierModelArgs)
     data: LabelledDataArgs = field(default_factory=LabelledDataArgs)
     finetune: FinetuneArgs = field(default_factory=FinetuneArgs)
+    self_training: SelfTrainingArgs = field(default_factory=SelfTrainingArgs)
     training: TrainingSection = field(default_factory=TrainingSection)
     export: ExportArgs = field(default_factory=ExportArgs)
     hub: HubArgs = field(default_factory=HubArgs)

@@ -362,3 +362,46 @@ def _encode_labels(dataset: datasets.Dataset, names: list[str], split: str, data
     features = dataset.features.copy()
     features["label"] = datasets.ClassLabel(names=names)
     return dataset.remove_columns("label").add_column("label", ids).cast(features)
+
+
+def load_unlabeled(source: str, data: LabelledDataArgs, key: str = "self_training.unlabeled") -> datasets.Dataset:
+    """Unlabeled examples for self-training, read as `data.train` is: a "text" column (a .txt file gives one example
+    a line; other files and Hub datasets their `data.text_column`), or for audio an undecoded "audio" column."""
+    if data.task == "audio":
+        from hfssl.config import AudioDataArgs
+        from hfssl.data.audio import scan_audio
+
+        seconds = max(data.max_seconds, 0.01)
+        audio = AudioDataArgs(
+            audio_column=data.audio_column, path_column=data.path_column, hub_config=data.hub_config,
+            hub_revision=data.hub_revision, cache_dir=data.cache_dir, min_seconds=0.01, max_seconds=seconds,
+            batch_seconds=seconds,
+        )  # fmt: skip
+        return scan_audio(source, key, audio, split=data.hub_split).select_columns(["audio"])
+    local = _local_files(source, key)
+    column = "text" if local is not None and local[0] == "text" else data.text_column
+    try:
+        if local is None:
+            dataset = datasets.load_dataset(
+                source, data.hub_config, split=data.hub_split, revision=data.hub_revision, cache_dir=data.cache_dir
+            )
+        else:
+            builder, files = local
+            for file in files:
+                if os.path.splitext(file)[1].lower() in _TEXT_FILES | {".txt"}:
+                    _check_utf8(file, key)
+            dataset = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=data.cache_dir)
+    except UsageError:
+        raise
+    except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
+        raise UsageError(f"{key}: could not read {source!r}: {_first_line(err)}") from err
+    if column not in dataset.column_names:
+        raise UsageError(
+            f"{key}: {source} has no column {column!r} (set data.text_column); its columns are: "
+            f"{', '.join(dataset.column_names)}"
+        )
+    dataset = dataset.select_columns([column]).rename_columns({column: "text"} if column != "text" else {})
+    dataset = dataset.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True)
+    if len(dataset) == 0:
+        raise UsageError(f"{key}: {source} holds no text")
+    return dataset

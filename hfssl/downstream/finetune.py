@@ -17,6 +17,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import datasets
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -86,7 +87,7 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
         raise UsageError(f"training: {' '.join(str(err).split())}") from None
 
 
-def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
+def load_classifier(cfg: FinetuneConfig, label_names: list[str], noise: dict | None = None):
     """A sequence (text) or audio classifier with the label maps, pretrained or (from_scratch) randomly initialised.
     A pretrained speech encoder keeps its convolutional feature encoder frozen, as wav2vec 2.0 fine-tuning does, unless
     `model.freeze_feature_encoder` is off."""
@@ -105,6 +106,7 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str]):
             f"model.{next(iter(augment))}: SpecAugment is for speech encoders; {m.name_or_path} has no such setting"
         )
     config.update(augment)
+    config.update(noise or {})
     if config.model_type == "modernbert":
         config.classifier_pooling = m.pooling
     auto = AutoModelForAudioClassification if cfg.data.task == "audio" else AutoModelForSequenceClassification
@@ -241,13 +243,32 @@ def tokenize(splits: LabelledSplits, tokenizer, max_length: int) -> dict[str, da
     return out
 
 
-def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None) -> dict:
-    """Fine-tune, evaluate on validation and test, export to `<output_dir>/final`; returns the metrics.
+@dataclasses.dataclass
+class Prepared:
+    """What every model a fine-tuning run trains shares: its arguments, processor, data and collator."""
 
-    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
-    """
-    start = time.time()
-    check_output_dir(Path(cfg.training.output_dir), "training.output_dir")
+    cfg: FinetuneConfig
+    args: TrainingArguments
+    changes: dict
+    """TrainingArguments changes of the caller and the task, before the few-label ones (`few`)."""
+    few: dict
+    processor: Any
+    splits: LabelledSplits
+    encoded: dict[str, Any]
+    collator: Any
+    unlabeled: Any = None
+    """Self-training's unlabeled examples, encoded as the training split is."""
+
+    def arguments_for(self, n_train: int, **changes) -> TrainingArguments:
+        """The run's arguments for a model trained on `n_train` examples (a self-training student's step floor
+        counts its pseudo-labels too), with `changes`."""
+        base = training_arguments(self.cfg, **self.changes)
+        few = few_label_changes(self.cfg, base, n_train, len(self.encoded["validation"]))
+        return training_arguments(self.cfg, **(self.changes | few | changes))
+
+
+def prepare(cfg: FinetuneConfig, changes: dict | None = None) -> Prepared:
+    """The arguments, processor, data and collator, checked before any training."""
     audio = cfg.data.task == "audio"
     changes = dict(changes or {})
     if audio:  # clips stay undecoded in the dataset; the collator reads the "audio" column the Trainer would drop
@@ -274,7 +295,21 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     few = few_label_changes(cfg, args, len(encoded["train"]), len(encoded["validation"]))
     if few:
         args = training_arguments(cfg, **(changes | few))
-    model = load_classifier(cfg, splits.label_names)
+    prepared = Prepared(cfg, args, changes, few, processor, splits, encoded, collator)
+    if cfg.self_training.unlabeled:
+        from hfssl.downstream.self_training import load_pool
+
+        prepared.unlabeled = load_pool(cfg, prepared)
+    return prepared
+
+
+def train_classifier(
+    prep: Prepared, train_dataset, args: TrainingArguments | None = None, noise: dict | None = None
+) -> Trainer:
+    """A classifier from the recipe's starting weights, trained on `train_dataset` (`noise`: config changes, a
+    self-training student's dropout and SpecAugment)."""
+    cfg, args = prep.cfg, args or prep.args
+    model = load_classifier(cfg, prep.splits.label_names, noise)
     if cfg.finetune.freeze_encoder:
         freeze_encoder(model)
     callbacks = []
@@ -286,16 +321,37 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["validation"],
-        processing_class=processor,
-        data_collator=collator,
+        train_dataset=train_dataset,
+        eval_dataset=prep.encoded["validation"],
+        processing_class=prep.processor,
+        data_collator=prep.collator,
         compute_metrics=trainer_regression_metrics if cfg.data.regression else trainer_compute_metrics,
         callbacks=callbacks,
     )
     if cfg.finetune.head_learning_rate is not None or cfg.finetune.layer_lr_decay < 1.0:
         trainer.optimizer = grouped_optimizer(trainer, cfg.finetune.head_learning_rate, cfg.finetune.layer_lr_decay)
     trainer.train()
+    return trainer
+
+
+def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None) -> dict:
+    """Fine-tune, evaluate on validation and test, export to `<output_dir>/final`; returns the metrics. With
+    `self_training.unlabeled`, noisy-student rounds follow (`hfssl.downstream.self_training`).
+
+    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
+    """
+    start = time.time()
+    check_output_dir(Path(cfg.training.output_dir), "training.output_dir")
+    audio = cfg.data.task == "audio"
+    prep = prepare(cfg, changes)
+    args, processor, splits, encoded, few = prep.args, prep.processor, prep.splits, prep.encoded, prep.few
+    trainer = train_classifier(prep, encoded["train"])
+    rounds = None
+    if prep.unlabeled is not None:
+        from hfssl.downstream.self_training import self_train
+
+        trainer, rounds = self_train(prep, trainer)
+        args = trainer.args
     metrics = {
         "model": cfg.model.name_or_path,
         "from_scratch": cfg.model.from_scratch,
@@ -304,6 +360,8 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         "selection": describe_selection(args, cfg, splits, len(encoded["validation"]), few),
         "validation": _strip(trainer.evaluate(encoded["validation"], metric_key_prefix="eval")),
     }
+    if rounds is not None:
+        metrics["self_training"] = rounds
     if "test" in encoded:
         metrics["test"] = _strip(trainer.predict(encoded["test"], metric_key_prefix="test").metrics)
     finish_finetuning_trackers(args.report_to)
@@ -315,12 +373,12 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     seen = trainer.state.num_input_tokens_seen if args.include_num_input_tokens_seen != "no" else None
     if audio:
         # the attention mask counts samples, or the filterbank frames of an encoder that reads them
-        per_position = samples_per_frame(model.config) if uses_filterbanks(model.config) else 1
+        per_position = samples_per_frame(trainer.model.config) if uses_filterbanks(trainer.model.config) else 1
         metrics["audio_seconds_seen"] = None if seen is None else seen * per_position / processor.sampling_rate
     else:
         metrics["tokens_seen"] = seen
     if export and trainer.is_world_process_zero():
-        run_dir = Path(args.output_dir)
+        run_dir = Path(cfg.training.output_dir)
         final = run_dir / "final"
         with atomic_dir(final) as tmp:
             trainer.save_model(str(tmp))
@@ -439,7 +497,7 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
         data=dataset_name,
         hyperparameters=hyperparameters,
         compute=compute_rows(metrics, seen),
-        objective=describe_finetune_objective(cfg, model),
+        objective=describe_finetune_objective(cfg, model, metrics.get("self_training")),
         metric_names=" | ".join(shown),
         metric_rule="|".join(["---"] * (len(shown) + 1)),
         results_table=table,
@@ -455,7 +513,12 @@ def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, mode
     )
 
 
-def describe_finetune_objective(cfg: FinetuneConfig, model) -> str:
+def describe_finetune_objective(cfg: FinetuneConfig, model, self_training: list[dict] | None = None) -> str:
+    if self_training:
+        from hfssl.downstream.self_training import describe
+
+        first = describe_finetune_objective(cfg, model)
+        return f"{first}\n\n{describe(self_training, cfg.self_training.threshold)}"
     start = "random initialisation" if cfg.model.from_scratch else "the pretrained weights"
     if cfg.data.regression:
         text = (
