@@ -33,6 +33,8 @@ SETTINGS = {
     "defaults + layer decay 0.8": {"finetune.layer_lr_decay": "0.8"},
     "defaults + LP-FT 100 steps": {"finetune.probe_steps": "100"},
     "from scratch, defaults": {"model.from_scratch": "true"},
+    # the training split's texts (or clips) without their labels: the pool a user with few labels already has
+    "defaults + self-training 2 rounds": {"self_training.unlabeled": "{data}/train.csv", "self_training.rounds": "2"},
 }
 
 
@@ -53,7 +55,8 @@ def run(args, setting: str, fraction: float, seed: int) -> dict:
             "training.seed": str(seed),
             "training.report_to": "none",
             "training.disable_tqdm": "true",
-            **SETTINGS[setting],
+            **{k: v.format(data=args.data) for k, v in SETTINGS[setting].items()},
+            **dict(change.split("=", 1) for change in args.set),
         }
         start = time.time()
         metrics = finetune(config_lib.load(FinetuneConfig, args.recipe, values), export=False)
@@ -66,6 +69,11 @@ def run(args, setting: str, fraction: float, seed: int) -> dict:
         "accuracy": metrics["test"]["accuracy"],
         "f1": metrics["test"]["f1"],
         "selection": metrics["selection"],
+        "self_training": [
+            {k: r[k] for k in ("round", "pseudo_labels", "train_examples", "kept")}
+            | {"accuracy": r["validation"].get("accuracy")}
+            for r in metrics.get("self_training", [])
+        ],
         "seconds": round(time.time() - start, 1),
     }
 
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more recipe settings, every run")
     parser.add_argument("--out", type=Path, default=Path("runs/few-labels.json"))
     args = parser.parse_args(argv)
     for name in ("train.csv", "validation.csv", "test.csv"):

@@ -33,6 +33,12 @@ class ClassifierModelArgs:
     mask_feature_prob: float | None = arg(
         None, "audio: SpecAugment while fine-tuning, the chance of each feature channel starting a masked run"
     )
+    layer_sum: bool = arg(
+        False,
+        "audio: the head reads a softmax-weighted sum of every layer's hidden states, its weights learnt in "
+        "fine-tuning (SUPERB), instead of the last layer alone: a speech encoder's middle layers often carry more "
+        "of what a task needs (transformers' use_weighted_layer_sum)",
+    )
     revision: str | None = arg(None, "Hub revision of the model (branch, tag or commit)")
     trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
 

@@ -106,6 +106,13 @@ def load_classifier(cfg: FinetuneConfig, label_names: list[str], noise: dict | N
             f"model.{next(iter(augment))}: SpecAugment is for speech encoders; {m.name_or_path} has no such setting"
         )
     config.update(augment)
+    if m.layer_sum:
+        if not hasattr(config, "use_weighted_layer_sum"):
+            raise UsageError(
+                f"model.layer_sum: a weighted sum of layers is for speech encoders; {m.name_or_path} has no such "
+                "setting"
+            )
+        config.use_weighted_layer_sum = True
     config.update(noise or {})
     if config.model_type == "modernbert":
         config.classifier_pooling = m.pooling
@@ -296,7 +303,8 @@ def prepare(cfg: FinetuneConfig, changes: dict | None = None) -> Prepared:
     if few:
         args = training_arguments(cfg, **(changes | few))
     prepared = Prepared(cfg, args, changes, few, processor, splits, encoded, collator)
-    if cfg.self_training.unlabeled:
+    # label-efficiency sweeps and suites fine-tune through here too, and their configs have no self-training
+    if getattr(getattr(cfg, "self_training", None), "unlabeled", None):
         from hfssl.downstream.self_training import load_pool
 
         prepared.unlabeled = load_pool(cfg, prepared)
@@ -530,6 +538,8 @@ def describe_finetune_objective(cfg: FinetuneConfig, model, self_training: list[
             f"Supervised fine-tuning from {start}, with a new classification head over the pooled encoder outputs; "
             f"the loss is cross-entropy over the {model.config.num_labels} labels."
         )
+    if cfg.model.layer_sum:
+        text += " The head read a softmax-weighted sum of every layer's hidden states, its weights learnt with it."
     if cfg.finetune.freeze_encoder:
         return text + " The encoder stayed frozen: only the head was trained, on its features."
     conv = getattr(model.base_model, "feature_extractor", None)  # a speech encoder's convolutional front end

@@ -233,7 +233,8 @@ def test_frozen_encoder_trains_only_the_head_and_spec_augment_is_set(speech_expo
     out = finetune_tiny(
         speech_export, tmp_path / "kw", "speech/keywords-tiny",
         **{"data.synthetic_examples": "60", "data.max_seconds": "1.0", "finetune.freeze_encoder": "true",
-           "finetune.head_learning_rate": "1e-2", "model.mask_time_prob": "0.2", "model.mask_time_length": "3"},
+           "finetune.head_learning_rate": "1e-2", "model.mask_time_prob": "0.2", "model.mask_time_length": "3",
+           "model.layer_sum": "true"},
     )  # fmt: skip
     before = load_file(str(speech_export / "model.safetensors"))
     after = load_file(str(out / "final" / "model.safetensors"))
@@ -242,8 +243,13 @@ def test_frozen_encoder_trains_only_the_head_and_spec_augment_is_set(speech_expo
     assert encoder.keys() == before.keys() and all(torch.equal(encoder[k], before[k]) for k in before)
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["mask_time_prob"] == 0.2 and config["mask_time_length"] == 3
+    # the learnt mix of layers is the head's (trained), saved, and read back by the plain transformers class
+    assert config["use_weighted_layer_sum"] is True and "layer_weights" in after
+    assert not torch.equal(
+        after["layer_weights"], torch.ones_like(after["layer_weights"]) / len(after["layer_weights"])
+    )
     card = ModelCard.load(out / "final" / "README.md")
-    assert "encoder stayed frozen" in card.text and "0.01" in card.text
+    assert "encoder stayed frozen" in card.text and "0.01" in card.text and "weighted sum" in card.text
 
 
 @pytest.mark.parametrize(
@@ -252,6 +258,7 @@ def test_frozen_encoder_trains_only_the_head_and_spec_augment_is_set(speech_expo
         (["--finetune.head_learning_rate", "0"], "finetune.head_learning_rate: must be positive"),
         (["--model.mask_time_prob", "1.5"], "model.mask_time_prob: must be in [0, 1)"),
         (["--model.mask_time_prob", "0.1"], "model.mask_time_prob: SpecAugment is for speech encoders"),
+        (["--model.layer_sum", "true"], "model.layer_sum: a weighted sum of layers is for speech encoders"),
     ],
 )
 def test_few_label_settings_out_of_range_are_one_line(capsys, tmp_path, mlm_export, change, expected):
