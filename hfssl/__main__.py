@@ -241,6 +241,7 @@ def label_efficiency_command(args: argparse.Namespace) -> None:
             f"{entry['model']:>10}  {entry['labels']:>6} labels  accuracy {entry['accuracy']:.4f} "
             f"± {entry['accuracy_std']:.4f}"
         )
+    print(result["verdict"])
     print(f"table, plot and card section in {cfg.sweep.output_dir}")
 
 

@@ -1,7 +1,9 @@
 """`hfssl label-efficiency` end to end on the embedded task: table, plot, card section (and the model's card), the
 classic baselines (TF-IDF + LR for text, MFCC + LR for audio) on the same subsamples, and the verdict line."""
 
+import contextlib
 import csv
+import io
 import json
 import shutil
 
@@ -28,18 +30,28 @@ def sweep(mlm_export, tmp_path_factory):
     model = tmp_path_factory.mktemp("model") / "mlm"
     shutil.copytree(mlm_export, model)
     out = model.parent / "sweep"
-    main(
-        [
-            "label-efficiency",
-            "text/label-efficiency-tiny",
-            "--model.name_or_path",
-            str(model),
-            "--sweep.output_dir",
-            str(out),
-            *SWEEP,
-        ]
-    )
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(
+            [
+                "label-efficiency",
+                "text/label-efficiency-tiny",
+                "--model.name_or_path",
+                str(model),
+                "--sweep.output_dir",
+                str(out),
+                *SWEEP,
+            ]
+        )
+    (out / "printed.txt").write_text(printed.getvalue())
     return model, out
+
+
+def test_the_command_prints_the_verdict_it_writes(sweep):
+    _, out = sweep
+    verdict = json.loads((out / "results.json").read_text())["verdict"]
+    assert verdict.startswith("Pretraining bought") and "against TF-IDF + LR" in verdict
+    assert verdict in (out / "printed.txt").read_text().splitlines()
 
 
 def test_table_has_every_model_fraction_and_seed(sweep):
