@@ -68,6 +68,11 @@ def load_recipe(
     from hfssl import config as config_lib
 
     if _is_config(recipe):
+        wanted = (
+            (config_lib.PretrainConfig, config_lib.SpeechPretrainConfig) if command == "pretrain" else schema(command)
+        )
+        if not isinstance(recipe, wanted):
+            raise UsageError(f"recipe: a {type(recipe).__name__} is not the config of a {command} recipe")
         return config_lib.load_values(type(recipe), config_lib.to_dict(recipe), given, type(recipe).__name__)
     if command == "pretrain":
         from hfssl.objectives import load_pretrain

@@ -122,11 +122,12 @@ def test_load_recipe_gives_each_command_its_schema_and_checks_a_config_again():
         (lambda: hfssl.load_recipe("text/mlm-tiny", max_steps=1), "max_steps: a setting is section__key"),
         (lambda: hfssl.load_recipe("text/mlm-tiny", command="push"), "command: 'push' takes no recipe"),
         (lambda: hfssl.load_recipe("no/such-recipe"), "no/such-recipe: no such recipe file"),
+        (lambda: hfssl.pretrain(FinetuneConfig()), "a FinetuneConfig is not the config of a pretrain recipe"),
         (lambda: hfssl.pretrain("text/mlm-tiny", train__max_steps=0), "train.max_steps: must be positive"),
         (lambda: hfssl.finetune("text/classify-tiny", hub__push_checkpoints=True), "hub.push_checkpoints"),
         (lambda: hfssl.export("no/such/run", "out"), "no/such/run"),
     ],
-    ids=["string", "float", "unknown", "no-section", "command", "recipe", "pretrain", "finetune", "export"],
+    ids=["string", "float", "unknown", "no-section", "command", "recipe", "config", "pretrain", "finetune", "export"],
 )
 def test_bad_input_raises_usage_error_with_the_command_lines_message(call, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
