@@ -1,4 +1,6 @@
-"""`hfssl` and `python -m hfssl`: subcommand -> function, in one dict."""
+"""`hfssl` and `python -m hfssl`: subcommand -> function, in one dict. Each function parses nothing itself: it calls
+the Python API (`hfssl.api`) with the recipe and the `--section.key` options given, and prints what comes back.
+Nothing here imports torch before a command runs, so `hfssl --help` and `hfssl --version` answer at once."""
 
 from __future__ import annotations
 
@@ -7,16 +9,8 @@ import difflib
 import logging
 import os
 import sys
-from pathlib import Path
 
-from hfssl import config as config_lib
-from hfssl.config import (
-    EvaluateConfig,
-    FinetuneConfig,
-    LabelEfficiencyConfig,
-    ProbeConfig,
-    TokenizerTrainConfig,
-)
+from hfssl import __version__
 from hfssl.errors import TrainingStopped, UsageError
 
 
@@ -57,6 +51,8 @@ def add_schema_arguments(
     """One `--section.field` option per schema field (sections in `skip` left out), with the field's help, type and
     default. An option the parser already has from another schema gets this schema's help appended, after
     `prefix`."""
+    from hfssl import config as config_lib
+
     defaults = schema()
     taken = {o: action for action in parser._actions for o in action.option_strings}
     for name, section in config_lib.sections(schema).items():
@@ -81,6 +77,7 @@ def add_schema_arguments(
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """Every objective's options: the shared text sections, the speech ones as 'speech ...' groups, and each
     objective's own settings, `--objective.name` first, each saying which objectives take it."""
+    from hfssl import config as config_lib
     from hfssl.objectives import DEFAULT_SPEECH, DEFAULT_TEXT, OBJECTIVES, is_speech
 
     settings: dict[str, list[tuple[str, str]]] = {}  # key -> (objective, help) for each objective that takes it
@@ -109,48 +106,33 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def overrides(args: argparse.Namespace, schema: type) -> dict[str, str]:
-    keys = {f"{n}.{k}" for n, s in config_lib.sections(schema).items() for k in config_lib.section_fields(s)}
-    keys |= set(getattr(schema, "RENAMED", {}))
-    return {k: v for k, v in vars(args).items() if k in keys}
-
-
 def settings_given(args: argparse.Namespace) -> dict[str, str]:
-    """The `--section.key` options given on the command line (a pretraining recipe's schema follows its objective,
-    which checks them)."""
+    """The `--section.key` options given on the command line (the parser has only the running command's, and the
+    schema the recipe loads into checks them)."""
     return {k: v for k, v in vars(args).items() if "." in k}
 
 
 def pretrain_command(args: argparse.Namespace) -> None:
-    from hfssl.objectives import load_pretrain
+    from hfssl import api
 
-    cfg = load_pretrain(args.recipe, settings_given(args))
     if args.dry_run and args.resume:
         raise UsageError("--dry-run estimates a run from its start; leave out --resume")
-    from hfssl.hub import check_can_push, push_final
-    from hfssl.pretrain import pretrain
-
     if args.dry_run:
-        from hfssl.dry_run import dry_run, format_report
+        from hfssl.dry_run import format_report
 
-        if cfg.train.time_budget is not None:
-            from hfssl.budget import plan_dry_run
-
-            text = plan_dry_run(cfg)  # and sets train.max_steps to the recipe's own plan
-            if first_process():
-                print(text)
-        result = dry_run(cfg)
+        report = api.dry_run(args.recipe, settings_given(args))
         if first_process():
-            print(f"dry run of {args.recipe}:\n{format_report(result)}")
+            if "budget_plan" in report:
+                print(report["budget_plan"])
+            print(f"dry run of {args.recipe}:\n{format_report(report)}")
         return
-    check_can_push(cfg.hub)
-    metrics = pretrain(cfg, resume=args.resume)
+    result = api.pretrain(args.recipe, settings_given(args), resume=args.resume or False)
     if not first_process():
         return
+    metrics = result.metrics
     scores = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in metrics.items() if k.startswith("eval_"))
-    final = Path(cfg.train.output_dir) / "final"
-    print(f"eval {scores} after {metrics['steps']} steps; model in {final}")
-    report_push(cfg.hub, push_final(cfg.hub, final))
+    print(f"eval {scores} after {metrics['steps']} steps; model in {result.path}")
+    report_push(result)
 
 
 def first_process() -> bool:
@@ -174,89 +156,67 @@ def hubert_targets_command(args: argparse.Namespace) -> None:
 
 
 def tokenizer_train_command(args: argparse.Namespace) -> None:
-    cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
-    from hfssl.data.text import load_corpus
-    from hfssl.io import atomic_dir, check_replaceable
-    from hfssl.tokenizer import train_on_corpus
+    from hfssl import api
 
-    check_replaceable(Path(args.out), args.overwrite)
-    corpus, _ = load_corpus(cfg.data)
-    tokenizer = train_on_corpus(corpus, cfg.tokenizer, model_max_length=cfg.data.seq_len)
-    with atomic_dir(Path(args.out)) as tmp:
-        tokenizer.save_pretrained(tmp)
-    print(f"{cfg.tokenizer.kind} tokenizer with {len(tokenizer):,} tokens saved to {args.out}")
+    result = api.train_tokenizer(args.recipe, settings_given(args), out=args.out, overwrite=args.overwrite)
+    info = result.metrics
+    print(f"{info['kind']} tokenizer with {info['vocab_size']:,} tokens saved to {result.path}")
 
 
 def export_command(args: argparse.Namespace) -> None:
-    from hfssl.export import export_checkpoint
-    from hfssl.io import check_replaceable
+    from hfssl import api
 
-    check_replaceable(Path(args.out), args.overwrite)
-    out = export_checkpoint(args.checkpoint, args.out)
+    out = api.export(args.checkpoint, args.out, overwrite=args.overwrite)
     print(f"exported {args.checkpoint} to {out}")
 
 
 def finetune_command(args: argparse.Namespace) -> None:
-    cfg = config_lib.load(FinetuneConfig, args.recipe, overrides(args, FinetuneConfig))
-    from hfssl.downstream.finetune import finetune, summary
-    from hfssl.hub import check_can_push, push_final
+    from hfssl import api
+    from hfssl.downstream.finetune import summary
 
-    if cfg.hub.push_checkpoints:
-        raise UsageError(
-            "hub.push_checkpoints: pretraining only; for fine-tuning checkpoints use the Trainer's own "
-            "(--training.push_to_hub true --training.hub_strategy all_checkpoints)"
-        )
-    check_can_push(cfg.hub)
-    metrics = finetune(cfg)
-    final = Path(cfg.training.output_dir) / "final"
-    print(f"{summary(metrics)}; model in {final}")
-    report_push(cfg.hub, push_final(cfg.hub, final))
+    result = api.finetune(args.recipe, settings_given(args))
+    print(f"{summary(result.metrics)}; model in {result.path}")
+    report_push(result)
 
 
-def report_push(hub, url: str | None) -> None:
+def report_push(result) -> None:
     """The line a run that pushed its export ends with (`hub.push_to_hub`)."""
-    if url is not None:
-        print(f"pushed to {hub.repo_id}: {url}")
+    if result.url is not None:
+        print(f"pushed to {result.repo_id}: {result.url}")
 
 
 def probe_command(args: argparse.Namespace) -> None:
-    cfg = config_lib.load(ProbeConfig, args.recipe, overrides(args, ProbeConfig))
-    from hfssl.downstream.probe import probe_model
+    from hfssl import api
 
-    result = probe_model(cfg)
-    scratch = ", a randomly initialised encoder" if cfg.model.from_scratch else ""
+    result = api.probe(args.recipe, settings_given(args))
+    scores = result.metrics
+    scratch = ", a randomly initialised encoder" if scores["from_scratch"] else ""
     print(
-        f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}{scratch}); "
-        f"{cfg.probe.output}"
+        f"probe accuracy {scores['accuracy']:.4f}, macro F1 {scores['f1']:.4f} (layer {scores['layer']}{scratch}); "
+        f"{result.path}"
     )
 
 
 def label_efficiency_command(args: argparse.Namespace) -> None:
-    cfg = config_lib.load(LabelEfficiencyConfig, args.recipe, overrides(args, LabelEfficiencyConfig))
-    from hfssl.downstream.label_efficiency import label_efficiency
+    from hfssl import api
 
-    result = label_efficiency(cfg)
-    for entry in result["summary"]:
+    result = api.label_efficiency(args.recipe, settings_given(args))
+    for entry in result.metrics["summary"]:
         print(
             f"{entry['model']:>10}  {entry['labels']:>6} labels  accuracy {entry['accuracy']:.4f} "
             f"± {entry['accuracy_std']:.4f}"
         )
-    print(result["verdict"])
-    print(f"table, plot and card section in {cfg.sweep.output_dir}")
+    print(result.metrics["verdict"])
+    print(f"table, plot and card section in {result.path}")
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    given = overrides(args, EvaluateConfig)
-    cfg = config_lib.load(EvaluateConfig, args.recipe, given)
-    from hfssl.downstream.suites import run_suite
+    from hfssl import api
 
-    # the data settings the recipe or the command line gives apply to every task, over the task's own
-    recipe = config_lib.read_recipe(args.recipe) if args.recipe is not None else {}
-    keys = set(recipe.get("data") or {}) | {k.removeprefix("data.") for k in given if k.startswith("data.")}
-    result = run_suite(cfg, {key: getattr(cfg.data, key) for key in keys})
-    for entry in result["summary"]:
+    result = api.evaluate(args.recipe, settings_given(args))
+    for entry in result.metrics["summary"]:
         print(f"{entry['row']:>14}  {entry['metric']} {entry['mean']:.4f} ± {entry['std']:.4f}")
-    print(f"{'average':>14}  {result['average']:.4f}; table in {cfg.suite.output_dir}")
+    print(f"{'average':>14}  {result.metrics['average']:.4f}; table in {result.path}")
 
 
 def push_command(args: argparse.Namespace) -> None:
@@ -292,13 +252,16 @@ def command(args: argparse.Namespace) -> str:
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The command line. With `command` (the subcommand being run), only its settings are added: the pretraining
-    schemas import every objective module, which the other commands need not load."""
+    """The command line. With `command` (the subcommand being run; "" for none, as in `hfssl --help`), only its
+    settings are added: the pretraining schemas import every objective module, which the other commands need not
+    load, and the others import transformers."""
+    from hfssl import api
 
     def wanted(name: str) -> bool:
         return command is None or command == name
 
     parser = Parser(prog="hfssl", description="Self-supervised pretraining on the Hugging Face stack.")
+    parser.add_argument("--version", action="version", version=f"hfssl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser(
@@ -348,26 +311,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="directory to save the tokenizer to")
     t.add_argument("--overwrite", action="store_true", help="replace --out when it already holds files")
     if wanted("tokenizer"):
-        add_schema_arguments(t, TokenizerTrainConfig)
+        add_schema_arguments(t, api.schema("train_tokenizer"))
 
-    for name, schema, text in (
-        ("finetune", FinetuneConfig, "fine-tune a classifier with the Trainer API"),
-        ("probe", ProbeConfig, "score frozen features with a linear probe"),
-        (
-            "label-efficiency",
-            LabelEfficiencyConfig,
-            "pretrained vs from scratch at several label fractions: table, plot, model-card section",
-        ),
-        (
-            "evaluate",
-            EvaluateConfig,
-            "run a suite of tasks (embedded, keywords, glue, or your own) on one export: table, card entries",
-        ),
+    for name, text in (
+        ("finetune", "fine-tune a classifier with the Trainer API"),
+        ("probe", "score frozen features with a linear probe"),
+        ("label-efficiency", "pretrained vs from scratch at several label fractions: table, plot, model-card section"),
+        ("evaluate", "run a suite of tasks (embedded, keywords, glue, or your own) on one export: table, card entries"),
     ):
         p = commands.add_parser(name, help=text)
         p.add_argument("recipe", nargs="?", default=None, help="YAML recipe (a path or a shipped recipe name)")
         if wanted(name):
-            add_schema_arguments(p, schema)
+            add_schema_arguments(p, api.schema(name.replace("-", "_")))
 
     p = commands.add_parser("export", help="export a training checkpoint as a from_pretrained-loadable model")
     p.add_argument("checkpoint", help="a checkpoint directory (checkpoints/step-N) or a run directory (its latest)")
@@ -388,7 +343,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     running = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(running).parse_args(argv)
+    args = build_parser(running if running is not None else "").parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if first_process() else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

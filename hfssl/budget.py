@@ -118,7 +118,7 @@ def plan_run(cfg, resume: str | None) -> Plan | None:
             raise UsageError(
                 f"train.time_budget: {checkpoint} was saved by a run without a time budget; resume it without one"
             )
-        t.max_steps, t.epochs = planned, None
+        t.max_steps, t.epochs, t.planned = planned, None, True
         return None
     began = time.perf_counter()
     report = measure_budgeted(cfg)
@@ -131,7 +131,8 @@ def plan_run(cfg, resume: str | None) -> Plan | None:
             f"{duration(plan.spent + plan.fixed)} of measuring, setup, evaluation and export; at least {MIN_STEPS} "
             "steps are needed"
         )
-    t.max_steps, t.epochs = steps, None
+    # `planned` is no setting (the schema's fields are): it tells the loop the budget has become max_steps.
+    t.max_steps, t.epochs, t.planned = steps, None, True
     logger.info("time budget %s: %s", t.time_budget, plan.describe())
     return plan
 

@@ -15,9 +15,9 @@ import torch
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from hfssl import pretrain
 from hfssl.checkpoint import has_checkpoints, save_checkpoint
 from hfssl.distributed import shards_weights, synced_clock
+from hfssl.pretrain import Run, fit, setup, validate
 
 DRY_RUN_WARMUP, DRY_RUN_TIMED = 3, 5
 
@@ -49,19 +49,19 @@ def measure(cfg, end: bool = False, min_seconds: float = 0.0) -> dict:
     they take `min_seconds`), and report (`report`); nothing is written to the output directory. Without `end` the
     process group stays up for a run to follow (a time budget's plan)."""
     began = time.perf_counter()
-    run = pretrain.setup(cfg, scratch=True)
+    run = setup(cfg, scratch=True)
     setup_seconds = time.perf_counter() - began
     accelerator = run.accelerator
     # The first steps pay for compilation and allocation: a few are timed after a warm-up.
     warmup = min(DRY_RUN_WARMUP, run.total_steps - 1)
     stop = min(run.total_steps, warmup + DRY_RUN_TIMED)
     run.progress = tqdm(total=stop, disable=not accelerator.is_local_main_process, desc="pretrain")
-    pretrain.fit(run, warmup)
+    fit(run, warmup)
     timed_from, micro_from = synced_clock(accelerator), run.state["micro_batches"]
-    pretrain.fit(run, stop)
+    fit(run, stop)
     while stop < run.total_steps and broadcast_object_list([synced_clock(accelerator) - timed_from < min_seconds])[0]:
         stop = min(run.total_steps, stop + DRY_RUN_TIMED)  # every process times as many steps as the first
-        pretrain.fit(run, stop)
+        fit(run, stop)
     # Timed per micro-batch, then scaled to a full step: a batch-size warmup's first steps are smaller than the rest.
     micro_seconds = (synced_clock(accelerator) - timed_from) / (run.state["micro_batches"] - micro_from)
     full = run.cfg.train.grad_accum
@@ -85,14 +85,14 @@ def measure(cfg, end: bool = False, min_seconds: float = 0.0) -> dict:
     return result
 
 
-def planned_micro_batches(run: pretrain.Run) -> int:
+def planned_micro_batches(run: Run) -> int:
     """The micro-batches the whole run will take: `grad_accum` a step, fewer in a batch-size warmup."""
     if run.batch_warmup is None:
         return run.total_steps * run.cfg.train.grad_accum
     return sum(run.batch_warmup.micro_batches(k) for k in range(run.total_steps))
 
 
-def report(run: pretrain.Run, timing: dict) -> dict:
+def report(run: Run, timing: dict) -> dict:
     """The dry run's estimate of the whole run, after its timed steps.
 
     Args:
@@ -104,31 +104,31 @@ def report(run: pretrain.Run, timing: dict) -> dict:
     Returns:
         The report `format_report` prints; seconds, bytes and counts, plus how the data size was found.
     """
-    cfg, setup, accelerator = run.cfg, run.setup, run.accelerator
+    cfg, made, accelerator = run.cfg, run.setup, run.accelerator
     t, total_steps = cfg.train, run.total_steps
-    data, how = setup.data_size()
+    data, how = made.data_size()
     if run.steps_per_epoch is not None:
         epochs = timing["full_steps"] / run.steps_per_epoch
     else:
         epochs = timing["full_steps"] * timing["units_per_step"] / data if data else None
 
     def evaluate_one() -> None:
-        pretrain.validate(run.objective, accelerator, setup.eval_set, setup.eval_batches, setup.eval_collator, 1)
+        validate(run.objective, accelerator, made.eval_set, made.eval_batches, made.eval_collator, 1)
 
     # One evaluation batch, timed the second time (the first pays for allocating evaluation shapes).
     evaluate_one()
     start = time.perf_counter()
     evaluate_one()
     eval_batch_seconds = time.perf_counter() - start
-    per_eval = len(setup.eval_batches) if t.eval_batches is None else min(t.eval_batches, len(setup.eval_batches))
+    per_eval = len(made.eval_batches) if t.eval_batches is None else min(t.eval_batches, len(made.eval_batches))
     eval_batches = math.ceil(per_eval / accelerator.num_processes)  # each process evaluates its share
     evals = 1 + times(total_steps, t.eval_every)
-    probes = times(total_steps, t.probe_every) if setup.probe is not None else 0
+    probes = times(total_steps, t.probe_every) if made.probe is not None else 0
     probe_seconds = 0.0
     whole = run.whole_weights()  # every process joins, in case the weights are sharded
     if probes and accelerator.is_main_process:
         start = time.perf_counter()
-        setup.probe(whole)
+        made.probe(whole)
         probe_seconds = time.perf_counter() - start
 
     model = tensor_bytes(whole.state_dict().values()) if whole is not None else 0  # main process, as export_bytes
@@ -150,7 +150,7 @@ def report(run: pretrain.Run, timing: dict) -> dict:
         run.module.export(cfg, whole, run.work_dir, run.work_dir / "final", sketch)
         export_seconds = time.perf_counter() - start
         export_bytes = folder_bytes(run.work_dir / "final")
-    parameters, embeddings = count_parameters(run.raw, run.setup.model)
+    parameters, embeddings = count_parameters(run.raw, made.model)
 
     train_seconds = timing["full_steps"] * timing["step_seconds"]
     eval_seconds = evals * eval_batches * eval_batch_seconds
@@ -160,7 +160,7 @@ def report(run: pretrain.Run, timing: dict) -> dict:
         "data_how": how,
         "steps": total_steps,
         "epochs": epochs,
-        "per_step": per_step(setup.batch_description, t.grad_accum, accelerator.num_processes),
+        "per_step": per_step(made.batch_description, t.grad_accum, accelerator.num_processes),
         "units_per_step": timing["units_per_step"],
         "warmup_steps": timing["warmup_steps"],
         "timed_steps": timing["timed_steps"],

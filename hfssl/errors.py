@@ -1,11 +1,16 @@
-"""The exceptions the command line turns into a single clear line, and the helper that makes that line."""
+"""The exceptions the command line turns into a single clear line, and the helper that makes that line. The Python API
+(`hfssl.api`) raises them as they are: catch `HfsslError` for both."""
 
 
-class UsageError(Exception):
+class HfsslError(Exception):
+    """What hfssl raises on purpose; its message is one line meant for the user."""
+
+
+class UsageError(HfsslError):
     """Bad input from the user: a file, a recipe key, a value. The CLI prints it as `error: ...` and exits 2."""
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(HfsslError):
     """Training cannot usefully go on (a non-finite loss, a collapsed objective). The CLI prints it as one line and
     exits 1; the last checkpoint stays in place."""
 

@@ -546,12 +546,10 @@ def finish(run: Run) -> dict:
 
 def pretrain(cfg, resume: str | None = None) -> dict:
     """Pretrain as `cfg` says, with the objective its `objective.name` names; returns the final metrics (also
-    written to metrics.json) after exporting the model to `train.output_dir`/final. With `train.time_budget`, the
-    run is planned first (`budget.plan_run`)."""
-    if cfg.train.time_budget is not None:
-        from hfssl.budget import plan_run
-
-        plan_run(cfg, resume)
+    written to metrics.json) after exporting the model to `train.output_dir`/final. A run with `train.time_budget`
+    is planned first, by `hfssl.budget.plan_run` (as `hfssl.api.pretrain` and the command line do)."""
+    if cfg.train.time_budget is not None and not getattr(cfg.train, "planned", False):
+        raise UsageError("train.time_budget: the run has no plan yet; hfssl.budget.plan_run(cfg, resume) makes it")
     run = setup(cfg, resume)
     begin(run)
     run.progress = tqdm(

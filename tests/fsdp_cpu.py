@@ -2,16 +2,17 @@
 GPUs, so this turns it on after the Accelerator is made, from the FSDP_* variables that
 `accelerate launch --config_file recipes/accelerate/fsdp.yml` exports. Everything else is hfssl's own code path."""
 
+import importlib
 import sys
 
 from accelerate import FullyShardedDataParallelPlugin
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
-import hfssl.pretrain
 from hfssl.__main__ import main
 
-_make_accelerator = hfssl.pretrain.make_accelerator
+loop = importlib.import_module("hfssl.pretrain")  # the module: `hfssl.pretrain` is the API's function
+_make_accelerator = loop.make_accelerator
 
 
 def make_accelerator(*args, **kwargs):
@@ -23,6 +24,6 @@ def make_accelerator(*args, **kwargs):
     return accelerator
 
 
-hfssl.pretrain.make_accelerator = make_accelerator
+loop.make_accelerator = make_accelerator
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -127,3 +127,12 @@ def test_a_budget_too_short_for_ten_steps_names_the_field(monkeypatch, tmp_path)
     cfg = load_pretrain("text/mlm-tiny", {"train.time_budget": "1m", "train.output_dir": str(tmp_path)})
     with pytest.raises(UsageError, match=r"train.time_budget: 1m leaves room for \d+ steps of 5.0\d s"):
         budget.plan_run(cfg, resume=None)
+
+
+def test_the_loop_refuses_a_budget_nobody_planned(tmp_path):
+    from hfssl.pretrain import pretrain
+
+    cfg = load_pretrain("text/mlm-tiny", {"train.time_budget": "1m", "train.output_dir": str(tmp_path / "r")})
+    with pytest.raises(UsageError, match="train.time_budget: the run has no plan yet"):
+        pretrain(cfg)
+    assert not (tmp_path / "r").exists()

@@ -210,12 +210,12 @@ def test_cli_bad_key_is_one_line_no_traceback(tmp_path):
 def test_a_renamed_key_is_read_under_its_new_name_with_one_log_line(tmp_path, caplog):
     recipe = tmp_path / "sweep.yaml"
     recipe.write_text("sweep:\n  min_steps: 12\n  seeds: [0]\n")
-    from hfssl.__main__ import overrides
+    from hfssl.__main__ import settings_given
 
     args = build_parser().parse_args(["label-efficiency", str(recipe), "--sweep.min_steps", "7"])
     with caplog.at_level("WARNING", logger="hfssl.config.loader"):
         cfg = config_lib.load(LabelEfficiencyConfig, recipe)
-        by_option = config_lib.load(LabelEfficiencyConfig, None, overrides(args, LabelEfficiencyConfig))
+        by_option = config_lib.load(LabelEfficiencyConfig, None, settings_given(args))
     assert cfg.finetune.min_steps == 12 and cfg.sweep.seeds == [0] and by_option.finetune.min_steps == 7
     lines = [r.getMessage() for r in caplog.records if r.name == "hfssl.config.loader"]
     assert lines == [

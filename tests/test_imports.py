@@ -89,6 +89,6 @@ def test_the_checker_finds_a_cycle():
 
 def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
-    assert "hfssl.hub" in graph["hfssl.__main__"]  # imported inside pretrain_command and finetune_command only
+    assert "hfssl.hub" in graph["hfssl.__main__"]  # imported inside push_command only
     assert "hfssl.pretrain" in graph["hfssl.dry_run"]
     assert "hfssl.pretrain" not in graph["hfssl.objectives.mlm"]

@@ -212,7 +212,9 @@ def _training_section() -> type:
             pass
         elif typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 and args[0] in simple:
             pass
-        elif str in args and all(isinstance(a, type) and (a is str or issubclass(a, str)) for a in args):
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType) and all(
+            isinstance(a, type) and issubclass(a, str) for a in args
+        ):
             tp = str | None if type(None) in typing.get_args(tp) else str  # an Enum of strings, or a string
         else:
             tp = Any

@@ -152,8 +152,9 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     return values or {}
 
 
-def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: str) -> None:
-    """Set `section.key` in `values` from a command-line string, parsed as YAML unless the field is a string."""
+def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: Any) -> None:
+    """Set `section.key` in `values` from a command-line string, parsed as YAML unless the field is a string; a value
+    that is not a string (from the Python API) is taken as it is, for the schema's types to check."""
     secs = sections(schema)
     name, _, key = dotted.partition(".")
     if name not in secs or not key:
@@ -168,7 +169,7 @@ def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: str) 
         or (typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp))
         or (choices and all(isinstance(c, str) for c in choices))  # "no" is a choice here, not YAML's false
     )
-    if plain_string and raw not in ("", "null", "None", "~"):
+    if not isinstance(raw, str) or (plain_string and raw not in ("", "null", "None", "~")):
         value: Any = raw
     else:
         try:
@@ -181,7 +182,7 @@ def apply_override(values: dict[str, Any], schema: type, dotted: str, raw: str) 
     values[name][key] = value
 
 
-def load(schema: type, recipe: str | Path | None, overrides: dict[str, str] | None = None) -> Any:
+def load(schema: type, recipe: str | Path | None, overrides: dict[str, Any] | None = None) -> Any:
     """Recipe file + `section.key -> string` overrides -> validated config of type `schema`."""
     values = read_recipe(recipe) if recipe is not None else {}
     return load_values(schema, values, overrides, str(recipe) if recipe is not None else "command line")

@@ -358,7 +358,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     if prep.unlabeled is not None:
         from hfssl.downstream.self_training import self_train
 
-        trainer, rounds = self_train(prep, trainer)
+        trainer, rounds = self_train(prep, trainer, train_classifier)
         args = trainer.args
     metrics = {
         "model": cfg.model.name_or_path,

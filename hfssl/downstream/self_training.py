@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -23,7 +24,6 @@ import numpy as np
 from transformers import Trainer
 
 from hfssl.data.labelled import load_unlabeled
-from hfssl.downstream.finetune import train_classifier
 from hfssl.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,10 @@ def predict_probabilities(trainer: Trainer, pool) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def self_train(prep, teacher: Trainer) -> tuple[Trainer, list[dict]]:
-    """`self_training.rounds` noisy-student rounds after the fine-tuned `teacher`; returns the model kept and a row
-    per round (round 0 the first fine-tuning): pseudo-labels added, per class, and the validation scores."""
+def self_train(prep, teacher: Trainer, train_classifier: Callable[..., Trainer]) -> tuple[Trainer, list[dict]]:
+    """`self_training.rounds` noisy-student rounds after the fine-tuned `teacher`, each student trained by
+    `train_classifier` (fine-tuning's, `hfssl.downstream.finetune.train_classifier`); returns the model kept and a
+    row per round (round 0 the first fine-tuning): pseudo-labels added, per class, and the validation scores."""
     cfg, s = prep.cfg, prep.cfg.self_training
     train = prep.encoded["train"]
     labelled_counts = np.bincount(np.asarray(train["label"]), minlength=len(prep.splits.label_names))
