@@ -125,6 +125,9 @@ SLOWEST_FIRST = [
     "objectives/test_rtd.py",
     "objectives/test_simcse.py",
     "objectives/test_clm.py",
+    "test_budget.py",
+    "downstream/test_self_training.py",
+    "test_api.py",
 ]
 
 
