@@ -25,6 +25,7 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
+    checkpoints,
     find_checkpoint,
     has_checkpoints,
     read_state,
@@ -383,7 +384,7 @@ def log(run: Run, grad_norm) -> None:
     if not math.isfinite(train_loss):
         run.progress.close()  # so that the reason is the last line the user sees
         raise TrainingStopped(
-            f"step {step}: the training loss is {train_loss}; lower train.lr, keep "
+            f"step {step}: the training loss is {train_loss}; {last_good(run)}; lower train.lr, keep "
             f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
         )
     per_s = accelerator.reduce(window.units, "sum").item() / max(time.time() - window.start, 1e-9)
@@ -471,9 +472,32 @@ def log_probe(run: Run) -> None:
     accelerator.wait_for_everyone()
 
 
+def last_good(run: Run) -> str:
+    """Where the run can be resumed from, for the line that stops it."""
+    found = checkpoints(run.run_dir)
+    return f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved"
+
+
+def check_finite(run: Run, what: str) -> None:
+    """Stop the run before `what` is written from weights that are not finite, or after a step whose loss was not
+    (the log window's losses: a loss between log lines would otherwise reach a checkpoint unseen). Every process
+    checks its own weights (its shard under FSDP) and all agree."""
+    local = [torch.isfinite(p).all() for p in run.objective.parameters()]
+    local += [torch.isfinite(s) for s in run.window.sums.values()]
+    bad = torch.stack(local).logical_not().sum().float() if local else torch.zeros((), device=run.accelerator.device)
+    if run.accelerator.reduce(bad, "sum").item() > 0:
+        if run.progress is not None:
+            run.progress.close()
+        raise TrainingStopped(
+            f"step {run.state['step']}: the loss or the weights are not finite, so no {what} was written; "
+            f"{last_good(run)}; lower train.lr or keep train.max_grad_norm set"
+        )
+
+
 def save(run: Run) -> None:
     """A checkpoint of the run as it stands: weights, optimizer, schedule, random states, data position."""
     accelerator, state = run.accelerator, run.state
+    check_finite(run, "checkpoint")
     state[run.seen_key] = run.seen_before + accelerator.reduce(run.local_units, "sum").item()
     state["wall_time_s"] = run.wall_time
     if run.setup.streaming:
@@ -527,6 +551,7 @@ def finish(run: Run) -> dict:
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }
+    check_finite(run, "export")
     whole = run.whole_weights()
     if accelerator.is_main_process:
         final = run.run_dir / "final"

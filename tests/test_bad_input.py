@@ -53,6 +53,8 @@ CASES = [
     ("text-steps-zero", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_steps", "0"],
      "train.max_steps: must be positive"),
     ("text-negative-lr", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.lr", "-1"], "train.lr"),
+    ("text-infinite-lr", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.lr", ".inf"],
+     "train.lr: must be positive and finite, got inf"),
     ("text-unknown-tracker", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.report_to", "[tensorbord]",
                                            "--train.output_dir", t / "run"], "'tensorbord' is not a tracker"),
     ("text-tracker-not-installed", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.report_to", "[aim]",
@@ -173,6 +175,7 @@ CASES = [
     ("export-into-files", lambda t, m: ["export", m.text_run, folder_with_files(t)], "pass --overwrite"),
     ("export-not-a-run", lambda t, m: ["export", m.foreign_checkpoint(t), t / "out"], "lacks config.yaml"),
     ("export-damaged", lambda t, m: ["export", m.damaged_run(t), t / "out"], "not readable weights"),
+    ("export-not-finite", lambda t, m: ["export", m.poisoned_run(t), t / "out"], "weights are not finite"),
     # finetune
     ("finetune-model-path", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", "./no/model"],
      "no such directory"),
@@ -261,6 +264,20 @@ class Models:
         shutil.copytree(self.text_run, run, ignore=shutil.ignore_patterns("final", "logs"))
         for weights in run.glob("checkpoints/*/model.safetensors"):
             weights.write_bytes(weights.read_bytes()[:100])
+        return run
+
+    def poisoned_run(self, tmp):
+        """A copy of the run whose checkpoints hold a NaN weight (written elsewhere: hfssl saves none)."""
+        import shutil
+
+        from safetensors.torch import load_file, save_file
+
+        run = tmp / "poisoned"
+        shutil.copytree(self.text_run, run, ignore=shutil.ignore_patterns("final", "logs"))
+        for path in run.glob("checkpoints/*/model.safetensors"):
+            weights = load_file(str(path))
+            next(iter(weights.values())).fill_(float("nan"))
+            save_file(weights, str(path))
         return run
 
 
