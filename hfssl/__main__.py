@@ -17,7 +17,7 @@ from hfssl.config import (
     ProbeConfig,
     TokenizerTrainConfig,
 )
-from hfssl.errors import TrainingStopped, UsageError
+from hfssl.errors import PREEMPTED, Preempted, TrainingStopped, UsageError
 
 
 class Parser(argparse.ArgumentParser):
@@ -300,7 +300,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Pretrain a text model (masked LM, replaced-token detection, next-word prediction, contrastive "
         "sentence embeddings) or a speech encoder (wav2vec 2.0, HuBERT, BEST-RQ, reconstruction, data2vec); the "
         "recipe's objective.name selects the objective, or else a speech model.arch selects speech. Speech-only "
-        "settings are listed as 'speech ...' groups, and each objective's own in the 'objective' group.",
+        "settings are listed as 'speech ...' groups, and each objective's own in the 'objective' group. On SIGTERM or "
+        f"SIGUSR1 (preemption) a run finishes its step, saves a checkpoint and exits {PREEMPTED}; --resume continues "
+        "it exactly (docs/faults.md).",
     )
     p.add_argument("recipe", help="YAML recipe (a path, or a shipped recipe name such as text/mlm-tiny)")
     p.add_argument(
@@ -403,6 +405,9 @@ def main(argv: list[str] | None = None) -> None:
     except TrainingStopped as err:
         print(f"hfssl: stopped: {err}", file=sys.stderr)
         sys.exit(1)
+    except Preempted as err:
+        print(f"hfssl: preempted: {err}", file=sys.stderr)
+        sys.exit(PREEMPTED)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -14,3 +14,13 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none), for one-line errors."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+PREEMPTED = 75
+"""The exit status of a run that a preemption signal stopped after saving a checkpoint: resumable. (75 is
+sysexits.h's EX_TEMPFAIL, "try again later"; schedulers can requeue on it.)"""
+
+
+class Preempted(Exception):
+    """A preemption signal (SIGTERM, SIGUSR1) stopped training at a step boundary and the run saved a checkpoint
+    there. The CLI prints it as one line and exits `PREEMPTED`."""

@@ -25,7 +25,6 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
-    checkpoints,
     find_checkpoint,
     has_checkpoints,
     read_state,
@@ -36,6 +35,7 @@ from hfssl.checkpoint import (
 from hfssl.config import TrainArgs, dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, make_accelerator, shards_weights
 from hfssl.errors import TrainingStopped, UsageError, first_line
+from hfssl.faults import Preemption, any_not_finite, last_good, leave
 from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
 from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
@@ -133,6 +133,8 @@ class Run:
     """The main process's background pusher of checkpoint exports (`hub.push_checkpoints`)."""
     batch_warmup: BatchWarmup | None = None
     """`train.batch_warmup_start`'s ramp: how many micro-batches each optimizer step accumulates."""
+    preemption: Preemption | None = None
+    """Notes a preemption signal while the loop runs; fit stops at the end of the step it arrives in."""
 
     @property
     def wall_time(self) -> float:
@@ -371,6 +373,8 @@ def fit(run: Run, stop: int) -> None:
         run.raw.after_optimizer_step(state["step"])
         if state["step"] % t.log_every == 0 or state["step"] == run.total_steps:
             log(run, grad_norm)
+        if run.preemption is not None and run.preemption.requested(accelerator):
+            return
 
 
 def log(run: Run, grad_norm) -> None:
@@ -384,7 +388,7 @@ def log(run: Run, grad_norm) -> None:
     if not math.isfinite(train_loss):
         run.progress.close()  # so that the reason is the last line the user sees
         raise TrainingStopped(
-            f"step {step}: the training loss is {train_loss}; {last_good(run)}; lower train.lr, keep "
+            f"step {step}: the training loss is {train_loss}; {last_good(run.run_dir)}; lower train.lr, keep "
             f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
         )
     per_s = accelerator.reduce(window.units, "sum").item() / max(time.time() - window.start, 1e-9)
@@ -472,25 +476,14 @@ def log_probe(run: Run) -> None:
     accelerator.wait_for_everyone()
 
 
-def last_good(run: Run) -> str:
-    """Where the run can be resumed from, for the line that stops it."""
-    found = checkpoints(run.run_dir)
-    return f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was saved"
-
-
 def check_finite(run: Run, what: str) -> None:
     """Stop the run before `what` is written from weights that are not finite, or after a step whose loss was not
-    (the log window's losses: a loss between log lines would otherwise reach a checkpoint unseen). Every process
-    checks its own weights (its shard under FSDP) and all agree."""
-    local = [torch.isfinite(p).all() for p in run.objective.parameters()]
-    local += [torch.isfinite(s) for s in run.window.sums.values()]
-    bad = torch.stack(local).logical_not().sum().float() if local else torch.zeros((), device=run.accelerator.device)
-    if run.accelerator.reduce(bad, "sum").item() > 0:
-        if run.progress is not None:
-            run.progress.close()
+    (the log window's: a loss between log lines would otherwise reach a checkpoint unseen)."""
+    if any_not_finite(run.accelerator, [*run.objective.parameters(), *run.window.sums.values()]):
+        run.progress.close()
         raise TrainingStopped(
             f"step {run.state['step']}: the loss or the weights are not finite, so no {what} was written; "
-            f"{last_good(run)}; lower train.lr or keep train.max_grad_norm set"
+            f"{last_good(run.run_dir)}; lower train.lr or keep train.max_grad_norm set"
         )
 
 
@@ -577,11 +570,16 @@ def pretrain(cfg, resume: str | None = None) -> dict:
         desc="pretrain",
     )  # fmt: skip
     due = chores(run)
-    while run.state["step"] < run.total_steps:
-        fit(run, next_stop(run, due))
-        step = run.state["step"]
-        for every, chore in due:
-            if step % every == 0 or step == run.total_steps:
+    with Preemption() as run.preemption:
+        while run.state["step"] < run.total_steps:
+            fit(run, next_stop(run, due))
+            step = run.state["step"]
+            done = [chore for every, chore in due if step % every == 0 or step == run.total_steps]
+            for chore in done:
                 chore(run)
+            if step < run.total_steps and run.preemption.requested(run.accelerator):
+                if save not in done:  # a checkpoint of this very step, which --resume continues exactly
+                    save(run)
+                leave(run)
     run.progress.close()
     return finish(run)

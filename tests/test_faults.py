@@ -1,14 +1,24 @@
 """The faults a long run meets besides a kill (tests/test_kill.py): weights or a loss that stop being finite, which
-never reach a checkpoint or an export."""
+never reach a checkpoint or an export; a preemption signal, after which the run saves, leaves, and resumes exactly."""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
+from helpers import env
 from safetensors.torch import load_file
 
 from hfssl import pretrain
 from hfssl.__main__ import main
+from hfssl.errors import PREEMPTED
 
 TEXT = ["text/mlm-tiny", "--model.num_layers", "1", "--model.hidden_size", "32", "--model.num_heads", "2",
         "--data.synthetic_documents", "200", "--data.seq_len", "32", "--tokenizer.vocab_size", "200",
@@ -19,24 +29,33 @@ SPEECH = ["speech/wav2vec2-tiny", "--model.num_layers", "1", "--model.hidden_siz
           "--train.eval_batches", "1", "--train.probe_every", ""]  # fmt: skip
 
 
-def poison_at(monkeypatch, step: int) -> None:
-    """The optimizer's `step`-th step writes NaN into a weight, as a diverging run would."""
+def at_step(monkeypatch, step: int, action) -> None:
+    """`action(optimizer)` runs inside the optimizer's `step`-th step (after its update, before the loop counts it)."""
     make = pretrain.make_optimizer
 
-    def poisoned(t, objective):
+    def hooked(t, objective):
         optimizer = make(t, objective)
         taken = []
 
         def hook(optimizer, args, kwargs):
             taken.append(1)
             if len(taken) == step:
-                with torch.no_grad():
-                    optimizer.param_groups[0]["params"][0].fill_(float("nan"))
+                action(optimizer)
 
         optimizer.register_step_post_hook(hook)
         return optimizer
 
-    monkeypatch.setattr(pretrain, "make_optimizer", poisoned)
+    monkeypatch.setattr(pretrain, "make_optimizer", hooked)
+
+
+@torch.no_grad()
+def write_nan(optimizer) -> None:
+    optimizer.param_groups[0]["params"][0].fill_(float("nan"))
+
+
+def poison_at(monkeypatch, step: int) -> None:
+    """The optimizer's `step`-th step writes NaN into a weight, as a diverging run would."""
+    at_step(monkeypatch, step, write_nan)
 
 
 def stopped(capsys, argv: list) -> str:
@@ -72,3 +91,77 @@ def test_a_loss_that_is_not_finite_stops_the_run(tmp_path, monkeypatch, capsys):
     line = stopped(capsys, ["pretrain", *TEXT, *steps, "--train.output_dir", run])
     assert line.startswith("hfssl: stopped: step 3: the training loss is nan; no checkpoint was saved")
     assert not (run / "checkpoints").exists() and not (run / "final").exists()
+
+
+# Checkpoints at 3 and 6, evaluations at 4 and 8: a signal inside step 5 meets no chore.
+PREEMPTIBLE = ["--train.max_steps", "8", "--train.save_every", "3", "--train.keep_last", "10", "--train.log_every",
+               "2", "--train.eval_every", "4", "--model.dropout", "0.1"]  # fmt: skip
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(str(a / "final" / "model.safetensors")), load_file(str(b / "final" / "model.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The uninterrupted runs the preempted ones must end like, one per recipe, made once."""
+    made = {}
+
+    def run(args: list) -> Path:
+        if args[0] not in made:
+            out = tmp_path_factory.mktemp("preempt") / "uninterrupted"
+            main(["pretrain", *args, *PREEMPTIBLE, "--train.output_dir", str(out)])
+            made[args[0]] = out
+        return made[args[0]]
+
+    return run
+
+
+@pytest.mark.parametrize("args, sig", [(TEXT, signal.SIGTERM), (SPEECH, signal.SIGUSR1)], ids=["text", "speech"])
+def test_preempted_run_saves_leaves_and_resumes_exactly(
+    args, sig, uninterrupted, tmp_path, monkeypatch, capsys, caplog
+):
+    expected = uninterrupted(args)
+    run = tmp_path / "run"
+    argv = ["pretrain", *args, *PREEMPTIBLE, "--train.output_dir", str(run)]
+    handler = signal.getsignal(sig)
+    with monkeypatch.context() as patched:
+        at_step(patched, 5, lambda optimizer: os.kill(os.getpid(), sig))  # as a scheduler would, mid-step
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == PREEMPTED, err[-2000:]
+    saved = run / "checkpoints" / "step-0000005"
+    lines = [line for line in err.splitlines() if line.startswith("hfssl: preempted")]
+    assert lines == [f"hfssl: preempted: step 5: {sig.name} received; saved {saved}; the same command with --resume "
+                     "continues the run"]  # fmt: skip
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-0000003", saved.name]
+    assert not (run / "final").exists()
+    assert signal.getsignal(sig) == handler  # the run's handler is gone with the run
+
+    with caplog.at_level(logging.INFO, logger="hfssl.pretrain"):
+        main([*argv, "--resume"])
+    assert f"resumed from {saved} at step 5" in caplog.text
+    assert same_weights(run, expected)
+
+
+def test_sigterm_from_outside_inside_a_checkpoint_write(uninterrupted, tmp_path):
+    """The real command, signalled by another process while it writes a checkpoint: it completes that checkpoint
+    and leaves without another."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "hfssl", "pretrain", *TEXT, *PREEMPTIBLE, "--train.output_dir", str(run)]
+    process = subprocess.Popen(command, env=env() | {"HFSSL_SLOW_WRITES": "0.5"}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (run / "checkpoints" / "step-0000003.tmp").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=180)[1]
+    assert process.returncode == PREEMPTED, err[-3000:]
+    assert "hfssl: preempted: step 3: SIGTERM received" in err
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
+
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env(), timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert same_weights(run, uninterrupted(TEXT))
