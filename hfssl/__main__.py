@@ -308,10 +308,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         nargs="?",
-        const="auto",
+        const=True,
         default=None,
         metavar="DIR",
-        help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory)",
+        help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory, which must "
+        "hold one); 'auto': the output directory's latest if it holds one, else start, so that torchrun "
+        "--max-restarts and a requeued job continue the run with the same command",
     )
     p.add_argument(
         "--dry-run",

@@ -42,15 +42,28 @@ def checkpoints(where: Path) -> list[Path]:
     return sorted((p for p in found if _step(p) is not None), key=_step)
 
 
-def find_checkpoint(resume: str, run_dir: Path) -> Path:
-    """The latest complete checkpoint in `resume` ('auto': the run directory), or UsageError."""
-    where = run_dir if resume == "auto" else Path(resume)
+AUTO = "auto"
+"""`--resume auto`: the run directory's latest checkpoint if it has one, else a fresh start, so that a restart that
+cannot change the command (torchrun's `--max-restarts`, a requeued job) continues the run."""
+
+
+def find_checkpoint(resume: str | bool, run_dir: Path) -> Path:
+    """The latest complete checkpoint in `resume` (True or 'auto': the run directory), or UsageError."""
+    where = run_dir if resume is True or resume == AUTO else Path(resume)
     if (where / STATE_FILE).is_file() and not where.name.endswith(TMP_SUFFIX):
         return where
     found = checkpoints(where)
     if not found:
         raise UsageError(f"{where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
     return found[-1]
+
+
+def resume_from(resume: str | bool | None, run_dir: Path) -> Path | None:
+    """The checkpoint a run continues from: None without `--resume`, or with `--resume auto` where `run_dir` holds no
+    checkpoint yet."""
+    if not resume or (resume == AUTO and not has_checkpoints(run_dir)):
+        return None
+    return find_checkpoint(resume, run_dir)
 
 
 def has_checkpoints(run_dir: Path) -> bool:

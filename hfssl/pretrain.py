@@ -25,10 +25,10 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
-    find_checkpoint,
     has_checkpoints,
     read_state,
     remove_partial,
+    resume_from,
     save_checkpoint,
     state_metrics,
 )
@@ -146,7 +146,7 @@ class Run:
         return f"{self.module.UNIT}_seen"
 
 
-def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
+def setup(cfg, resume: str | bool | None = None, scratch: bool = False) -> Run:
     """Everything a run needs, on every process: the accelerator, the objective's setup, the optimizer and schedule,
     all prepared, and the state of a checkpoint to resume from.
 
@@ -155,7 +155,7 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     started = time.time()
     run_dir = Path(cfg.train.output_dir)
     check_output_dir(run_dir, "train.output_dir")
-    checkpoint = find_checkpoint(resume, run_dir) if resume else None
+    checkpoint = resume_from(resume, run_dir)
     if checkpoint is None and not scratch and has_checkpoints(run_dir):
         raise UsageError(
             f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
@@ -560,9 +560,11 @@ def finish(run: Run) -> dict:
     return metrics
 
 
-def pretrain(cfg, resume: str | None = None) -> dict:
+def pretrain(cfg, resume: str | bool | None = None) -> dict:
     """Pretrain as `cfg` says, with the objective its `objective.name` names; returns the final metrics (also
-    written to metrics.json) after exporting the model to `train.output_dir`/final."""
+    written to metrics.json) after exporting the model to `train.output_dir`/final. `resume`: True to continue from
+    the output directory's latest checkpoint, a directory to continue from its latest, "auto" to continue where
+    the output directory has a checkpoint and start where it has none."""
     run = setup(cfg, resume)
     begin(run)
     run.progress = tqdm(

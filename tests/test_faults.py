@@ -165,3 +165,24 @@ def test_sigterm_from_outside_inside_a_checkpoint_write(uninterrupted, tmp_path)
     done = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env(), timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert same_weights(run, uninterrupted(TEXT))
+
+
+def test_resume_auto_starts_then_continues_with_the_same_command(uninterrupted, tmp_path):
+    """`--resume auto` as a requeued job or a restarted group runs it: the first start finds no checkpoint and
+    starts; killed after one, the same command continues from it."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "hfssl", "pretrain", *TEXT, *PREEMPTIBLE, "--train.output_dir", str(run),
+               "--resume", "auto"]  # fmt: skip
+    process = subprocess.Popen(command, env=env() | {"HFSSL_SLOW_WRITES": "0.5"}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (run / "checkpoints" / "step-0000003").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.02)
+    process.kill()
+    process.communicate()
+    assert not (run / "final").exists(), "the run finished before the kill"
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from " in done.stderr
+    assert same_weights(run, uninterrupted(TEXT))
