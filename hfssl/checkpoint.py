@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hfssl.errors import UsageError, first_line
-from hfssl.io import pause_in_writes, write_json
+from hfssl.io import disk_full, no_space, pause_in_writes, write_json
 
 STATE_FILE = "trainer_state.json"
 
@@ -90,18 +90,28 @@ def read_state(checkpoint: Path) -> dict:
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
-    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
+    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept. A
+    full disk removes the temporary directory and is `DiskFull`: the earlier checkpoints stay as they were."""
     final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
     tmp = final.with_name(final.name + TMP_SUFFIX)
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            pause_in_writes()
+            write_json(tmp / STATE_FILE, state)
+            pause_in_writes()
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(err):
+            found = checkpoints(run_dir)
+            kept = f"the last complete checkpoint is {found[-1]}" if found else "no earlier checkpoint was saved"
+            raise no_space(tmp, kept) from None
+        raise
     if accelerator.is_main_process:
-        pause_in_writes()
-        write_json(tmp / STATE_FILE, state)
-        pause_in_writes()
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

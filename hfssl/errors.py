@@ -5,6 +5,11 @@ class UsageError(Exception):
     """Bad input from the user: a file, a recipe key, a value. The CLI prints it as `error: ...` and exits 2."""
 
 
+class DiskFull(UsageError):
+    """A write ran out of space (or quota): what it wrote is removed and what it was to replace is intact. One line,
+    exit 2, as bad input."""
+
+
 class TrainingStopped(Exception):
     """Training cannot usefully go on (a non-finite loss, a collapsed objective). The CLI prints it as one line and
     exits 1; the last checkpoint stays in place."""

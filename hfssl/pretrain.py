@@ -10,6 +10,7 @@ import math
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import mkdtemp
@@ -572,7 +573,8 @@ def pretrain(cfg, resume: str | bool | None = None) -> dict:
         desc="pretrain",
     )  # fmt: skip
     due = chores(run)
-    with Preemption() as run.preemption:
+    # closing: whatever stops the run, its reason is the last line the user sees, not the bar
+    with Preemption() as run.preemption, closing(run.progress):
         while run.state["step"] < run.total_steps:
             fit(run, next_stop(run, due))
             step = run.state["step"]
@@ -583,5 +585,4 @@ def pretrain(cfg, resume: str | bool | None = None) -> dict:
                 if save not in done:  # a checkpoint of this very step, which --resume continues exactly
                     save(run)
                 leave(run)
-    run.progress.close()
     return finish(run)

@@ -3,6 +3,7 @@ never reach a checkpoint or an export; a preemption signal, after which the run 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import env
+from helpers import env, snapshot
 from safetensors.torch import load_file
 
 from hfssl import pretrain
@@ -186,3 +187,78 @@ def test_resume_auto_starts_then_continues_with_the_same_command(uninterrupted, 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from " in done.stderr
     assert same_weights(run, uninterrupted(TEXT))
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def failed(capsys, argv: list) -> str:
+    """The one line of a command that failed as on bad input (exit 2, no traceback)."""
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err[-2000:]
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("hfssl: error")]
+    assert len(lines) == 1, err[-2000:]
+    return lines[0]
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint(uninterrupted, tmp_path, monkeypatch, capsys):
+    import accelerate.checkpointing
+
+    save = accelerate.checkpointing.save
+
+    def fills_at_six(obj, path, *args, **kwargs):
+        (no_space if "step-0000006" in str(path) else save)(obj, path, *args, **kwargs)
+
+    run = tmp_path / "run"
+    argv = ["pretrain", *TEXT, *PREEMPTIBLE, "--train.output_dir", run]
+    with monkeypatch.context() as patched:
+        patched.setattr(accelerate.checkpointing, "save", fills_at_six)
+        line = failed(capsys, argv)
+    assert line.startswith(f"hfssl: error: {run / 'checkpoints' / 'step-0000006.tmp'}: no space left on the device")
+    assert f"the last complete checkpoint is {run / 'checkpoints' / 'step-0000003'}" in line
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
+
+    main([str(a) for a in [*argv, "--resume"]])  # space freed: the checkpoint left continues the run exactly
+    assert same_weights(run, uninterrupted(TEXT))
+
+
+def test_a_full_disk_while_exporting_keeps_the_earlier_export(uninterrupted, tmp_path, monkeypatch, capsys):
+    import transformers.modeling_utils
+
+    run, out = uninterrupted(TEXT), tmp_path / "export"
+    main(["export", str(run), str(out)])
+    before = snapshot(out)
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", no_space)
+    line = failed(capsys, ["export", run, out, "--overwrite"])
+    assert line.startswith(f"hfssl: error: {out}: no space left on the device")
+    assert snapshot(out) == before and list(tmp_path.iterdir()) == [out]
+
+
+def test_a_full_disk_while_saving_a_tokenizer_keeps_the_earlier_one(tmp_path, monkeypatch, capsys):
+    from transformers import PreTrainedTokenizerBase
+
+    out = tmp_path / "tokenizer"
+    argv = ["tokenizer", "train", "--data.synthetic_documents", "100", "--tokenizer.vocab_size", "200", "--out", out]
+    main([str(a) for a in argv])
+    capsys.readouterr()
+    before = snapshot(out)
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", no_space)
+    assert failed(capsys, [*argv, "--overwrite"]).startswith(f"hfssl: error: {out}: no space left on the device")
+    assert snapshot(out) == before and list(tmp_path.iterdir()) == [out]
+
+
+def test_a_full_disk_while_fine_tuning_removes_the_partial_checkpoint(mlm_export, tmp_path, monkeypatch, capsys):
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", no_space)  # after the weights and optimizer, before the state
+    out = tmp_path / "ft"
+    line = failed(capsys, ["finetune", "text/classify-tiny", "--model.name_or_path", mlm_export,
+                           "--data.synthetic_examples", "100", "--data.max_length", "32", "--finetune.min_steps", "0",
+                           "--training.num_train_epochs", "1", "--training.output_dir", out])  # fmt: skip
+    assert line.startswith(f"hfssl: error: {out}/checkpoint-")
+    assert "no space left on the device" in line
+    assert [p.name for p in out.glob("checkpoint-*")] == [] and not (out / "final").exists()

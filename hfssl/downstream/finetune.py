@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from hfssl.config import FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.downstream.loaders import load_model_config, load_processor
 from hfssl.errors import UsageError
-from hfssl.io import atomic_dir, check_output_dir, write_json
+from hfssl.io import atomic_dir, check_output_dir, disk_full, no_space, write_json
 from hfssl.metrics import (
     METRIC_NAMES,
     REGRESSION_METRIC_NAMES,
@@ -295,7 +296,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     )
     if cfg.finetune.head_learning_rate is not None or cfg.finetune.layer_lr_decay < 1.0:
         trainer.optimizer = grouped_optimizer(trainer, cfg.finetune.head_learning_rate, cfg.finetune.layer_lr_decay)
-    trainer.train()
+    train(trainer)
     metrics = {
         "model": cfg.model.name_or_path,
         "from_scratch": cfg.model.from_scratch,
@@ -329,6 +330,20 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         write_json(run_dir / "metrics.json", metrics)
         logger.info("fine-tuned model in %s", final)
     return metrics
+
+
+def train(trainer: Trainer) -> None:
+    """`trainer.train()`; a checkpoint the Trainer could not finish for a full disk (no trainer state, which it
+    writes last) is removed, and the run stops in one line."""
+    try:
+        trainer.train()
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        partial = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+        if not (partial / "trainer_state.json").is_file():
+            shutil.rmtree(partial, ignore_errors=True)
+        raise no_space(partial, "the earlier checkpoints are as they were") from None
 
 
 def describe_selection(
