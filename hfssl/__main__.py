@@ -201,7 +201,7 @@ def finetune_command(args: argparse.Namespace) -> None:
             "(--training.push_to_hub true --training.hub_strategy all_checkpoints)"
         )
     check_can_push(cfg.hub)
-    metrics = finetune(cfg)
+    metrics = finetune(cfg, overwrite=args.overwrite)
     final = Path(cfg.training.output_dir) / "final"
     print(f"{summary(metrics)}; model in {final}")
     report_push(cfg.hub, push_final(cfg.hub, final))
@@ -217,7 +217,7 @@ def probe_command(args: argparse.Namespace) -> None:
     cfg = config_lib.load(ProbeConfig, args.recipe, overrides(args, ProbeConfig))
     from hfssl.downstream.probe import probe_model
 
-    result = probe_model(cfg)
+    result = probe_model(cfg, overwrite=args.overwrite)
     scratch = ", a randomly initialised encoder" if cfg.model.from_scratch else ""
     print(
         f"probe accuracy {result['accuracy']:.4f}, macro F1 {result['f1']:.4f} (layer {result['layer']}{scratch}); "
@@ -363,6 +363,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ):
         p = commands.add_parser(name, help=text)
         p.add_argument("recipe", nargs="?", default=None, help="YAML recipe (a path or a shipped recipe name)")
+        if name in ("finetune", "probe"):
+            p.add_argument("--overwrite", action="store_true", help="replace an earlier run's output")
         if wanted(name):
             add_schema_arguments(p, schema)
 

@@ -14,6 +14,9 @@ from hfssl.errors import UsageError
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Rebuild the run's objective from its saved config, load the checkpoint's weights and export them."""
+    if Path(out_dir).resolve() in (Path(checkpoint).resolve(), *Path(checkpoint).resolve().parents):
+        raise UsageError(f"{out_dir}: holds the checkpoint being exported, which an export must not replace; choose "
+                         "another output directory")  # fmt: skip
     checkpoint = find_checkpoint(str(checkpoint), Path(checkpoint))
     run_dir = checkpoint.parent.parent
     for needed in ("config.yaml", "model_config"):

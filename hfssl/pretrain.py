@@ -26,6 +26,7 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
+    check_resumable,
     has_checkpoints,
     read_state,
     remove_partial,
@@ -157,6 +158,8 @@ def setup(cfg, resume: str | bool | None = None, scratch: bool = False) -> Run:
     run_dir = Path(cfg.train.output_dir)
     check_output_dir(run_dir, "train.output_dir")
     checkpoint = resume_from(resume, run_dir)
+    if checkpoint is not None:
+        check_resumable(to_dict(cfg), checkpoint)
     if checkpoint is None and not scratch and has_checkpoints(run_dir):
         raise UsageError(
             f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "

@@ -6,7 +6,15 @@ import shutil
 
 import pytest
 
-from hfssl.checkpoint import STATE_FILE, checkpoints, find_checkpoint, has_checkpoints, remove_partial, resume_from
+from hfssl.checkpoint import (
+    LOOP_STATE,
+    STATE_FILE,
+    checkpoints,
+    find_checkpoint,
+    has_checkpoints,
+    remove_partial,
+    resume_from,
+)
 from hfssl.errors import UsageError
 
 
@@ -15,7 +23,7 @@ def checkpoint(run, name: str, complete: bool = True):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"")
     if complete:
-        (folder / STATE_FILE).write_text(json.dumps({"step": int(name[5:12])}))
+        (folder / STATE_FILE).write_text(json.dumps(dict.fromkeys(LOOP_STATE, 0) | {"step": int(name[5:12])}))
     return folder
 
 

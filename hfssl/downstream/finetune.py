@@ -68,8 +68,6 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
     """The recipe's `training:` block (plus `changes`) as `TrainingArguments`, its complaints as UsageError."""
     values = dataclasses.asdict(cfg.training) | changes
     values["report_to"] = finetuning_trackers(values.get("report_to")) or "none"
-    if values["learning_rate"] <= 0:
-        raise UsageError(f"training.learning_rate: must be positive, got {values['learning_rate']}")
     metric = values.get("metric_for_best_model")
     names = (*metric_names(cfg.data.regression), "loss")
     if metric is not None and metric.removeprefix("eval_") not in names:
@@ -242,13 +240,15 @@ def tokenize(splits: LabelledSplits, tokenizer, max_length: int) -> dict[str, da
     return out
 
 
-def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None) -> dict:
+def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None, overwrite: bool = False) -> dict:
     """Fine-tune, evaluate on validation and test, export to `<output_dir>/final`; returns the metrics.
 
-    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
+    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it). An earlier
+    fine-tune in the output directory is refused, or with `overwrite` replaced.
     """
     start = time.time()
     check_output_dir(Path(cfg.training.output_dir), "training.output_dir")
+    replace_earlier(Path(cfg.training.output_dir), overwrite)
     audio = cfg.data.task == "audio"
     changes = dict(changes or {})
     if audio:  # clips stay undecoded in the dataset; the collator reads the "audio" column the Trainer would drop
@@ -330,6 +330,20 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         write_json(run_dir / "metrics.json", metrics)
         logger.info("fine-tuned model in %s", final)
     return metrics
+
+
+def replace_earlier(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an output directory that holds an earlier fine-tune unless `overwrite`; with it, remove that run's
+    checkpoints, which the Trainer would otherwise rotate with (and resume its best model from) the new run's."""
+    earlier = [p for p in (run_dir / "final", run_dir / "metrics.json") if p.exists()]
+    earlier += sorted(run_dir.glob("checkpoint-*"))
+    if earlier and not overwrite:
+        raise UsageError(
+            f"training.output_dir: {run_dir} holds an earlier fine-tune ({earlier[0].name}); pass --overwrite to "
+            "replace it, or choose another output directory"
+        )
+    for checkpoint in run_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def train(trainer: Trainer) -> None:
