@@ -29,6 +29,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 
 from hfssl.cards import TEMPLATES, base_model, compute_rows, hub_dataset_ids, model_name
@@ -275,6 +276,7 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
     few = few_label_changes(cfg, args, len(encoded["train"]), len(encoded["validation"]))
     if few:
         args = training_arguments(cfg, **(changes | few))
+    set_seed(args.seed)  # the new head's initialisation too (the Trainer seeds only what comes after it)
     model = load_classifier(cfg, splits.label_names)
     if cfg.finetune.freeze_encoder:
         freeze_encoder(model)
