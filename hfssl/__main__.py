@@ -11,7 +11,7 @@ import os
 import sys
 
 from hfssl import __version__
-from hfssl.errors import TrainingStopped, UsageError
+from hfssl.errors import PREEMPTED, Preempted, TrainingStopped, UsageError
 
 
 class Parser(argparse.ArgumentParser):
@@ -174,7 +174,7 @@ def finetune_command(args: argparse.Namespace) -> None:
     from hfssl import api
     from hfssl.downstream.finetune import summary
 
-    result = api.finetune(args.recipe, settings_given(args))
+    result = api.finetune(args.recipe, settings_given(args), overwrite=args.overwrite)
     print(f"{summary(result.metrics)}; model in {result.path}")
     report_push(result)
 
@@ -188,7 +188,7 @@ def report_push(result) -> None:
 def probe_command(args: argparse.Namespace) -> None:
     from hfssl import api
 
-    result = api.probe(args.recipe, settings_given(args))
+    result = api.probe(args.recipe, settings_given(args), overwrite=args.overwrite)
     scores = result.metrics
     scratch = ", a randomly initialised encoder" if scores["from_scratch"] else ""
     print(
@@ -270,16 +270,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Pretrain a text model (masked LM, replaced-token detection, next-word prediction, contrastive "
         "sentence embeddings) or a speech encoder (wav2vec 2.0, HuBERT, BEST-RQ, reconstruction, data2vec); the "
         "recipe's objective.name selects the objective, or else a speech model.arch selects speech. Speech-only "
-        "settings are listed as 'speech ...' groups, and each objective's own in the 'objective' group.",
+        "settings are listed as 'speech ...' groups, and each objective's own in the 'objective' group. On SIGTERM or "
+        f"SIGUSR1 (preemption) a run finishes its step, saves a checkpoint and exits {PREEMPTED}; --resume continues "
+        "it exactly (docs/faults.md).",
     )
     p.add_argument("recipe", help="YAML recipe (a path, or a shipped recipe name such as text/mlm-tiny)")
     p.add_argument(
         "--resume",
         nargs="?",
-        const="auto",
+        const=True,
         default=None,
         metavar="DIR",
-        help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory)",
+        help="continue from the latest complete checkpoint in DIR (default: the recipe's output directory, which must "
+        "hold one); 'auto': the output directory's latest if it holds one, else start, so that torchrun "
+        "--max-restarts and a requeued job continue the run with the same command",
     )
     p.add_argument(
         "--dry-run",
@@ -321,6 +325,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ):
         p = commands.add_parser(name, help=text)
         p.add_argument("recipe", nargs="?", default=None, help="YAML recipe (a path or a shipped recipe name)")
+        if name in ("finetune", "probe"):
+            p.add_argument("--overwrite", action="store_true", help="replace an earlier run's output")
         if wanted(name):
             add_schema_arguments(p, api.schema(name.replace("-", "_")))
 
@@ -365,6 +371,9 @@ def main(argv: list[str] | None = None) -> None:
     except TrainingStopped as err:
         print(f"hfssl: stopped: {err}", file=sys.stderr)
         sys.exit(1)
+    except Preempted as err:
+        print(f"hfssl: preempted: {err}", file=sys.stderr)
+        sys.exit(PREEMPTED)
     except KeyboardInterrupt:
         sys.exit(130)
 

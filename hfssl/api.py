@@ -103,7 +103,7 @@ def pretrain(
     from hfssl.pretrain import pretrain as run
 
     check_can_push(cfg.hub)
-    resume = "auto" if resume is True else (os.fspath(resume) if resume else None)
+    resume = resume if isinstance(resume, bool | str) else os.fspath(resume)
     if cfg.train.time_budget is not None:
         from hfssl.budget import plan_run
 
@@ -128,9 +128,14 @@ def dry_run(recipe: Any = None, overrides: Mapping[str, Any] | None = None, **se
     return report if plan is None else report | {"budget_plan": plan}
 
 
-def finetune(recipe: Any = None, overrides: Mapping[str, Any] | None = None, **settings: Any) -> Result:
+def finetune(
+    recipe: Any = None, overrides: Mapping[str, Any] | None = None, *, overwrite: bool = False, **settings: Any
+) -> Result:
     """Fine-tune a classifier with the Trainer (`hfssl finetune`), export it to ``<training.output_dir>/final`` and
     push it where ``hub.push_to_hub`` says.
+
+    Args:
+        overwrite: replace an earlier fine-tuning's output in ``training.output_dir`` (``--overwrite``).
 
     Returns:
         `Result`: ``path`` the exported classifier, ``metrics`` its ``validation`` and ``test`` scores and more.
@@ -145,12 +150,17 @@ def finetune(recipe: Any = None, overrides: Mapping[str, Any] | None = None, **s
             "(--training.push_to_hub true --training.hub_strategy all_checkpoints)"
         )
     check_can_push(cfg.hub)
-    metrics = run(cfg)
+    metrics = run(cfg, overwrite=overwrite)
     return _pushed(cfg.hub, Path(cfg.training.output_dir) / "final", metrics)
 
 
-def probe(recipe: Any = None, overrides: Mapping[str, Any] | None = None, **settings: Any) -> Result:
+def probe(
+    recipe: Any = None, overrides: Mapping[str, Any] | None = None, *, overwrite: bool = False, **settings: Any
+) -> Result:
     """Score frozen features with a linear probe (`hfssl probe`).
+
+    Args:
+        overwrite: replace an existing ``probe.output`` file (``--overwrite``).
 
     Returns:
         `Result`: ``path`` the scores' JSON file (``probe.output``), ``metrics`` the scores (``accuracy``, ``f1``,
@@ -159,7 +169,7 @@ def probe(recipe: Any = None, overrides: Mapping[str, Any] | None = None, **sett
     cfg = load_recipe(recipe, overrides, command="probe", **settings)
     from hfssl.downstream.probe import probe_model
 
-    return Result(Path(cfg.probe.output), probe_model(cfg))
+    return Result(Path(cfg.probe.output), probe_model(cfg, overwrite=overwrite))
 
 
 def evaluate(recipe: Any = None, overrides: Mapping[str, Any] | None = None, **settings: Any) -> Result:

@@ -22,7 +22,7 @@ from typing import get_args, get_type_hints
 
 from accelerate.utils import broadcast_object_list
 
-from hfssl.checkpoint import find_checkpoint, read_state
+from hfssl.checkpoint import read_state, resume_from
 from hfssl.dry_run import DRY_RUN_TIMED, DRY_RUN_WARMUP, duration, measure
 from hfssl.errors import UsageError
 
@@ -107,11 +107,11 @@ def measure_budgeted(cfg) -> dict:
     return measure(measuring(cfg), min_seconds=min(MEASURE_MAX, MEASURE_SHARE * cfg.train.budget_seconds))
 
 
-def plan_run(cfg, resume: str | None) -> Plan | None:
+def plan_run(cfg, resume: str | bool | None) -> Plan | None:
     """Set `cfg.train.max_steps` from the budget: the plan a checkpoint to resume from kept, else a new one from
     a measurement of this run (None then is returned for a resumed run)."""
     t = cfg.train
-    checkpoint = find_checkpoint(resume, Path(t.output_dir)) if resume else None
+    checkpoint = resume_from(resume, Path(t.output_dir))
     if checkpoint is not None:
         planned = read_state(checkpoint).get("planned_steps")
         if planned is None:

@@ -10,17 +10,25 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import merge_fsdp_weights
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hfssl.errors import UsageError, first_line
-from hfssl.io import pause_in_writes, write_json
+from hfssl.io import disk_full, no_space, pause_in_writes, write_json
 
 STATE_FILE = "trainer_state.json"
+LOOP_STATE = ("step", "epoch", "batch_in_epoch", "micro_batches", "evals")
+"""What the loop's state must hold for a run to continue from it."""
+FIXED_ON_RESUME = ("model", "tokenizer", "data.seq_len", "data.sampling_rate", "objective.name")
+"""The settings a resumed run shares with the run that wrote its checkpoint: the model and what shapes its inputs
+(sections, or single keys). The rest may change: more steps, other chores."""
+MAY_CHANGE = {"model.dropout", "model.layerdrop"}
 
 
 TMP_SUFFIX = ".tmp"
@@ -42,15 +50,30 @@ def checkpoints(where: Path) -> list[Path]:
     return sorted((p for p in found if _step(p) is not None), key=_step)
 
 
-def find_checkpoint(resume: str, run_dir: Path) -> Path:
-    """The latest complete checkpoint in `resume` ('auto': the run directory), or UsageError."""
-    where = run_dir if resume == "auto" else Path(resume)
+AUTO = "auto"
+"""`--resume auto`: the run directory's latest checkpoint if it has one, else a fresh start, so that a restart that
+cannot change the command (torchrun's `--max-restarts`, a requeued job) continues the run."""
+
+
+def find_checkpoint(resume: str | bool, run_dir: Path) -> Path:
+    """The latest complete checkpoint in `resume` (True or 'auto': the run directory), or UsageError."""
+    where = run_dir if resume is True or resume == AUTO else Path(resume)
     if (where / STATE_FILE).is_file() and not where.name.endswith(TMP_SUFFIX):
         return where
     found = checkpoints(where)
     if not found:
         raise UsageError(f"{where}: holds no checkpoint (expected checkpoints/step-*/{STATE_FILE})")
     return found[-1]
+
+
+def resume_from(resume: str | bool | None, run_dir: Path) -> Path | None:
+    """The checkpoint a run continues from: None without `--resume`, or with `--resume auto` where `run_dir` holds no
+    checkpoint yet."""
+    if not resume or (resume == AUTO and not has_checkpoints(run_dir)):
+        return None
+    checkpoint = find_checkpoint(resume, run_dir)
+    read_state(checkpoint, LOOP_STATE)  # before anything is set up: a state the loop cannot continue from fails now
+    return checkpoint
 
 
 def has_checkpoints(run_dir: Path) -> bool:
@@ -68,27 +91,64 @@ def remove_partial(run_dir: Path) -> None:
 UNREADABLE = (SafetensorError, RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError)
 
 
-def read_state(checkpoint: Path) -> dict:
-    """The loop's state saved with a checkpoint: step, data position, evaluations, amount of data seen."""
+def read_state(checkpoint: Path, needed: tuple[str, ...] = ("step",)) -> dict:
+    """The loop's state saved with a checkpoint: step, data position, evaluations, amount of data seen; UsageError
+    unless it holds the keys `needed`."""
     try:
-        return json.loads((checkpoint / STATE_FILE).read_text())
+        state = json.loads((checkpoint / STATE_FILE).read_text())
     except (OSError, ValueError) as err:
         raise UsageError(f"{checkpoint / STATE_FILE}: not a readable checkpoint state ({first_line(err)})") from None
+    missing = [key for key in needed if key not in state] if isinstance(state, dict) else list(needed)
+    if missing:
+        raise UsageError(
+            f"{checkpoint / STATE_FILE}: not a checkpoint state (it has no {missing[0]!r}); use another checkpoint"
+        )
+    return state
+
+
+def check_resumable(settings: dict[str, Any], checkpoint: Path) -> None:
+    """Refuse to continue `checkpoint` with settings (`to_dict` of the config) that change the model or its inputs
+    (`FIXED_ON_RESUME`): the weights might even load, and the run's config.yaml and card would then describe
+    another model. A checkpoint without its run's config.yaml is left to its loading to judge."""
+    saved_file = checkpoint.parent.parent / "config.yaml"
+    try:
+        saved = yaml.safe_load(saved_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return
+    for fixed in FIXED_ON_RESUME:
+        section, _, key = fixed.partition(".")
+        now, then = settings.get(section) or {}, (saved or {}).get(section) or {}
+        for name in [key] if key else list(now):
+            if name in now and name in then and now[name] != then[name] and f"{section}.{name}" not in MAY_CHANGE:
+                raise UsageError(
+                    f"--resume: {section}.{name} is {now[name]!r} here and {then[name]!r} in the run the checkpoint "
+                    f"continues ({saved_file}); resume with its settings, or start a new run"
+                )
 
 
 def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_last: int) -> Path:
-    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept."""
+    """`accelerator.save_state` into a temporary directory, renamed into place once complete; the last K kept. A
+    full disk removes the temporary directory and is `DiskFull`: the earlier checkpoints stay as they were."""
     final = run_dir / "checkpoints" / f"step-{state['step']:07d}"
     tmp = final.with_name(final.name + TMP_SUFFIX)
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            pause_in_writes()
+            write_json(tmp / STATE_FILE, state)
+            pause_in_writes()
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(err):
+            found = checkpoints(run_dir)
+            kept = f"the last complete checkpoint is {found[-1]}" if found else "no earlier checkpoint was saved"
+            raise no_space(tmp, kept) from None
+        raise
     if accelerator.is_main_process:
-        pause_in_writes()
-        write_json(tmp / STATE_FILE, state)
-        pause_in_writes()
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -14,6 +14,9 @@ from hfssl.errors import UsageError
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
     """Rebuild the run's objective from its saved config, load the checkpoint's weights and export them."""
+    if Path(out_dir).resolve() in (Path(checkpoint).resolve(), *Path(checkpoint).resolve().parents):
+        raise UsageError(f"{out_dir}: holds the checkpoint being exported, which an export must not replace; choose "
+                         "another output directory")  # fmt: skip
     checkpoint = find_checkpoint(str(checkpoint), Path(checkpoint))
     run_dir = checkpoint.parent.parent
     for needed in ("config.yaml", "model_config"):
@@ -26,6 +29,12 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path) -> Path:
         if not (run_dir / needed).exists():
             raise UsageError(f"{checkpoint}: the run directory {run_dir} lacks {needed}; is this an hfssl checkpoint?")
     objective = module.rebuild(cfg, AutoConfig.from_pretrained(run_dir / "model_config"))
-    load_weights(objective, checkpoint_weights(checkpoint), str(checkpoint))
+    weights = checkpoint_weights(checkpoint)
+    poisoned = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if poisoned:  # a run stops before saving such weights; a checkpoint from elsewhere may still hold them
+        raise UsageError(
+            f"{checkpoint}: {len(poisoned)} weights are not finite ({poisoned[0]}, ...); export an earlier checkpoint"
+        )
+    load_weights(objective, weights, str(checkpoint))
     metrics = state_metrics(read_state(checkpoint), module.UNIT)
     return module.export(cfg, objective, run_dir, Path(out_dir), metrics)

@@ -3,6 +3,7 @@ readable as the user's umask allows (temporary files start private)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,7 +12,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hfssl.errors import UsageError
+from hfssl.errors import DiskFull, UsageError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def pause_in_writes() -> None:
@@ -40,6 +43,22 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` says the disk or the user's quota is full: an OSError, or a library's error that carries the
+    system's words (safetensors' does)."""
+    if isinstance(err, DiskFull) or (isinstance(err, OSError) and err.errno in NO_SPACE):
+        return True
+    return any(os.strerror(code) in str(err) for code in NO_SPACE)
+
+
+def no_space(path: Path, kept: str) -> DiskFull:
+    """The one line for a write of `path` that ran out of space; `kept`: what is intact."""
+    where = next((p for p in Path(path).parents if p.exists()), Path("."))
+    free = shutil.disk_usage(where).free
+    return DiskFull(f"{path}: no space left on the device ({free / 1e6:,.0f} MB free); its partial files are removed "
+                    f"and {kept}; free space and run again")  # fmt: skip
+
+
 def write_text(path: Path, text: str) -> None:
     """Write `text` to a temporary file beside `path` and rename it into place (leftovers of an earlier write of
     `path` that was killed midway are removed first)."""
@@ -53,8 +72,10 @@ def write_text(path: Path, text: str) -> None:
             f.write(text)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if disk_full(err):
+            raise no_space(path, "what was there is as it was") from None
         raise
 
 
@@ -64,8 +85,8 @@ def write_json(path: Path, obj) -> None:
 
 @contextmanager
 def atomic_dir(path: Path):
-    """Yield a temporary directory beside `path`; on success it replaces `path`, on failure it is removed. What an
-    earlier write of `path` that was killed midway left beside it is removed first."""
+    """Yield a temporary directory beside `path`; on success it replaces `path`, on failure it is removed (and a full
+    disk is `DiskFull`). What an earlier write of `path` that was killed midway left beside it is removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for leftover in _leftovers(path):
@@ -74,8 +95,10 @@ def atomic_dir(path: Path):
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(err):
+            raise no_space(path, "what was there is as it was") from None
         raise
     pause_in_writes()
     old = None

@@ -10,6 +10,7 @@ import math
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import mkdtemp
@@ -25,16 +26,18 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
-    find_checkpoint,
+    check_resumable,
     has_checkpoints,
     read_state,
     remove_partial,
+    resume_from,
     save_checkpoint,
     state_metrics,
 )
 from hfssl.config import TrainArgs, dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, make_accelerator, shards_weights
 from hfssl.errors import TrainingStopped, UsageError, first_line
+from hfssl.faults import Preemption, any_not_finite, last_good, leave
 from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
 from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
@@ -132,6 +135,8 @@ class Run:
     """The main process's background pusher of checkpoint exports (`hub.push_checkpoints`)."""
     batch_warmup: BatchWarmup | None = None
     """`train.batch_warmup_start`'s ramp: how many micro-batches each optimizer step accumulates."""
+    preemption: Preemption | None = None
+    """Notes a preemption signal while the loop runs; fit stops at the end of the step it arrives in."""
 
     @property
     def wall_time(self) -> float:
@@ -143,7 +148,7 @@ class Run:
         return f"{self.module.UNIT}_seen"
 
 
-def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
+def setup(cfg, resume: str | bool | None = None, scratch: bool = False) -> Run:
     """Everything a run needs, on every process: the accelerator, the objective's setup, the optimizer and schedule,
     all prepared, and the state of a checkpoint to resume from.
 
@@ -152,7 +157,9 @@ def setup(cfg, resume: str | None = None, scratch: bool = False) -> Run:
     started = time.time()
     run_dir = Path(cfg.train.output_dir)
     check_output_dir(run_dir, "train.output_dir")
-    checkpoint = find_checkpoint(resume, run_dir) if resume else None
+    checkpoint = resume_from(resume, run_dir)
+    if checkpoint is not None:
+        check_resumable(to_dict(cfg), checkpoint)
     if checkpoint is None and not scratch and has_checkpoints(run_dir):
         raise UsageError(
             f"train.output_dir: {run_dir} holds checkpoints of an earlier run; pass --resume to continue it "
@@ -372,6 +379,8 @@ def fit(run: Run, stop: int) -> None:
         run.raw.after_optimizer_step(state["step"])
         if state["step"] % t.log_every == 0 or state["step"] == run.total_steps:
             log(run, grad_norm)
+        if run.preemption is not None and run.preemption.requested(accelerator):
+            return
 
 
 def log(run: Run, grad_norm) -> None:
@@ -385,7 +394,7 @@ def log(run: Run, grad_norm) -> None:
     if not math.isfinite(train_loss):
         run.progress.close()  # so that the reason is the last line the user sees
         raise TrainingStopped(
-            f"step {step}: the training loss is {train_loss}; lower train.lr, keep "
+            f"step {step}: the training loss is {train_loss}; {last_good(run.run_dir)}; lower train.lr, keep "
             f"train.max_grad_norm set, or try train.mixed_precision bf16 or no (fp16 overflows)"
         )
     per_s = accelerator.reduce(window.units, "sum").item() / max(time.time() - window.start, 1e-9)
@@ -473,9 +482,21 @@ def log_probe(run: Run) -> None:
     accelerator.wait_for_everyone()
 
 
+def check_finite(run: Run, what: str) -> None:
+    """Stop the run before `what` is written from weights that are not finite, or after a step whose loss was not
+    (the log window's: a loss between log lines would otherwise reach a checkpoint unseen)."""
+    if any_not_finite(run.accelerator, [*run.objective.parameters(), *run.window.sums.values()]):
+        run.progress.close()
+        raise TrainingStopped(
+            f"step {run.state['step']}: the loss or the weights are not finite, so no {what} was written; "
+            f"{last_good(run.run_dir)}; lower train.lr or keep train.max_grad_norm set"
+        )
+
+
 def save(run: Run) -> None:
     """A checkpoint of the run as it stands: weights, optimizer, schedule, random states, data position."""
     accelerator, state = run.accelerator, run.state
+    check_finite(run, "checkpoint")
     state[run.seen_key] = run.seen_before + accelerator.reduce(run.local_units, "sum").item()
     state["wall_time_s"] = run.wall_time
     if run.setup.streaming:
@@ -529,6 +550,7 @@ def finish(run: Run) -> dict:
         "num_processes": accelerator.num_processes,
         "device": str(accelerator.device),
     }
+    check_finite(run, "export")
     whole = run.whole_weights()
     if accelerator.is_main_process:
         final = run.run_dir / "final"
@@ -544,10 +566,12 @@ def finish(run: Run) -> dict:
     return metrics
 
 
-def pretrain(cfg, resume: str | None = None) -> dict:
+def pretrain(cfg, resume: str | bool | None = None) -> dict:
     """Pretrain as `cfg` says, with the objective its `objective.name` names; returns the final metrics (also
-    written to metrics.json) after exporting the model to `train.output_dir`/final. A run with `train.time_budget`
-    is planned first, by `hfssl.budget.plan_run` (as `hfssl.api.pretrain` and the command line do)."""
+    written to metrics.json) after exporting the model to `train.output_dir`/final. `resume`: True to continue from
+    the output directory's latest checkpoint, a directory to continue from its latest, "auto" to continue where
+    the output directory has a checkpoint and start where it has none. A run with `train.time_budget` is planned
+    first, by `hfssl.budget.plan_run` (as `hfssl.api.pretrain` and the command line do)."""
     if cfg.train.time_budget is not None and not getattr(cfg.train, "planned", False):
         raise UsageError("train.time_budget: the run has no plan yet; hfssl.budget.plan_run(cfg, resume) makes it")
     run = setup(cfg, resume)
@@ -557,11 +581,16 @@ def pretrain(cfg, resume: str | None = None) -> dict:
         desc="pretrain",
     )  # fmt: skip
     due = chores(run)
-    while run.state["step"] < run.total_steps:
-        fit(run, next_stop(run, due))
-        step = run.state["step"]
-        for every, chore in due:
-            if step % every == 0 or step == run.total_steps:
+    # closing: whatever stops the run, its reason is the last line the user sees, not the bar
+    with Preemption() as run.preemption, closing(run.progress):
+        while run.state["step"] < run.total_steps:
+            fit(run, next_stop(run, due))
+            step = run.state["step"]
+            done = [chore for every, chore in due if step % every == 0 or step == run.total_steps]
+            for chore in done:
                 chore(run)
-    run.progress.close()
+            if step < run.total_steps and run.preemption.requested(run.accelerator):
+                if save not in done:  # a checkpoint of this very step, which --resume continues exactly
+                    save(run)
+                leave(run)
     return finish(run)

@@ -44,6 +44,21 @@ def rows(tmp, name, data):
 
 LABELS = [{"text": f"example {i}", "label": ["a", "b"][i % 2]} for i in range(30)]
 
+
+def csv_with_empty_text(tmp):
+    path = tmp / "labelled.csv"
+    path.write_text("text,label\n" + "".join(f"{'' if i == 3 else row['text']},{row['label']}\n"
+                                               for i, row in enumerate(LABELS)))  # fmt: skip
+    return path
+
+
+def earlier_finetune(tmp):
+    """An output directory an earlier `hfssl finetune` wrote."""
+    (tmp / "ft" / "final").mkdir(parents=True)
+    (tmp / "ft" / "metrics.json").write_text("{}")
+    return tmp / "ft"
+
+
 # (id, argv from (tmp, models), the message fragment). `models` gives the shared tiny exports and runs.
 CASES = [
     # pretrain, text
@@ -53,6 +68,30 @@ CASES = [
     ("text-steps-zero", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_steps", "0"],
      "train.max_steps: must be positive"),
     ("text-negative-lr", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.lr", "-1"], "train.lr"),
+    ("text-infinite-lr", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.lr", ".inf"],
+     "train.lr: expected a finite number, got inf"),
+    ("text-adam-beta1", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.adam_beta1", "1.5"],
+     "train.adam_beta1: must be in [0, 1), got 1.5"),
+    ("text-negative-seed", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.seed", "-1"],
+     "train.seed: must not be negative"),
+    ("text-infinite-epochs", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_steps", "",
+                                           "--train.epochs", ".inf"], "train.epochs: expected a finite number"),
+    ("text-negative-grad-norm", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_grad_norm", "-1"],
+     "train.max_grad_norm: must be positive"),
+    ("text-section-number", lambda t, m: ["pretrain", bad_recipe(t, "train: 3\n")],
+     "section 'train' must be a mapping of keys, got 3"),
+    ("text-section-list", lambda t, m: ["pretrain", bad_recipe(t, "train:\n  - lr\n"), "--train.lr", "1e-3"],
+     "section 'train' must be a mapping of keys, got ['lr']"),
+    ("text-key-twice", lambda t, m: ["pretrain", bad_recipe(t, "train:\n  lr: 0.001\n  lr: 0.002\n")],
+     "line 3, column 3: key 'lr' is given twice"),
+    ("text-resume-other-vocab", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t),
+                                              "--tokenizer.vocab_size", "500", "--resume"],
+     "--resume: tokenizer.vocab_size is 500 here and 1000 in the run the checkpoint continues"),
+    ("text-resume-other-seq-len", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t),
+                                                "--data.seq_len", "32", "--resume"],
+     "--resume: data.seq_len is 32 here and 64"),
+    ("text-resume-empty-state", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, state="{}"),
+                                              "--resume"], "not a checkpoint state (it has no 'step')"),
     ("text-unknown-tracker", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.report_to", "[tensorbord]",
                                            "--train.output_dir", t / "run"], "'tensorbord' is not a tracker"),
     ("text-tracker-not-installed", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.report_to", "[aim]",
@@ -173,6 +212,11 @@ CASES = [
     ("export-into-files", lambda t, m: ["export", m.text_run, folder_with_files(t)], "pass --overwrite"),
     ("export-not-a-run", lambda t, m: ["export", m.foreign_checkpoint(t), t / "out"], "lacks config.yaml"),
     ("export-damaged", lambda t, m: ["export", m.damaged_run(t), t / "out"], "not readable weights"),
+    ("export-not-finite", lambda t, m: ["export", m.poisoned_run(t), t / "out"], "weights are not finite"),
+    ("export-onto-the-run", lambda t, m: ["export", m.run_copy(t), t / "run", "--overwrite"],
+     "holds the checkpoint being exported"),
+    ("export-onto-the-checkpoint", lambda t, m: ["export", next(m.run_copy(t).glob("checkpoints/step-*")),
+                                                 t / "run", "--overwrite"], "holds the checkpoint being exported"),
     # finetune
     ("finetune-model-path", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", "./no/model"],
      "no such directory"),
@@ -200,6 +244,21 @@ CASES = [
     ("finetune-unknown-option", lambda t, m: ["finetune", "text/classify-tiny", "--training.lernin_rate", "1"],
      "--training.learning_rate?"),
     ("finetune-task", lambda t, m: ["finetune", "text/classify-tiny", "--data.task", "video"], "data.task"),
+    ("finetune-earlier-output", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path",
+                                              m.text_export, *DOWNSTREAM, "--training.output_dir", earlier_finetune(t)],
+     "holds an earlier fine-tune (final); pass --overwrite"),
+    ("finetune-nan-lr", lambda t, m: ["finetune", "text/classify-tiny", "--training.learning_rate", ".nan"],
+     "training.learning_rate: expected a finite number, got nan"),
+    ("finetune-batch-zero", lambda t, m: ["finetune", "text/classify-tiny", "--training.per_device_train_batch_size",
+                                          "0"], "training.per_device_train_batch_size: must be positive, got 0"),
+    ("finetune-negative-epochs", lambda t, m: ["finetune", "text/classify-tiny", "--training.num_train_epochs", "-1"],
+     "training.num_train_epochs: must be positive"),
+    ("finetune-negative-patience", lambda t, m: ["finetune", "text/classify-tiny",
+                                                 "--finetune.early_stopping_patience", "-1"],
+     "finetune.early_stopping_patience: must not be negative"),
+    ("finetune-empty-text", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                          "--data.train", csv_with_empty_text(t), "--training.output_dir", t / "ft"],
+     "labelled.csv row 4: column 'text' is empty"),
     ("finetune-empty-label", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
                                            "--data.train", rows(t, "train.jsonl", LABELS[:20] + [{"text": "x",
                                            "label": ""}] + LABELS[20:]), "--training.output_dir", t / "ft"],
@@ -207,6 +266,11 @@ CASES = [
     # probe
     ("probe-output-folder", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", m.text_export,
                                           "--probe.output", folder_with_files(t)], "is a directory"),
+    ("probe-output-exists", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", m.text_export,
+                                          "--probe.output", file(t, "p.json")], "p.json: is a file; pass --overwrite"),
+    ("probe-empty-text", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", m.text_export,
+                                       "--data.train", csv_with_empty_text(t), "--probe.output", t / "p.json"],
+     "labelled.csv row 4: column 'text' is empty"),
     ("probe-l2", lambda t, m: ["probe", "text/probe-tiny", "--probe.l2", "-1"], "probe.l2"),
     ("probe-model-path", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", "./no/model",
                                        "--probe.output", t / "p.json"], "no such directory"),
@@ -261,6 +325,36 @@ class Models:
         shutil.copytree(self.text_run, run, ignore=shutil.ignore_patterns("final", "logs"))
         for weights in run.glob("checkpoints/*/model.safetensors"):
             weights.write_bytes(weights.read_bytes()[:100])
+        return run
+
+    def run_copy(self, tmp):
+        import shutil
+
+        shutil.copytree(self.text_run, tmp / "run", ignore=shutil.ignore_patterns("final", "logs"))
+        return tmp / "run"
+
+    def tiny_pretrain(self, tmp, state: str | None = None) -> list[str]:
+        """The options that made the shared run, on a copy of it (its states replaced by `state`) as the output."""
+        from conftest import TINY_PRETRAIN
+
+        run = self.run_copy(tmp)
+        for saved in run.glob("checkpoints/*/trainer_state.json"):
+            saved.write_text(state if state is not None else saved.read_text())
+        options = [item for key, value in TINY_PRETRAIN.items() for item in (f"--{key}", value)]
+        return [*options, "--train.output_dir", str(run)]
+
+    def poisoned_run(self, tmp):
+        """A copy of the run whose checkpoints hold a NaN weight (written elsewhere: hfssl saves none)."""
+        import shutil
+
+        from safetensors.torch import load_file, save_file
+
+        run = tmp / "poisoned"
+        shutil.copytree(self.text_run, run, ignore=shutil.ignore_patterns("final", "logs"))
+        for path in run.glob("checkpoints/*/model.safetensors"):
+            weights = load_file(str(path))
+            next(iter(weights.values())).fill_(float("nan"))
+            save_file(weights, str(path))
         return run
 
 

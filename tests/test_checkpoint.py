@@ -6,7 +6,15 @@ import shutil
 
 import pytest
 
-from hfssl.checkpoint import STATE_FILE, checkpoints, find_checkpoint, has_checkpoints, remove_partial
+from hfssl.checkpoint import (
+    LOOP_STATE,
+    STATE_FILE,
+    checkpoints,
+    find_checkpoint,
+    has_checkpoints,
+    remove_partial,
+    resume_from,
+)
 from hfssl.errors import UsageError
 
 
@@ -15,7 +23,7 @@ def checkpoint(run, name: str, complete: bool = True):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"")
     if complete:
-        (folder / STATE_FILE).write_text(json.dumps({"step": int(name[5:12])}))
+        (folder / STATE_FILE).write_text(json.dumps(dict.fromkeys(LOOP_STATE, 0) | {"step": int(name[5:12])}))
     return folder
 
 
@@ -51,3 +59,14 @@ def test_remove_partial_keeps_complete_checkpoints(tmp_path):
     assert list((tmp_path / "checkpoints").iterdir()) == [kept]
     shutil.rmtree(tmp_path / "checkpoints")
     remove_partial(tmp_path)  # no checkpoints folder at all
+
+
+def test_resume_auto_starts_where_there_is_no_checkpoint(tmp_path):
+    assert resume_from(None, tmp_path) is None
+    assert resume_from("auto", tmp_path) is None  # a first start, or a run killed before its first checkpoint
+    with pytest.raises(UsageError, match="holds no checkpoint"):
+        resume_from(True, tmp_path)  # a bare --resume says the user expects a checkpoint here
+    checkpoint(tmp_path, "step-0000004.tmp")
+    assert resume_from("auto", tmp_path) is None
+    four = checkpoint(tmp_path, "step-0000004")
+    assert resume_from("auto", tmp_path) == resume_from(True, tmp_path) == four

@@ -1,12 +1,13 @@
 """Atomic writes: nothing half-written, leftovers of killed writes removed, the user's umask kept, and no output path
 that silently replaces the user's files."""
 
+import errno
 import os
 import stat
 
 import pytest
 
-from hfssl.errors import UsageError
+from hfssl.errors import DiskFull, UsageError
 from hfssl.io import atomic_dir, check_replaceable, write_text
 
 
@@ -70,3 +71,35 @@ def test_an_output_does_not_replace_the_users_files_unless_told(tmp_path):
     with pytest.raises(UsageError, match="file.txt: is a file; pass --overwrite"):
         check_replaceable(tmp_path / "file.txt", overwrite=False)
     check_replaceable(tmp_path / "mine", overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+        RuntimeError("I/O error: No space left on device (os error 28)"),
+    ],
+    ids=["oserror", "library-error"],
+)
+def test_a_full_disk_is_one_line_and_leaves_what_was_there(tmp_path, error):
+    with atomic_dir(tmp_path / "final") as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(DiskFull, match=f"^{tmp_path / 'final'}: no space left on the device"):
+        with atomic_dir(tmp_path / "final") as tmp:
+            (tmp / "b").write_text("2")
+            raise error
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]
+    assert [p.name for p in (tmp_path / "final").iterdir()] == ["a"]
+
+
+def test_a_full_disk_while_writing_a_file(tmp_path, monkeypatch):
+    write_text(tmp_path / "metrics.json", "{}")
+
+    def full(fd, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", full)
+    with pytest.raises(DiskFull, match="metrics.json: no space left on the device"):
+        write_text(tmp_path / "metrics.json", '{"a": 1}')
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    assert (tmp_path / "metrics.json").read_text() == "{}"

@@ -155,6 +155,11 @@ class FinetuneArgs:
 
     def __post_init__(self):
         check(
+            self.early_stopping_patience is None or self.early_stopping_patience >= 0,
+            "finetune.early_stopping_patience",
+            f"must not be negative (empty or 0: never stop early), got {self.early_stopping_patience}",
+        )
+        check(
             self.head_learning_rate is None or self.head_learning_rate > 0,
             "finetune.head_learning_rate",
             f"must be positive, got {self.head_learning_rate}",
@@ -229,7 +234,19 @@ def _training_section() -> type:
         default = default.value if hasattr(default, "value") and isinstance(default, str) else default
         help = " ".join((f.metadata.get("help") or "TrainingArguments." + f.name).split())
         fields.append((f.name, tp, arg(default, help)))
-    return dataclasses.make_dataclass("TrainingSection", fields)
+    return dataclasses.make_dataclass("TrainingSection", fields, namespace={"__post_init__": _check_training})
+
+
+def _check_training(self) -> None:
+    """The ranges of the `training:` fields hfssl relies on, which `TrainingArguments` itself leaves unchecked."""
+    check(self.learning_rate > 0, "training.learning_rate", f"must be positive, got {self.learning_rate}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        check(getattr(self, name) > 0, f"training.{name}", f"must be positive, got {getattr(self, name)}")
+    check(
+        self.num_train_epochs > 0 or self.max_steps > 0,
+        "training.num_train_epochs",
+        f"must be positive (or set training.max_steps), got {self.num_train_epochs}",
+    )
 
 
 TrainingSection = _training_section()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import types
 import typing
 from dataclasses import field
@@ -97,6 +98,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     }[tp]
     if not ok:
         raise UsageError(f"{key}: expected {describe(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):  # no setting means anything by inf or nan; YAML reads .inf, .nan
+        raise UsageError(f"{key}: expected a finite number, got {value}")
     return float(value) if tp is float else value
 
 
@@ -132,6 +135,19 @@ def build(schema: type, values: dict[str, Any], source: str = "recipe") -> Any:
     return schema(**built)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """Read a YAML recipe into a nested dict, with clear errors for a missing or malformed file."""
     path = Path(path)
@@ -143,7 +159,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
             raise UsageError(f"{path}: no such recipe file")
         path = packaged
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -193,6 +209,9 @@ def load_values(schema: type, values: Any, overrides: dict[str, str] | None = No
     A key the schema renamed (its `RENAMED`: old `section.key` -> new) is read under its new name, with one log line."""
     if not isinstance(values, dict):
         raise UsageError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
+    for name, given in values.items():  # before the renames and overrides set keys in them
+        if given is not None and not isinstance(given, dict):
+            raise UsageError(f"{source}: section {name!r} must be a mapping of keys, got {given!r}")
     overrides = dict(overrides or {})
     for old, new in getattr(schema, "RENAMED", {}).items():
         (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")

@@ -253,6 +253,15 @@ class TrainArgs:
         check(self.probe_every is None or self.probe_every >= 0, "train.probe_every", "must not be negative")
         check(self.probe_examples >= 20, "train.probe_examples", "must be at least 20")
         check(self.lr > 0, "train.lr", "must be positive")
+        check(self.seed >= 0, "train.seed", f"must not be negative, got {self.seed}")
+        for name in ("adam_beta1", "adam_beta2"):
+            check(0.0 <= getattr(self, name) < 1.0, f"train.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        check(self.adam_eps > 0, "train.adam_eps", "must be positive")
+        check(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "train.max_grad_norm",
+            f"must be positive (empty: no clipping), got {self.max_grad_norm}",
+        )
         check(self.weight_decay >= 0, "train.weight_decay", "must be non-negative")
         check(0.0 <= self.warmup_ratio < 1.0, "train.warmup_ratio", "must be in [0, 1)")
         check(0.0 < self.decay_fraction <= 1.0, "train.decay_fraction", f"must be in (0, 1], got {self.decay_fraction}")

@@ -247,6 +247,10 @@ def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> data
             f"its columns are: {', '.join(dataset.column_names)}"
         )
     dataset = dataset.select_columns(wanted)
+    for column in wanted[:1] + wanted[2:]:  # the texts: a classifier given nothing to read fails deep in a tokenizer
+        empty = next((i for i, text in enumerate(dataset[column]) if text is None or not str(text).strip()), None)
+        if empty is not None:
+            raise UsageError(f"{key}: {source} row {empty + 1}: column {column!r} is empty")
     renames = {data.text_column: "text", data.label_column: "label", data.text_pair_column: "text_pair"}
     return dataset.rename_columns({old: new for old, new in renames.items() if old and old != new})
 

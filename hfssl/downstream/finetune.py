@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 
 from hfssl.cards import TEMPLATES, base_model, compute_rows, hub_dataset_ids, model_name
@@ -37,7 +39,7 @@ from hfssl.config import FinetuneConfig
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.downstream.loaders import load_model_config, load_processor
 from hfssl.errors import UsageError
-from hfssl.io import atomic_dir, check_output_dir, write_json
+from hfssl.io import atomic_dir, check_output_dir, disk_full, no_space, write_json
 from hfssl.metrics import (
     METRIC_NAMES,
     REGRESSION_METRIC_NAMES,
@@ -68,8 +70,6 @@ def training_arguments(cfg: FinetuneConfig, **changes) -> TrainingArguments:
     """The recipe's `training:` block (plus `changes`) as `TrainingArguments`, its complaints as UsageError."""
     values = dataclasses.asdict(cfg.training) | changes
     values["report_to"] = finetuning_trackers(values.get("report_to")) or "none"
-    if values["learning_rate"] <= 0:
-        raise UsageError(f"training.learning_rate: must be positive, got {values['learning_rate']}")
     metric = values.get("metric_for_best_model")
     names = (*metric_names(cfg.data.regression), "loss")
     if metric is not None and metric.removeprefix("eval_") not in names:
@@ -317,6 +317,7 @@ def train_classifier(
     """A classifier from the recipe's starting weights, trained on `train_dataset` (`noise`: config changes, a
     self-training student's dropout and SpecAugment)."""
     cfg, args = prep.cfg, args or prep.args
+    set_seed(args.seed)  # the new head's initialisation too (the Trainer seeds only what comes after it)
     model = load_classifier(cfg, prep.splits.label_names, noise)
     if cfg.finetune.freeze_encoder:
         freeze_encoder(model)
@@ -338,18 +339,20 @@ def train_classifier(
     )
     if cfg.finetune.head_learning_rate is not None or cfg.finetune.layer_lr_decay < 1.0:
         trainer.optimizer = grouped_optimizer(trainer, cfg.finetune.head_learning_rate, cfg.finetune.layer_lr_decay)
-    trainer.train()
+    train(trainer)
     return trainer
 
 
-def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None) -> dict:
+def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = None, overwrite: bool = False) -> dict:
     """Fine-tune, evaluate on validation and test, export to `<output_dir>/final`; returns the metrics. With
     `self_training.unlabeled`, noisy-student rounds follow (`hfssl.downstream.self_training`).
 
-    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it).
+    `changes` overrides TrainingArguments fields for this run (label-efficiency sweeps use it). An earlier
+    fine-tune in the output directory is refused, or with `overwrite` replaced.
     """
     start = time.time()
     check_output_dir(Path(cfg.training.output_dir), "training.output_dir")
+    replace_earlier(Path(cfg.training.output_dir), overwrite)
     audio = cfg.data.task == "audio"
     prep = prepare(cfg, changes)
     args, processor, splits, encoded, few = prep.args, prep.processor, prep.splits, prep.encoded, prep.few
@@ -395,6 +398,34 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         write_json(run_dir / "metrics.json", metrics)
         logger.info("fine-tuned model in %s", final)
     return metrics
+
+
+def replace_earlier(run_dir: Path, overwrite: bool) -> None:
+    """Refuse an output directory that holds an earlier fine-tune unless `overwrite`; with it, remove that run's
+    checkpoints, which the Trainer would otherwise rotate with (and resume its best model from) the new run's."""
+    earlier = [p for p in (run_dir / "final", run_dir / "metrics.json") if p.exists()]
+    earlier += sorted(run_dir.glob("checkpoint-*"))
+    if earlier and not overwrite:
+        raise UsageError(
+            f"training.output_dir: {run_dir} holds an earlier fine-tune ({earlier[0].name}); pass --overwrite to "
+            "replace it, or choose another output directory"
+        )
+    for checkpoint in run_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def train(trainer: Trainer) -> None:
+    """`trainer.train()`; a checkpoint the Trainer could not finish for a full disk (no trainer state, which it
+    writes last) is removed, and the run stops in one line."""
+    try:
+        trainer.train()
+    except Exception as err:
+        if not disk_full(err):
+            raise
+        partial = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
+        if not (partial / "trainer_state.json").is_file():
+            shutil.rmtree(partial, ignore_errors=True)
+        raise no_space(partial, "the earlier checkpoints are as they were") from None
 
 
 def describe_selection(

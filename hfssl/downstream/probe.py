@@ -20,7 +20,7 @@ from hfssl.config import ClassifierModelArgs, LabelledDataArgs, ProbeConfig, Tra
 from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.downstream.loaders import load_backbone, load_processor
 from hfssl.errors import UsageError
-from hfssl.io import check_output_dir, write_json
+from hfssl.io import check_output_dir, check_replaceable, write_json
 from hfssl.metrics import compute_classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -232,15 +232,16 @@ def check_probe_settings(cfg: ProbeConfig) -> None:
         raise UsageError("model.pooling: cls reads a text encoder's class token, which speech encoders lack; use mean")
 
 
-def probe_model(cfg: ProbeConfig) -> dict:
+def probe_model(cfg: ProbeConfig, overwrite: bool = False) -> dict:
     """`hfssl probe`: the recipe's model, or with `model.from_scratch` a randomly initialised encoder of its
     architecture (the baseline pretraining should beat), probed on the recipe's labelled data; the scores are
-    written to `probe.output` and returned."""
+    written to `probe.output` (an existing file only with `overwrite`) and returned."""
     check_probe_settings(cfg)
     output = Path(cfg.probe.output)
     if output.is_dir():
         raise UsageError(f"probe.output: {output} is a directory; name the file the scores go to")
     check_output_dir(output.parent, "probe.output")
+    check_replaceable(output, overwrite)
     processor = load_processor(cfg)
     # a probe selects nothing (its L2 penalty is fixed): validation is only scored, whole, when there is no test split
     splits = load_labelled(dataclasses.replace(cfg.data, few_label_validation="full"))

@@ -522,3 +522,18 @@ def test_few_label_settings_out_of_range_are_refused():
             few_label_cfg(**{key: value})
     with pytest.raises(UsageError, match="finetune.probe_steps: finetune.freeze_encoder trains only the head"):
         few_label_cfg(**{"finetune.probe_steps": 5, "finetune.freeze_encoder": "true"})
+
+
+def test_the_same_seed_ends_on_the_same_weights(mlm_export, tmp_path):
+    """Fine-tuning repeats exactly on one machine: the new head's initialisation follows the seed as the rest does."""
+    from conftest import finetune_tiny
+    from safetensors.torch import load_file
+
+    changes = {"data.synthetic_examples": "60", "data.max_length": "32"}
+    runs = [finetune_tiny(mlm_export, tmp_path / f"run{i}", "text/classify-tiny", **changes) for i in range(2)]
+    first, second = (load_file(str(run / "final" / "model.safetensors")) for run in runs)
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert (
+        json.loads((runs[0] / "metrics.json").read_text())["test"]
+        == json.loads((runs[1] / "metrics.json").read_text())["test"]
+    )
