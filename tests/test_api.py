@@ -139,11 +139,11 @@ def test_bad_input_raises_usage_error_with_the_command_lines_message(call, messa
 def test_the_command_line_hands_its_options_to_the_api_and_prints_what_it_returns(monkeypatch, capsys):
     calls = []
 
-    def probe(recipe, overrides):
-        calls.append((recipe, overrides))
+    def probe(recipe, overrides, overwrite=False):
+        calls.append((recipe, overrides, overwrite))
         return api.Result(Path("runs/p.json"), {"accuracy": 0.5, "f1": 0.25, "layer": 2, "from_scratch": False})
 
     monkeypatch.setattr(api, "probe", probe)
-    main(["probe", "text/probe-tiny", "--probe.layer", "2", "--data.synthetic_examples", "100"])
-    assert calls == [("text/probe-tiny", {"probe.layer": "2", "data.synthetic_examples": "100"})]
+    main(["probe", "text/probe-tiny", "--probe.layer", "2", "--data.synthetic_examples", "100", "--overwrite"])
+    assert calls == [("text/probe-tiny", {"probe.layer": "2", "data.synthetic_examples": "100"}, True)]
     assert capsys.readouterr().out == "probe accuracy 0.5000, macro F1 0.2500 (layer 2); runs/p.json\n"

@@ -4,6 +4,7 @@ never reach a checkpoint or an export; a preemption signal, after which the run 
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import os
 import signal
@@ -17,7 +18,6 @@ import torch
 from helpers import env, snapshot
 from safetensors.torch import load_file
 
-from hfssl import pretrain
 from hfssl.__main__ import main
 from hfssl.errors import PREEMPTED
 
@@ -29,10 +29,12 @@ SPEECH = ["speech/wav2vec2-tiny", "--model.num_layers", "1", "--model.hidden_siz
           "--data.batch_seconds", "4", "--objective.num_negatives", "10", "--objective.codevectors_per_group", "8",
           "--train.eval_batches", "1", "--train.probe_every", ""]  # fmt: skip
 
+LOOP = importlib.import_module("hfssl.pretrain")  # the module: `from hfssl import pretrain` is the API function
+
 
 def at_step(monkeypatch, step: int, action) -> None:
     """`action(optimizer)` runs inside the optimizer's `step`-th step (after its update, before the loop counts it)."""
-    make = pretrain.make_optimizer
+    make = LOOP.make_optimizer
 
     def hooked(t, objective):
         optimizer = make(t, objective)
@@ -46,7 +48,7 @@ def at_step(monkeypatch, step: int, action) -> None:
         optimizer.register_step_post_hook(hook)
         return optimizer
 
-    monkeypatch.setattr(pretrain, "make_optimizer", hooked)
+    monkeypatch.setattr(LOOP, "make_optimizer", hooked)
 
 
 @torch.no_grad()
