@@ -116,6 +116,8 @@ def check_output_dir(path: Path, field: str) -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{field}: {path} is a file, not a directory")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"{field}: {path} is under {existing}, which is a file, not a directory")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{field}: {path} cannot be written here ({existing} is not writable)")
 
