@@ -170,10 +170,9 @@ def hubert_targets_command(args: argparse.Namespace) -> None:
 def tokenizer_train_command(args: argparse.Namespace) -> None:
     cfg = config_lib.load(TokenizerTrainConfig, args.recipe, overrides(args, TokenizerTrainConfig))
     from hfssl.data.text import load_corpus
-    from hfssl.io import atomic_dir, check_output_dir, check_replaceable
+    from hfssl.io import atomic_dir, check_replaceable
     from hfssl.tokenizer import train_on_corpus
 
-    check_output_dir(Path(args.out).parent, "--out")
     check_replaceable(Path(args.out), args.overwrite)
     corpus, _ = load_corpus(cfg.data)
     tokenizer = train_on_corpus(corpus, cfg.tokenizer, model_max_length=cfg.data.seq_len)
@@ -184,9 +183,8 @@ def tokenizer_train_command(args: argparse.Namespace) -> None:
 
 def export_command(args: argparse.Namespace) -> None:
     from hfssl.export import export_checkpoint
-    from hfssl.io import check_output_dir, check_replaceable
+    from hfssl.io import check_replaceable
 
-    check_output_dir(Path(args.out).parent, "out")
     check_replaceable(Path(args.out), args.overwrite)
     out = export_checkpoint(args.checkpoint, args.out)
     print(f"exported {args.checkpoint} to {out}")

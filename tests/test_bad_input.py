@@ -207,7 +207,7 @@ CASES = [
     ("tokenizer-missing-corpus", lambda t, m: ["tokenizer", "train", "--data.train", t / "none.txt", "--out",
                                                t / "tok"], "none.txt"),
     ("tokenizer-out-under-file", lambda t, m: ["tokenizer", "train", "--data.synthetic_documents", "100", "--out",
-                                               file(t) / "tok"], "a_file.txt is a file, not a directory"),
+                                               file(t) / "tok"], "a_file.txt, which is a file, not a directory"),
     ("tokenizer-no-out", lambda t, m: ["tokenizer", "train"], "--out"),
     # export
     ("export-no-checkpoint", lambda t, m: ["export", t / "nothing", t / "out"], "holds no checkpoint"),
@@ -216,7 +216,7 @@ CASES = [
     ("export-damaged", lambda t, m: ["export", m.damaged_run(t), t / "out"], "not readable weights"),
     ("export-not-finite", lambda t, m: ["export", m.poisoned_run(t), t / "out"], "weights are not finite"),
     ("export-under-a-file", lambda t, m: ["export", m.text_run, file(t) / "out"],
-     "a_file.txt is a file, not a directory"),
+     "a_file.txt, which is a file, not a directory"),
     ("export-onto-the-run", lambda t, m: ["export", m.run_copy(t), t / "run", "--overwrite"],
      "holds the checkpoint being exported"),
     ("export-onto-the-checkpoint", lambda t, m: ["export", next(m.run_copy(t).glob("checkpoints/step-*")),
