@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 
 from hfssl.checkpoint import checkpoints
-from hfssl.errors import Preempted
+from hfssl.errors import Preempted, TrainingStopped
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -36,6 +36,9 @@ class Preemption:
     def __enter__(self) -> Preemption:
         if threading.current_thread() is threading.main_thread():  # Python takes signals in the main thread only
             self._previous = {sig: signal.signal(sig, self._note) for sig in SIGNALS}
+            for sig in SIGNALS:
+                # Restart the system calls the signal interrupts: a collective's socket read in gloo fails on EINTR.
+                signal.siginterrupt(sig, False)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -67,6 +70,17 @@ def any_not_finite(accelerator: Accelerator, tensors: Iterable[torch.Tensor]) ->
     flags = [t.isfinite().all() for t in tensors]
     bad = torch.stack(flags).logical_not().sum().float() if flags else torch.zeros((), device=accelerator.device)
     return accelerator.reduce(bad, "sum").item() > 0
+
+
+def check_finite(run, what: str) -> None:
+    """Stop the run (`run`: the loop's `Run`) before `what` is written from weights that are not finite, or after a
+    step whose loss was not (the log window's: a loss between log lines would otherwise reach a checkpoint unseen)."""
+    if any_not_finite(run.accelerator, [*run.objective.parameters(), *run.window.sums.values()]):
+        run.progress.close()
+        raise TrainingStopped(
+            f"step {run.state['step']}: the loss or the weights are not finite, so no {what} was written; "
+            f"{last_good(run.run_dir)}; lower train.lr or keep train.max_grad_norm set"
+        )
 
 
 def leave(run) -> None:

@@ -116,6 +116,8 @@ def check_output_dir(path: Path, field: str) -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{field}: {path} is a file, not a directory")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"{field}: {path} is under {existing}, which is a file, not a directory")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{field}: {path} cannot be written here ({existing} is not writable)")
 
@@ -129,8 +131,12 @@ def check_local(name: str, field: str, hint: str = "") -> None:
 
 def check_replaceable(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
     """Refuse, in one line, to replace what is at `path` (a file, or a directory with something in it) unless the
-    user said `flag`: an output path must not silently take the place of the user's own files."""
+    user said `flag`: an output path must not silently take the place of the user's own files. A path under a file
+    cannot be written at all."""
     path = Path(path)
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"{path}: is under {existing}, which is a file, not a directory; choose another output")
     if overwrite or not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
     what = "a file" if not path.is_dir() else "a directory with files in it"

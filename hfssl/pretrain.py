@@ -37,7 +37,7 @@ from hfssl.checkpoint import (
 from hfssl.config import TrainArgs, dump, to_dict
 from hfssl.distributed import WholeWeights, check_fsdp_units, make_accelerator, shards_weights
 from hfssl.errors import TrainingStopped, UsageError, first_line
-from hfssl.faults import Preemption, any_not_finite, last_good, leave
+from hfssl.faults import Preemption, check_finite, last_good, leave
 from hfssl.hub import CheckpointPusher, add_revisions_to_card, list_checkpoint_revisions
 from hfssl.io import atomic_dir, check_output_dir, write_json, write_text
 from hfssl.objectives.base import ObjectiveModule, Setup
@@ -480,17 +480,6 @@ def log_probe(run: Run) -> None:
         accelerator.log({f"probe/{k}": v for k, v in scores.items()}, step=step)
         logger.info("step %d: probe %s", step, ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     accelerator.wait_for_everyone()
-
-
-def check_finite(run: Run, what: str) -> None:
-    """Stop the run before `what` is written from weights that are not finite, or after a step whose loss was not
-    (the log window's: a loss between log lines would otherwise reach a checkpoint unseen)."""
-    if any_not_finite(run.accelerator, [*run.objective.parameters(), *run.window.sums.values()]):
-        run.progress.close()
-        raise TrainingStopped(
-            f"step {run.state['step']}: the loss or the weights are not finite, so no {what} was written; "
-            f"{last_good(run.run_dir)}; lower train.lr or keep train.max_grad_norm set"
-        )
 
 
 def save(run: Run) -> None:

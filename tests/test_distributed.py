@@ -5,9 +5,11 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +21,7 @@ from accelerate.commands.config.config_args import ClusterConfig, load_config_fr
 from accelerate.commands.launch import launch_command_parser
 from accelerate.utils import ComputeEnvironment, DistributedType
 from helpers import stop_after
+from safetensors.torch import load_file
 from transformers import get_scheduler
 
 from hfssl.distributed import shards_weights
@@ -452,3 +455,50 @@ def test_fsdp_units_are_the_transformer_layers(build, layer):
     from hfssl.distributed import transformer_layers
 
     assert transformer_layers(build()) == [layer]
+
+
+def workers(launcher: int) -> list[int]:
+    """The process ids of the processes `launcher` started, oldest first."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == launcher:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["preempted", "killed"])
+def test_one_process_stopped_and_the_same_command_again_continues_exactly(two_process_run, tmp_path, sig):
+    """One of two processes is preempted (SIGTERM: both stop at the same step and save) or lost (SIGKILL) after the
+    step-4 checkpoint; the same command again, as a requeued job runs it, continues the run with `--resume auto` to
+    the uninterrupted run's weights. (torchrun's own `--max-restarts` would run it too, but its restarted gloo group
+    connects to the stopped group's addresses in torch 2.14, so the test restarts it as a scheduler would.)"""
+    out, _ = two_process_run
+    stopped = tmp_path / "mlm"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfssl",
+               "pretrain", RECIPE, *OPTIONS, "--train.output_dir", str(stopped), "--resume", "auto"]  # fmt: skip
+    launcher = subprocess.Popen(
+        command, env=env() | {"HFSSL_SLOW_WRITES": "0.5"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not (stopped / "checkpoints" / "step-0000004").exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.kill(workers(launcher.pid)[-1], sig)
+    err = launcher.communicate(timeout=300)[1]
+    assert launcher.returncode != 0 and not (stopped / "final").exists(), err[-3000:]
+    if sig == signal.SIGTERM:  # the process that was not signalled stopped at the same step, and both saved it
+        lines = [line for line in err.splitlines() if line.startswith("hfssl: preempted")]
+        steps = {line.split()[3] for line in lines}
+        assert len(lines) == 2 and len(steps) == 1, err[-3000:]
+        assert any("SIGTERM received" in line for line in lines)
+        assert any("a preemption signal (on another process) received" in line for line in lines)
+
+    done = run(command)
+    assert "resumed from" in done.stderr
+    a = load_file(str(out / "final" / "model.safetensors"))
+    b = load_file(str(stopped / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from hfssl.errors import DiskFull, UsageError
-from hfssl.io import atomic_dir, check_replaceable, write_text
+from hfssl.io import atomic_dir, check_output_dir, check_replaceable, write_text
 
 
 @pytest.fixture
@@ -103,3 +103,9 @@ def test_a_full_disk_while_writing_a_file(tmp_path, monkeypatch):
         write_text(tmp_path / "metrics.json", '{"a": 1}')
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     assert (tmp_path / "metrics.json").read_text() == "{}"
+
+
+def test_an_output_directory_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="out: .* is under .*notes.txt, which is a file, not a directory"):
+        check_output_dir(tmp_path / "notes.txt" / "a" / "b", "out")

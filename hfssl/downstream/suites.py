@@ -41,7 +41,7 @@ from hfssl.data.labelled import load_labelled
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
 from hfssl.downstream import baselines, report
 from hfssl.errors import UsageError, first_line
-from hfssl.io import check_local, write_json, write_text
+from hfssl.io import check_local, check_output_dir, write_json, write_text
 from hfssl.metrics import METRIC_NAMES, REGRESSION_METRIC_NAMES, metric_names
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ def run_suite(cfg: EvaluateConfig, data_overrides: dict | None = None) -> dict:
         tasks = [t for t in tasks if t.name in suite.tasks]
     check_model_fits(cfg, tasks, suite.name)
     out = Path(suite.output_dir)
+    check_output_dir(out, "suite.output_dir")  # before the suite runs, not after
 
     def seeds(task: Task) -> list[int]:
         # Scoring embeddings as they are involves no seed: once is enough (from scratch, the first seed's weights).
