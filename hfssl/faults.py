@@ -67,7 +67,9 @@ def last_good(run_dir: Path) -> str:
 def any_not_finite(accelerator: Accelerator, tensors: Iterable[torch.Tensor]) -> bool:
     """Whether any process holds a non-finite value in `tensors` (its weights, its shard of them under FSDP, its
     losses); every process takes the same answer."""
-    flags = [t.isfinite().all() for t in tensors]
+    # Under FSDP2 a parameter is a DTensor: each process checks its own shard, and the reduce below joins them.
+    local = (t.to_local() if hasattr(t, "to_local") else t for t in tensors)
+    flags = [t.detach().isfinite().all() for t in local]
     bad = torch.stack(flags).logical_not().sum().float() if flags else torch.zeros((), device=accelerator.device)
     return accelerator.reduce(bad, "sum").item() > 0
 
