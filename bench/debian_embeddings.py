@@ -27,6 +27,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
+
+from hfssl.downstream import embeddings  # noqa: E402
+from hfssl.objectives import load_pretrain  # noqa: E402
+from hfssl.pretrain import pretrain  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # the TF-IDF baseline and the mean-pooled wrapper of sibling benches
 
@@ -82,21 +88,17 @@ def overrides(args, recipe: str, start: str, settings: dict, seed: int, out: Pat
 
 def train(args, name: str, seed: int) -> tuple[Path, dict]:
     """The variant's export for `seed`, trained here unless `--work-dir` has it, and the times it took."""
-    from hfssl.objectives import load_pretrain
-    from hfssl.pretrain import pretrain
-
     recipe, start, settings = VARIANTS[name]
     out = args.work_dir / f"{slug(name)}-seed{seed}"
     times = out / "bench-times.json"
     if not times.is_file():
         cfg = load_pretrain(Path(__file__).parents[1] / "recipes" / f"{recipe}.yaml", overrides(args, recipe, start,
                             settings, seed, out))  # fmt: skip
-        wall, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        wall, cpu = time.perf_counter(), cpu_seconds()
         pretrain(cfg)
-        after = resource.getrusage(resource.RUSAGE_SELF)
         spent = {
             "wall_s": time.perf_counter() - wall,
-            "cpu_s": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime,
+            "cpu_s": cpu_seconds() - cpu,
             "threads": torch.get_num_threads(),
             "steps": cfg.train.max_steps,
         }
@@ -104,17 +106,20 @@ def train(args, name: str, seed: int) -> tuple[Path, dict]:
     return out / "final", json.loads(times.read_text())
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of the finished processes it started (the tokenizing ones)."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
 def random_encoder(mlm: Path, max_len: int, seed: int):
-    import tempfile
-
-    from transformers import AutoModel, AutoTokenizer
-
-    from hfssl.downstream import embeddings
-
+    """`mlm`'s architecture and tokenizer with random weights drawn from `seed`, mean-pooled."""
     with tempfile.TemporaryDirectory(prefix="bench-deb-embeddings-") as folder:
         torch.manual_seed(seed)
         AutoModel.from_config(AutoModel.from_pretrained(mlm).config).save_pretrained(folder)
@@ -138,7 +143,9 @@ def table(rows: dict[str, dict], pairs: int) -> str:
         "|---|---|---|---|",
     ]
     for name, s in rows.items():
-        cells = [f"{s[k]:.3f}" + (f" ± {s[k + '_sd']:.3f}" if s.get(k + "_sd") else "") for k in ("recall@1", "recall@10")]
+        cells = [
+            f"{s[k]:.3f}" + (f" ± {s[k + '_sd']:.3f}" if s.get(k + "_sd") else "") for k in ("recall@1", "recall@10")
+        ]
         minutes = f"{s['cpu_s'] / 60:.1f}" if "cpu_s" in s else ""
         lines.append(f"| {name} | {' | '.join(cells)} | {minutes} |")
     return "\n".join(lines)
@@ -177,8 +184,6 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     for name in args.variants:
         for seed in args.seeds:
-            from hfssl.downstream import embeddings
-
             export, spent = train(args, name, seed)
             runs.append({"variant": name, "seed": seed, **recall(embeddings.load(export), pairs), **spent})
             print(json.dumps(runs[-1]), flush=True)
