@@ -49,7 +49,7 @@ VARIANTS = {
     "SimCSE (dropout views) from the masked LM": ("text/simcse-tiny", "mlm", {}),
     "SimCSE (dropout views) from scratch": ("text/simcse-tiny", "scratch", {}),
     "crops from the masked LM": ("text/simcse-crops-tiny", "mlm", {}),
-    "crops from scratch": ("text/simcse-crops-tiny", "scratch", {}),
+    "crops from scratch": ("text/simcse-crops-tiny", "scratch", {"train.lr": "1e-3"}),
 }
 
 
