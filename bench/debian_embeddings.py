@@ -48,8 +48,8 @@ RECALL_AT = (1, 10)
 VARIANTS = {
     "SimCSE (dropout views) from the masked LM": ("text/simcse-tiny", "mlm", {}),
     "SimCSE (dropout views) from scratch": ("text/simcse-tiny", "scratch", {}),
-    "crops from the masked LM": ("text/simcse-crops-tiny", "mlm", {}),
-    "crops from scratch": ("text/simcse-crops-tiny", "scratch", {"train.lr": "1e-3"}),
+    "crops from the masked LM": ("text/simcse-crops-tiny", "mlm", {"train.lr": "3e-4"}),
+    "crops from scratch": ("text/simcse-crops-tiny", "scratch", {}),
 }
 
 

@@ -1,10 +1,10 @@
-"""Contrastive sentence embeddings (`objective.name: simcse`), as in SimCSE: a pretrained encoder (an hfssl export, a
-local checkpoint or a Hub name) learns to embed texts so that two views of the same text lie closer, by cosine, than
-any other text of the batch. Unsupervised, the two views are the same text encoded twice with dropout on, or two
-random crops of it (`objective.views: crops`, as Contriever's positives); supervised, they are an anchor and its
-positive from a file of pairs, with an optional hard negative each. With several
-processes the candidates are gathered from all of them, so the batch of negatives grows with the process count.
-The export is a sentence-transformers folder (the encoder and its pooling)."""
+"""Contrastive sentence embeddings (`objective.name: simcse`), as in SimCSE: an encoder (an hfssl export, a local
+checkpoint or a Hub name, else a new one of `model.arch`) learns to embed texts so that two views of the same text
+lie closer, by cosine, than any other text of the batch. Unsupervised, the two views are the same text encoded twice
+with dropout on, or two random crops of it (`objective.views: crops`, as Contriever's positives); supervised, they
+are an anchor and its positive from a file of pairs, with an optional hard negative each. With several processes the
+candidates are gathered from all of them, so the batch of negatives grows with the process count. The export is a
+sentence-transformers folder (the encoder and its pooling)."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ class SimCSEArgs(ObjectiveSection):
 
     name: Literal["simcse"] = arg(
         "simcse",
-        "simcse: contrastive sentence embeddings (two dropout views of a text, or a pair from objective.pairs, "
-        "pulled together against the rest of the batch), continuing from model.name_or_path",
+        "simcse: contrastive sentence embeddings (two views of a text, or a pair from objective.pairs, pulled "
+        "together against the rest of the batch), continuing from model.name_or_path or from scratch",
     )
     temperature: float = arg(
         0.05, "the softmax temperature of the cosine similarities (SimCSE: 0.05; lower is sharper)"
@@ -66,12 +66,6 @@ class SimCSEArgs(ObjectiveSection):
         "the sentence embedding: the mean of the last layer's token states, the first (CLS) token's, or the "
         "last token's (for a causal model, the only one that has read the whole text)",
     )
-    pairs: str | None = arg(
-        None,
-        "supervised pairs, a .jsonl/.json/.csv/.parquet file or a Hub dataset (data.hub_config and "
-        "data.hub_split choose its part) with columns anchor, positive and optionally negative (a hard negative); "
-        "empty: unsupervised, two views (objective.views) of each text of the data section's corpus",
-    )
     views: Literal["dropout", "crops"] = arg(
         "dropout",
         "unsupervised positives: dropout, the same text encoded twice with dropout on (SimCSE); crops, two "
@@ -79,6 +73,12 @@ class SimCSEArgs(ObjectiveSection):
     )
     crop_min: float = arg(0.1, "with views crops: the smallest share of a text's tokens a crop keeps")
     crop_max: float = arg(0.5, "with views crops: the largest share of a text's tokens a crop keeps")
+    pairs: str | None = arg(
+        None,
+        "supervised pairs, a .jsonl/.json/.csv/.parquet file or a Hub dataset (data.hub_config and "
+        "data.hub_split choose its part) with columns anchor, positive and optionally negative (a hard negative); "
+        "empty: unsupervised, two views (objective.views) of each text of the data section's corpus",
+    )
     pairs_validation: str | None = arg(
         None,
         "validation pairs in the same form (empty: data.hub_validation_split of a Hub dataset, else "
@@ -111,6 +111,9 @@ class SimCSEConfig(PretrainConfig):
 SCHEMA = SimCSEConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
+
+VIEWS = {"dropout": "dropout views", "crops": "random crops"}
+"""How the card names each `objective.views`."""
 
 # `AutoModel` gives these encoders a pooler (a dense layer over the CLS token) that contrastive training never uses;
 # left out, no weight goes without a gradient (which DDP would refuse).
@@ -426,7 +429,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         example='["The storm passed in the night.", "The night storm is over.", "She bought two tickets."]',
         objective=describe(cfg),
         rows={
-            "objective": "supervised pairs" if o.pairs else f"unsupervised ({o.views} views)",
+            "objective": "supervised pairs" if o.pairs else f"unsupervised ({VIEWS[o.views]})",
             "pooling": o.pooling,
             "temperature": o.temperature,
             "dropout": "the checkpoint's own" if cfg.model.dropout is None else cfg.model.dropout,
