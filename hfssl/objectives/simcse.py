@@ -73,6 +73,11 @@ class SimCSEArgs(ObjectiveSection):
     )
     crop_min: float = arg(0.1, "with views crops: the smallest share of a text's tokens a crop keeps")
     crop_max: float = arg(0.5, "with views crops: the largest share of a text's tokens a crop keeps")
+    embed_len: int | None = arg(
+        None,
+        "the tokens of a text the export embeds (its sentence-transformers max_seq_length; the probes read as "
+        "many), at most data.seq_len (empty: data.seq_len); fewer suit queries that a document's opening answers",
+    )
     pairs: str | None = arg(
         None,
         "supervised pairs, a .jsonl/.json/.csv/.parquet file or a Hub dataset (data.hub_config and "
@@ -87,6 +92,11 @@ class SimCSEArgs(ObjectiveSection):
 
     def __post_init__(self):
         check(self.temperature > 0, "objective.temperature", f"must be positive, got {self.temperature}")
+        check(
+            self.embed_len is None or self.embed_len >= 2,
+            "objective.embed_len",
+            f"must be at least 2 (a token and the separator), got {self.embed_len}",
+        )
         check(0 < self.crop_min <= 1, "objective.crop_min", f"must be in (0, 1], got {self.crop_min}")
         check(
             self.crop_min <= self.crop_max <= 1,
@@ -228,6 +238,11 @@ def check_config(cfg: PretrainConfig) -> None:
             "objective.views: crops cuts both views out of each text of the data section's corpus, and "
             "objective.pairs brings its own; leave views at dropout for supervised pairs"
         )
+    if embed_len(cfg) > cfg.data.seq_len:
+        raise UsageError(
+            f"objective.embed_len: {cfg.objective.embed_len} is more than the {cfg.data.seq_len} tokens training "
+            "reads (data.seq_len); the export would embed positions it never trained on"
+        )
     if cfg.train.batch_size < 2:
         raise UsageError(
             "train.batch_size: contrastive learning needs at least 2 texts per batch, each the others' negative; "
@@ -330,7 +345,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
 
     def score_embeddings(raw: torch.nn.Module) -> dict[str, float]:
         return embeddings.score_live(
-            raw.model, data.tokenizer, o.pooling, cfg.data.seq_len, *sets, eval_size, accelerator.device
+            raw.model, data.tokenizer, o.pooling, embed_len(cfg), *sets, eval_size, accelerator.device
         )
 
     # Batches stay random mixes of lengths: they are each other's negatives, and how contrastive training fares
@@ -382,7 +397,12 @@ def rebuild(cfg: PretrainConfig, model_config) -> SimCSE:
 def export(cfg: PretrainConfig, objective: SimCSE, run_dir: Path, out_dir: Path, metrics: dict) -> Path:
     tokenizer = run_tokenizer(run_dir)
     card = render_card(objective.model, tokenizer, cfg, metrics)
-    return embeddings.write(objective.model, tokenizer, cfg.objective.pooling, cfg.data.seq_len, card, out_dir)
+    return embeddings.write(objective.model, tokenizer, cfg.objective.pooling, embed_len(cfg), card, out_dir)
+
+
+def embed_len(cfg: PretrainConfig) -> int:
+    """The tokens of a text the export reads."""
+    return cfg.objective.embed_len or cfg.data.seq_len
 
 
 def describe(cfg: PretrainConfig) -> str:
@@ -431,6 +451,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         rows={
             "objective": "supervised pairs" if o.pairs else f"unsupervised ({VIEWS[o.views]})",
             "pooling": o.pooling,
+            "tokens embedded per text": embed_len(cfg),
             "temperature": o.temperature,
             "dropout": "the checkpoint's own" if cfg.model.dropout is None else cfg.model.dropout,
         },

@@ -66,6 +66,7 @@ def test_export_loads_in_sentence_transformers_without_hfssl(trained):
     card = ModelCard.load(final / "README.md")
     assert card.data.library_name == "sentence-transformers" and card.data.pipeline_tag == "sentence-similarity"
     assert "Unsupervised SimCSE" in card.text
+    assert embeddings.load(final).max_seq_length == 32  # data.seq_len, without objective.embed_len
     code = textwrap.dedent(f"""
         import json, sys
         from sentence_transformers import SentenceTransformer
@@ -133,7 +134,7 @@ def test_supervised_pairs_with_hard_negatives_train_and_export(mlm_export, tmp_p
 
 
 CROPS = ["--objective.views", "crops", "--objective.crop_min", "0.2", "--objective.crop_max", "0.6", "--data.seq_len",
-         "64", "--model.dropout", "0"]  # fmt: skip
+         "64", "--objective.embed_len", "24", "--model.dropout", "0"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +194,11 @@ def test_crops_follow_the_seed_and_resume_at_a_batch():
     assert torch.equal(resumed[0]["positive_input_ids"], first[1]["positive_input_ids"])
 
 
-def test_crops_loss_falls_without_dropout(cropped):
+def test_crops_loss_falls_without_dropout_and_the_export_reads_embed_len_tokens(cropped):
     metrics = json.loads((cropped / "metrics.json").read_text())
     assert metrics["eval_loss"] < metrics["initial_eval_loss"]
     assert "Contriever" in (cropped / "final" / "README.md").read_text()
+    assert embeddings.load(cropped / "final").max_seq_length == 24
 
 
 def test_crops_resume_with_the_same_weights(cropped, mlm_export, tmp_path):
@@ -212,6 +214,8 @@ def test_crops_resume_with_the_same_weights(cropped, mlm_export, tmp_path):
          "objective.crop_max: must be in [objective.crop_min, 1]"),
         ({"objective.views": "crops", "objective.crop_min": "0"}, "objective.crop_min: must be in (0, 1]"),
         ({"objective.views": "crops", "objective.pairs": "pairs.jsonl"}, "objective.views: crops cuts"),
+        ({"data.seq_len": "32", "objective.embed_len": "64"}, "objective.embed_len: 64 is more than the 32 tokens"),
+        ({"objective.embed_len": "1"}, "objective.embed_len: must be at least 2"),
     ],
 )  # fmt: skip
 def test_bad_crop_settings_are_refused_before_anything_loads(settings, message):
