@@ -3,6 +3,8 @@ description from its short one, for encoders pretrained on the packages' unlabel
 
     OMP_NUM_THREADS=1 python bench/debian_embeddings.py --data runs/data/debian-packages \
         --mlm runs/deb-mlm-tiny/final --seeds 0 1 --work-dir runs/deb-embeddings --out runs/deb-embeddings.json
+    OMP_NUM_THREADS=1 python bench/debian_embeddings.py ... --variants "crops from scratch" \
+        --set train.max_steps=1600 --work-dir runs/deb-embeddings-1600      # one setting changed, runs of its own
 
 `--data` is `bench/debian_packages.py`'s folder: `corpus.txt` (the training packages' descriptions, one per line) is
 all the encoders train on; the first `--pairs` (2,000) pairs of `pairs-test.jsonl` score them exactly as that script
@@ -10,12 +12,15 @@ scores TF-IDF: each short description's cosine with every long description, reca
 descriptions whose own long description has fewer than k others scoring strictly higher. The pairs never train
 anything. Rows:
 - TF-IDF (word 1-2 grams, sublinear tf), its idf fitted on the 4,000 evaluation texts and on `corpus.txt`;
-- random init: `--mlm`'s architecture and tokenizer with random weights (seeded), mean-pooled;
-- masked LM: `--mlm` (`hfssl pretrain recipes/text/mlm-tiny.yaml --data.train CORPUS`), mean-pooled;
+- random init: `--mlm`'s architecture and tokenizer with random weights (one per seed), mean-pooled, reading the
+  first `--max-len` tokens of a text;
+- masked LM: `--mlm` (`hfssl pretrain recipes/text/mlm-tiny.yaml --data.train CORPUS`), mean-pooled, as many;
 - each of `--variants`, trained here once per seed on `corpus.txt` from the masked LM or from scratch (a tiny
-  encoder and a WordPiece tokenizer of `--vocab` tokens trained on the corpus), every run with `OMP_NUM_THREADS`'s
-  threads; `--set KEY=VALUE` changes a setting of every variant. A run whose export is already in `--work-dir` is
-  scored again, not retrained, and keeps the times it was trained in.
+  encoder and a WordPiece tokenizer of `--vocab` tokens trained on the corpus), each export reading as many tokens
+  as its recipe says (`objective.embed_len`, else `data.seq_len`), every run with `OMP_NUM_THREADS`'s threads;
+  `--set KEY=VALUE` changes a setting of every variant. A run whose export is already in `--work-dir` is scored
+  again, not retrained, and keeps the times it was trained in (wall, and CPU of the process and its tokenizing
+  children).
 """
 
 from __future__ import annotations
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="KEY=VALUE: a setting of every variant's recipe, e.g. train.max_steps=500")  # fmt: skip
     parser.add_argument("--vocab", type=int, default=4096, help="the scratch encoders' tokenizer size")
     parser.add_argument("--pairs", type=int, default=2000, help="test pairs to rank (the TF-IDF baseline's 2,000)")
-    parser.add_argument("--max-len", type=int, default=128, help="tokens the baseline encoders read per text")
+    parser.add_argument("--max-len", type=int, default=32, help="tokens a baseline encoder reads (the crops recipe's)")
     parser.add_argument("--work-dir", type=Path, required=True, help="the runs go here (and are reused from here)")
     parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
