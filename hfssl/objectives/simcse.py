@@ -1,14 +1,16 @@
-"""Contrastive sentence embeddings (`objective.name: simcse`), as in SimCSE: a pretrained encoder (an hfssl export, a
-local checkpoint or a Hub name) learns to embed texts so that two views of the same text lie closer, by cosine, than
-any other text of the batch. Unsupervised, the two views are the same text encoded twice with dropout on; supervised,
-they are an anchor and its positive from a file of pairs, with an optional hard negative each. With several
-processes the candidates are gathered from all of them, so the batch of negatives grows with the process count.
-The export is a sentence-transformers folder (the encoder and its pooling)."""
+"""Contrastive sentence embeddings (`objective.name: simcse`), as in SimCSE: an encoder (an hfssl export, a local
+checkpoint or a Hub name, else a new one of `model.arch`) learns to embed texts so that two views of the same text
+lie closer, by cosine, than any other text of the batch. Unsupervised, the two views are the same text encoded twice
+with dropout on, or two random crops of it (`objective.views: crops`, as Contriever's positives); supervised, they
+are an anchor and its positive from a file of pairs, with an optional hard negative each. With several processes the
+candidates are gathered from all of them, so the batch of negatives grows with the process count. The export is a
+sentence-transformers folder (the encoder and its pooling)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -20,10 +22,11 @@ from huggingface_hub import ModelCard
 from transformers import AutoModel, PreTrainedModel
 
 from hfssl.cards import fmt
-from hfssl.collators.pairs import ContrastiveCollator
+from hfssl.collators.pairs import ContrastiveCollator, CropCollator
 from hfssl.config import ObjectiveSection, PretrainConfig, TrainArgs, arg, check
 from hfssl.data.pairs import load_pairs, tokenize_pairs
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
+from hfssl.data.text import special_ids
 from hfssl.distributed import gather_with_grad
 from hfssl.downstream import embeddings
 from hfssl.errors import UsageError
@@ -52,8 +55,8 @@ class SimCSEArgs(ObjectiveSection):
 
     name: Literal["simcse"] = arg(
         "simcse",
-        "simcse: contrastive sentence embeddings (two dropout views of a text, or a pair from objective.pairs, "
-        "pulled together against the rest of the batch), continuing from model.name_or_path",
+        "simcse: contrastive sentence embeddings (two views of a text, or a pair from objective.pairs, pulled "
+        "together against the rest of the batch), continuing from model.name_or_path or from scratch",
     )
     temperature: float = arg(
         0.05, "the softmax temperature of the cosine similarities (SimCSE: 0.05; lower is sharper)"
@@ -63,11 +66,23 @@ class SimCSEArgs(ObjectiveSection):
         "the sentence embedding: the mean of the last layer's token states, the first (CLS) token's, or the "
         "last token's (for a causal model, the only one that has read the whole text)",
     )
+    views: Literal["dropout", "crops"] = arg(
+        "dropout",
+        "unsupervised positives: dropout, the same text encoded twice with dropout on (SimCSE); crops, two "
+        "independent random spans of the same text (Contriever), which need no dropout",
+    )
+    crop_min: float = arg(0.1, "with views crops: the smallest share of a text's tokens a crop keeps")
+    crop_max: float = arg(0.5, "with views crops: the largest share of a text's tokens a crop keeps")
+    embed_len: int | None = arg(
+        None,
+        "the tokens of a text the export embeds (its sentence-transformers max_seq_length; the probes read as "
+        "many), at most data.seq_len (empty: data.seq_len); fewer suit queries that a document's opening answers",
+    )
     pairs: str | None = arg(
         None,
         "supervised pairs, a .jsonl/.json/.csv/.parquet file or a Hub dataset (data.hub_config and "
         "data.hub_split choose its part) with columns anchor, positive and optionally negative (a hard negative); "
-        "empty: unsupervised, two dropout views of each text of the data section's corpus",
+        "empty: unsupervised, two views (objective.views) of each text of the data section's corpus",
     )
     pairs_validation: str | None = arg(
         None,
@@ -77,6 +92,25 @@ class SimCSEArgs(ObjectiveSection):
 
     def __post_init__(self):
         check(self.temperature > 0, "objective.temperature", f"must be positive, got {self.temperature}")
+        check(
+            self.embed_len is None or self.embed_len >= 2,
+            "objective.embed_len",
+            f"must be at least 2 (a token and the separator), got {self.embed_len}",
+        )
+        check(0 < self.crop_min <= 1, "objective.crop_min", f"must be in (0, 1], got {self.crop_min}")
+        check(
+            self.crop_min <= self.crop_max <= 1,
+            "objective.crop_max",
+            f"must be in [objective.crop_min, 1] = [{self.crop_min}, 1], got {self.crop_max}",
+        )
+        if self.views != "crops":
+            for f in dataclasses.fields(self):
+                if f.name.startswith("crop_"):
+                    check(
+                        getattr(self, f.name) == f.default,
+                        f"objective.{f.name}",
+                        f"only crops have lengths; set objective.views crops (it is {self.views})",
+                    )
 
 
 @dataclass
@@ -87,6 +121,9 @@ class SimCSEConfig(PretrainConfig):
 SCHEMA = SimCSEConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
+
+VIEWS = {"dropout": "dropout views", "crops": "random crops"}
+"""How the card names each `objective.views`."""
 
 # `AutoModel` gives these encoders a pooler (a dense layer over the CLS token) that contrastive training never uses;
 # left out, no weight goes without a gradient (which DDP would refuse).
@@ -196,6 +233,16 @@ def check_config(cfg: PretrainConfig) -> None:
             "data.packing: simcse embeds one text per sequence; set data.packing none (a text longer than "
             "data.seq_len is cut into several)"
         )
+    if cfg.objective.views == "crops" and cfg.objective.pairs:
+        raise UsageError(
+            "objective.views: crops cuts both views out of each text of the data section's corpus, and "
+            "objective.pairs brings its own; leave views at dropout for supervised pairs"
+        )
+    if embed_len(cfg) > cfg.data.seq_len:
+        raise UsageError(
+            f"objective.embed_len: {cfg.objective.embed_len} is more than the {cfg.data.seq_len} tokens training "
+            "reads (data.seq_len); the export would embed positions it never trained on"
+        )
     if cfg.train.batch_size < 2:
         raise UsageError(
             "train.batch_size: contrastive learning needs at least 2 texts per batch, each the others' negative; "
@@ -206,7 +253,7 @@ def check_config(cfg: PretrainConfig) -> None:
 def check_model(cfg: PretrainConfig) -> None:
     """Before anything is written: the pooled token must have seen the text (no CLS pooling of a causal model, whose
     first token has read only itself, nor of a tokenizer that starts texts with no CLS or BOS token), and
-    unsupervised views need dropout."""
+    unsupervised dropout views need dropout."""
     m, o = cfg.model, cfg.objective
     config = load_config(m) if m.name_or_path else None
     if o.pooling == "cls":
@@ -225,7 +272,7 @@ def check_model(cfg: PretrainConfig) -> None:
                     f"objective.pooling: cls pools the first token, and {source}'s tokenizer starts texts with no "
                     "CLS or BOS token; use mean"
                 )
-    if not o.pairs:
+    if not o.pairs and o.views == "dropout":
         if m.dropout is not None or config is None:
             dropout = m.dropout or 0.0
         else:
@@ -233,7 +280,7 @@ def check_model(cfg: PretrainConfig) -> None:
         if dropout <= 0:
             raise UsageError(
                 "model.dropout: unsupervised SimCSE's two views of a text differ only by dropout, and the model has "
-                "none; set model.dropout (SimCSE used 0.1)"
+                "none; set model.dropout (SimCSE used 0.1) or objective.views crops"
             )
 
 
@@ -298,20 +345,17 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
 
     def score_embeddings(raw: torch.nn.Module) -> dict[str, float]:
         return embeddings.score_live(
-            raw.model, data.tokenizer, o.pooling, cfg.data.seq_len, *sets, eval_size, accelerator.device
+            raw.model, data.tokenizer, o.pooling, embed_len(cfg), *sets, eval_size, accelerator.device
         )
 
     # Batches stay random mixes of lengths: they are each other's negatives, and how contrastive training fares
     # when every negative shares its anchor's length is untested here.
-    setup = text_setup(
-        cfg,
-        accelerator,
-        data,
-        objective,
-        lambda seed: ContrastiveCollator(data.tokenizer.pad_token_id),
-        score_embeddings,
-        groups_by_length=False,
-    )
+    collator = partial(make_collator, o, data.tokenizer)
+    setup = text_setup(cfg, accelerator, data, objective, collator, score_embeddings, groups_by_length=False)
+    if o.views == "crops":
+        return dataclasses.replace(
+            setup, count=count_views, batch_description=f"{setup.batch_description}, cropped twice"
+        )
     if not o.pairs:
         return setup
     columns = ("anchor", "positive", "negative")
@@ -326,10 +370,23 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
 
     return dataclasses.replace(
         setup,
-        count=lambda batch: sum(v.sum() for k, v in batch.items() if k.endswith("attention_mask")),
+        count=count_views,
         batch_description=f"{t.batch_size} pairs of texts of up to {cfg.data.seq_len} tokens",
         data_size=data_size,
     )
+
+
+def make_collator(o: SimCSEArgs, tokenizer, seed: int) -> ContrastiveCollator | CropCollator:
+    """Texts padded as they are (dropout views, pairs), or cut into two crops each, from a stream seeded by `seed`."""
+    if o.views == "crops":
+        prefix, _ = special_ids(tokenizer)
+        return CropCollator(tokenizer.pad_token_id, prefix, o.crop_min, o.crop_max, seed=seed)
+    return ContrastiveCollator(tokenizer.pad_token_id)
+
+
+def count_views(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The tokens the encoder reads in a batch: every view's (anchor, positive, hard negative)."""
+    return sum(v.sum() for k, v in batch.items() if k.endswith("attention_mask"))
 
 
 def rebuild(cfg: PretrainConfig, model_config) -> SimCSE:
@@ -340,7 +397,12 @@ def rebuild(cfg: PretrainConfig, model_config) -> SimCSE:
 def export(cfg: PretrainConfig, objective: SimCSE, run_dir: Path, out_dir: Path, metrics: dict) -> Path:
     tokenizer = run_tokenizer(run_dir)
     card = render_card(objective.model, tokenizer, cfg, metrics)
-    return embeddings.write(objective.model, tokenizer, cfg.objective.pooling, cfg.data.seq_len, card, out_dir)
+    return embeddings.write(objective.model, tokenizer, cfg.objective.pooling, embed_len(cfg), card, out_dir)
+
+
+def embed_len(cfg: PretrainConfig) -> int:
+    """The tokens of a text the export reads."""
+    return cfg.objective.embed_len or cfg.data.seq_len
 
 
 def describe(cfg: PretrainConfig) -> str:
@@ -351,6 +413,12 @@ def describe(cfg: PretrainConfig) -> str:
             f"Supervised SimCSE on pairs from `{o.pairs}`: each anchor's {pooled} embedding must pick out its "
             "positive among every positive of the batch and every hard negative (the file's negative column, where "
             "it has one)"
+        )
+    elif o.views == "crops":
+        views = (
+            f"Unsupervised contrastive learning on crops, as Contriever: two independent random spans of each text "
+            f"(each {o.crop_min:.0%} to {o.crop_max:.0%} of its tokens), and each crop's {pooled} embedding must "
+            "pick out the other crop of its text among the second crops of every text of the batch"
         )
     else:
         dropout = "the checkpoint's own" if cfg.model.dropout is None else f"p = {cfg.model.dropout}"
@@ -381,8 +449,9 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         example='["The storm passed in the night.", "The night storm is over.", "She bought two tickets."]',
         objective=describe(cfg),
         rows={
-            "objective": "supervised pairs" if o.pairs else "unsupervised (dropout views)",
+            "objective": "supervised pairs" if o.pairs else f"unsupervised ({VIEWS[o.views]})",
             "pooling": o.pooling,
+            "tokens embedded per text": embed_len(cfg),
             "temperature": o.temperature,
             "dropout": "the checkpoint's own" if cfg.model.dropout is None else cfg.model.dropout,
         },

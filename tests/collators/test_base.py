@@ -9,7 +9,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from hfssl.collators.audio import AudioMaskCollator
 from hfssl.collators.base import Collator, ScheduledCollator
-from hfssl.collators.pairs import ContrastiveCollator
+from hfssl.collators.pairs import ContrastiveCollator, CropCollator
 from hfssl.collators.text import CausalLMCollator
 from hfssl.data.stream import POSITION, ResumableStream
 from hfssl.objectives.mlm import make_collator
@@ -35,6 +35,7 @@ def text_collators(tokenizer) -> dict:
         "rtd-span": make_collator(masking("span"), tokenizer, seed=0, sampling_noise=True),
         "clm": CausalLMCollator(tokenizer, documents=True),
         "simcse": ContrastiveCollator(tokenizer.pad_token_id),
+        "simcse-crops": CropCollator(tokenizer.pad_token_id, tokenizer.cls_token_id),
     }
 
 

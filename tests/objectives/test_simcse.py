@@ -1,10 +1,12 @@
 """Contrastive sentence embeddings through the real CLI, continuing from a tiny masked-LM export: the contrastive
 loss falls and retrieval of a text's close rewrite rises above the starting encoder's; the export loads in
 sentence-transformers in a process without hfssl and embeds as hfssl does; a resumed run ends with the same weights;
-two processes gather each other's negatives and train as one batch would; supervised pairs train; the generated
-similarity sets are what they say."""
+two processes gather each other's negatives and train as one batch would; supervised pairs train; crops of a text are
+spans of it within their bounds, drawn the same again from the same place in the stream, and a crops run's loss falls
+and resumes exactly; the generated similarity sets are what they say."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,12 +17,15 @@ import torch
 from helpers import assert_resumes_exactly, env, hfssl
 from huggingface_hub import ModelCard
 
+from hfssl.collators.pairs import CropCollator
 from hfssl.config import TrainArgs
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
 from hfssl.data.synthetic import graded_pairs
 from hfssl.distributed import gather_with_grad
 from hfssl.downstream import embeddings
-from hfssl.objectives.simcse import probe_sets
+from hfssl.errors import UsageError
+from hfssl.objectives import load_pretrain
+from hfssl.objectives.simcse import check_config, probe_sets
 
 pytest.importorskip("sentence_transformers")
 
@@ -61,6 +66,7 @@ def test_export_loads_in_sentence_transformers_without_hfssl(trained):
     card = ModelCard.load(final / "README.md")
     assert card.data.library_name == "sentence-transformers" and card.data.pipeline_tag == "sentence-similarity"
     assert "Unsupervised SimCSE" in card.text
+    assert embeddings.load(final).max_seq_length == 32  # data.seq_len, without objective.embed_len
     code = textwrap.dedent(f"""
         import json, sys
         from sentence_transformers import SentenceTransformer
@@ -125,6 +131,97 @@ def test_supervised_pairs_with_hard_negatives_train_and_export(mlm_export, tmp_p
     assert metrics["steps"] == 4 and metrics["eval_loss"] > 0
     assert (out / "final" / "modules.json").is_file()
     assert "Supervised SimCSE" in (out / "final" / "README.md").read_text()
+
+
+CROPS = ["--objective.views", "crops", "--objective.crop_min", "0.2", "--objective.crop_max", "0.6", "--data.seq_len",
+         "64", "--objective.embed_len", "24", "--model.dropout", "0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cropped(mlm_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("simcse-crops") / "run"
+    start = ["--model.name_or_path", mlm_export, *CROPS, "--train.probe_every", ""]
+    hfssl("pretrain", RECIPE, *start, *TINY, *STEPS, "--train.output_dir", out)
+    return out
+
+
+def documents(count: int, seed: int) -> list[dict]:
+    """Items as `DocumentChunks` cuts them: prefix 1, body tokens numbered from 10 by document, separator 2."""
+    lengths = torch.randint(1, 60, (count,), generator=torch.Generator().manual_seed(seed))
+    return [{"input_ids": [1, *range(10 + 100 * i, 10 + 100 * i + n), 2]} for i, n in enumerate(lengths.tolist())]
+
+
+def crops_of(batch: dict, key: str) -> list[list[int]]:
+    return [
+        ids[mask.bool()].tolist()
+        for ids, mask in zip(batch[f"{key}input_ids"], batch[f"{key}attention_mask"], strict=True)
+    ]
+
+
+def test_crops_are_spans_of_their_own_text_within_bounds():
+    items = documents(200, seed=0)
+    batch = CropCollator(pad_token_id=0, prefix_token_id=1, crop_min=0.2, crop_max=0.6, seed=3)(items)
+    firsts, seconds = crops_of(batch, ""), crops_of(batch, "positive_")
+    for item, *views in zip(items, firsts, seconds, strict=True):
+        body = item["input_ids"][1:-1]
+        for view in views:
+            assert view[0] == 1 and view[-1] == 2
+            inner = view[1:-1]
+            start = inner[0] - body[0]
+            assert inner == body[start : start + len(inner)]  # contiguous, and from this row's text only
+            assert max(1, round(0.2 * len(body))) <= len(inner) <= max(1, round(0.6 * len(body)))
+    long = [i for i, item in enumerate(items) if len(item["input_ids"]) > 20]
+    assert sum(firsts[i] != seconds[i] for i in long) > 0.9 * len(long)
+    # every length in the bounds is drawn, not only the ends
+    shares = [(len(v) - 2) / (len(item["input_ids"]) - 2) for item, v in zip(items, firsts, strict=True)]
+    assert min(shares) < 0.3 and max(shares) > 0.5
+
+
+def test_crops_follow_the_seed_and_resume_at_a_batch():
+    items = documents(32, seed=1)
+
+    def stream(seed: int, state: dict | None = None) -> list[dict]:
+        collator = CropCollator(0, 1, seed=seed)
+        if state is not None:
+            collator.load_state_dict(state)
+        return [collator(items) for _ in range(3)]
+
+    first, again, other = stream(7), stream(7), stream(8)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0]["input_ids"], other[0]["input_ids"])
+    assert not torch.equal(first[0]["input_ids"], first[1]["input_ids"])
+    resumed = stream(7, {"seed": 7, "calls": 1})
+    assert torch.equal(resumed[0]["positive_input_ids"], first[1]["positive_input_ids"])
+
+
+def test_crops_loss_falls_without_dropout_and_the_export_reads_embed_len_tokens(cropped):
+    metrics = json.loads((cropped / "metrics.json").read_text())
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"]
+    assert "Contriever" in (cropped / "final" / "README.md").read_text()
+    assert embeddings.load(cropped / "final").max_seq_length == 24
+
+
+def test_crops_resume_with_the_same_weights(cropped, mlm_export, tmp_path):
+    start = ["--model.name_or_path", mlm_export, *CROPS, "--train.probe_every", ""]
+    assert_resumes_exactly(cropped, tmp_path / "run", 20, RECIPE, *start, *TINY, *STEPS)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"objective.crop_max": "0.3"}, "objective.crop_max: only crops have lengths"),
+        ({"objective.views": "crops", "objective.crop_min": "0.6", "objective.crop_max": "0.5"},
+         "objective.crop_max: must be in [objective.crop_min, 1]"),
+        ({"objective.views": "crops", "objective.crop_min": "0"}, "objective.crop_min: must be in (0, 1]"),
+        ({"objective.views": "crops", "objective.pairs": "pairs.jsonl"}, "objective.views: crops cuts"),
+        ({"data.seq_len": "32", "objective.embed_len": "64"}, "objective.embed_len: 64 is more than the 32 tokens"),
+        ({"objective.embed_len": "1"}, "objective.embed_len: must be at least 2"),
+    ],
+)  # fmt: skip
+def test_bad_crop_settings_are_refused_before_anything_loads(settings, message):
+    """The recipe alone shows these wrong: the schema's checks and `check_config`, which setup runs first."""
+    with pytest.raises(UsageError, match=re.escape(message)):
+        check_config(load_pretrain(RECIPE, settings))
 
 
 def test_graded_pairs_are_reproducible_and_graded():
