@@ -29,6 +29,10 @@ def synced_clock(accelerator: Accelerator) -> float:
 
 
 def resolve_mixed_precision(choice: str) -> str:
+    """`train.mixed_precision` as Accelerate takes it; fp16 without a GPU is refused (a CPU has no fp16 autocast:
+    the run would record fp16 and train in fp32)."""
+    if choice == "fp16" and not torch.cuda.is_available():
+        raise UsageError("train.mixed_precision: fp16 needs a GPU; on a CPU use bf16 or no (auto chooses)")
     if choice != "auto":
         return choice
     if torch.cuda.is_available():

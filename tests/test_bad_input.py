@@ -5,6 +5,7 @@ this process (what fails, fails before any training) in a folder of its own, and
 import json
 
 import pytest
+import torch
 from helpers import snapshot
 
 from hfssl.__main__ import main
@@ -59,6 +60,9 @@ def earlier_finetune(tmp):
     return tmp / "ft"
 
 
+CPU_ONLY = {"text-fp16-on-cpu"}
+"""Cases that are bad input on a machine without a GPU only."""
+
 # (id, argv from (tmp, models), the message fragment). `models` gives the shared tiny exports and runs.
 CASES = [
     # pretrain, text
@@ -72,6 +76,8 @@ CASES = [
      "train.lr: expected a finite number, got inf"),
     ("text-adam-beta1", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.adam_beta1", "1.5"],
      "train.adam_beta1: must be in [0, 1), got 1.5"),
+    ("text-fp16-on-cpu", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.mixed_precision", "fp16"],
+     "train.mixed_precision: fp16 needs a GPU"),  # skipped where a GPU is (CPU_ONLY)
     ("text-negative-seed", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.seed", "-1"],
      "train.seed: must not be negative"),
     ("text-infinite-epochs", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.max_steps", "",
@@ -386,6 +392,8 @@ def test_the_matrix_covers_every_subcommand():
 
 @pytest.mark.parametrize("case, build, expected", CASES, ids=[case for case, _, _ in CASES])
 def test_bad_input_is_one_line(case, build, expected, models, tmp_path, capsys, monkeypatch):
+    if case in CPU_ONLY and torch.cuda.is_available():
+        pytest.skip("bad input only without a GPU")
     monkeypatch.chdir(tmp_path)  # relative outputs (runs/...) land here, where the snapshot sees them
     argv = [str(a) for a in build(tmp_path, models)]
     before = snapshot(tmp_path)
