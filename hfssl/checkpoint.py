@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hfssl.errors import UsageError, first_line
-from hfssl.io import disk_full, no_space, pause_in_writes, write_json
+from hfssl.io import disk_full, follow_umask, no_space, pause_in_writes, write_json
 
 STATE_FILE = "trainer_state.json"
 LOOP_STATE = ("step", "epoch", "batch_in_epoch", "micro_batches", "evals")
@@ -140,6 +140,7 @@ def save_checkpoint(accelerator: Accelerator, run_dir: Path, state: dict, keep_l
         if accelerator.is_main_process:
             pause_in_writes()
             write_json(tmp / STATE_FILE, state)
+            follow_umask(tmp)
             pause_in_writes()
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)

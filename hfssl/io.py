@@ -101,6 +101,7 @@ def atomic_dir(path: Path):
             raise no_space(path, "what was there is as it was") from None
         raise
     pause_in_writes()
+    follow_umask(tmp)
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
@@ -108,6 +109,17 @@ def atomic_dir(path: Path):
     os.replace(tmp, path)
     if old is not None:
         _remove(old)
+
+
+def follow_umask(folder: Path) -> None:
+    """Give the files written into `folder` the permissions the user's umask gives new files: a writer that makes
+    its files private (safetensors writes 0600 whatever the umask) would leave weights other users cannot read,
+    beside a config and tokenizer they can."""
+    mode = 0o666 & ~_umask()
+    for file in Path(folder).rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            executable = file.stat().st_mode & 0o111 & ~_umask()  # an executable keeps its execute bits
+            os.chmod(file, mode | executable)
 
 
 def check_output_dir(path: Path, field: str) -> None:

@@ -33,6 +33,19 @@ def test_written_files_and_folders_follow_the_umask(tmp_path, umask_022):
     assert mode(tmp_path / "private.json") == 0o600
 
 
+def test_files_a_writer_makes_private_follow_the_umask_too(tmp_path, umask_022):
+    """safetensors writes its files 0600 whatever the umask: the export's weights end as readable as its config."""
+    import torch
+    from safetensors.torch import save_file
+
+    with atomic_dir(tmp_path / "final") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+        (tmp / "run.sh").write_text("#!/bin/sh\n")
+        os.chmod(tmp / "run.sh", 0o700)
+    assert mode(tmp_path / "final" / "model.safetensors") == 0o644
+    assert mode(tmp_path / "final" / "run.sh") == 0o744  # readable as the umask lets, executable by whom it was
+
+
 def test_a_failed_write_leaves_what_was_there(tmp_path):
     with atomic_dir(tmp_path / "final") as tmp:
         (tmp / "a").write_text("1")
