@@ -214,31 +214,7 @@ def _dataset_repo(source: str, data: LabelledDataArgs) -> bool:
 def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
     if data.task == "audio":
         return _load_audio(source, key, data, hub_split)
-    local = None if _dataset_repo(source, data) else _local_files(source, key)
-    try:
-        if local is None:
-            dataset = datasets.load_dataset(
-                source, data.hub_config, split=hub_split, revision=data.hub_revision, cache_dir=data.cache_dir
-            )
-        else:
-            builder, files = local
-            if builder == "text":
-                raise UsageError(
-                    f"{key}: {source} is plain text; labelled data needs a .json/.jsonl/.csv/.parquet file"
-                )
-            if all(os.path.getsize(f) == 0 for f in files):
-                raise UsageError(f"{key}: {source} is empty")
-            for file in files:
-                if os.path.splitext(file)[1].lower() in _TEXT_FILES:
-                    _check_utf8(file, key)
-            dataset = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=data.cache_dir)
-    except UsageError:
-        raise
-    except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
-        where = "load dataset" if local is None else "read"
-        raise UsageError(f"{key}: could not {where} {source!r}: {_first_line(err)}") from err
-    if len(dataset) == 0:
-        raise UsageError(f"{key}: {source} is empty")
+    dataset, _ = _read(source, key, data, hub_split, plain_text=False)
     wanted = [data.text_column, data.label_column] + ([data.text_pair_column] if data.text_pair_column else [])
     missing = [c for c in wanted if c not in dataset.column_names]
     if missing:
@@ -255,9 +231,41 @@ def _load(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> data
     return dataset.rename_columns({old: new for old, new in renames.items() if old and old != new})
 
 
-def _load_audio(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
-    """Labelled clips: an audio folder (labels from class folders or metadata.csv), a list of files, parquet or a
-    Hub dataset, scanned like pretraining audio; columns audio (undecoded) and label."""
+def _read(
+    source: str, key: str, data: LabelledDataArgs, hub_split: str, plain_text: bool
+) -> tuple[datasets.Dataset, str | None]:
+    """A text source as `datasets` loads it, and its local builder (None for a Hub dataset); a .txt file only with
+    `plain_text` (one example a line, in a "text" column)."""
+    local = None if _dataset_repo(source, data) else _local_files(source, key)
+    try:
+        if local is None:
+            dataset = datasets.load_dataset(
+                source, data.hub_config, split=hub_split, revision=data.hub_revision, cache_dir=data.cache_dir
+            )
+        else:
+            builder, files = local
+            if builder == "text" and not plain_text:
+                raise UsageError(
+                    f"{key}: {source} is plain text; labelled data needs a .json/.jsonl/.csv/.parquet file"
+                )
+            if all(os.path.getsize(f) == 0 for f in files):
+                raise UsageError(f"{key}: {source} is empty")
+            for file in files:
+                if os.path.splitext(file)[1].lower() in _TEXT_FILES | {".txt"}:
+                    _check_utf8(file, key)
+            dataset = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=data.cache_dir)
+    except UsageError:
+        raise
+    except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
+        where = "load dataset" if local is None else "read"
+        raise UsageError(f"{key}: could not {where} {source!r}: {_first_line(err)}") from err
+    if len(dataset) == 0:
+        raise UsageError(f"{key}: {source} is empty")
+    return dataset, None if local is None else local[0]
+
+
+def _scan_clips(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
+    """Clips scanned like pretraining audio: undecoded, usable ones only, at most `data.max_seconds` each read."""
     from hfssl.config import AudioDataArgs
     from hfssl.data.audio import scan_audio
 
@@ -271,7 +279,13 @@ def _load_audio(source: str, key: str, data: LabelledDataArgs, hub_split: str) -
         max_seconds=max(data.max_seconds, 0.01),
         batch_seconds=max(data.max_seconds, 0.01),
     )
-    dataset = scan_audio(source, key, audio, split=hub_split)
+    return scan_audio(source, key, audio, split=hub_split)
+
+
+def _load_audio(source: str, key: str, data: LabelledDataArgs, hub_split: str) -> datasets.Dataset:
+    """Labelled clips: an audio folder (labels from class folders or metadata.csv), a list of files, parquet or a
+    Hub dataset, scanned like pretraining audio; columns audio (undecoded) and label."""
+    dataset = _scan_clips(source, key, data, hub_split)
     if data.label_column not in dataset.column_names:
         raise UsageError(
             f"{key}: {source} has no column {data.label_column!r} (set data.label_column, or put the clips in one "
@@ -372,33 +386,9 @@ def load_unlabeled(source: str, data: LabelledDataArgs, key: str = "self_trainin
     """Unlabeled examples for self-training, read as `data.train` is: a "text" column (a .txt file gives one example
     a line; other files and Hub datasets their `data.text_column`), or for audio an undecoded "audio" column."""
     if data.task == "audio":
-        from hfssl.config import AudioDataArgs
-        from hfssl.data.audio import scan_audio
-
-        seconds = max(data.max_seconds, 0.01)
-        audio = AudioDataArgs(
-            audio_column=data.audio_column, path_column=data.path_column, hub_config=data.hub_config,
-            hub_revision=data.hub_revision, cache_dir=data.cache_dir, min_seconds=0.01, max_seconds=seconds,
-            batch_seconds=seconds,
-        )  # fmt: skip
-        return scan_audio(source, key, audio, split=data.hub_split).select_columns(["audio"])
-    local = _local_files(source, key)
-    column = "text" if local is not None and local[0] == "text" else data.text_column
-    try:
-        if local is None:
-            dataset = datasets.load_dataset(
-                source, data.hub_config, split=data.hub_split, revision=data.hub_revision, cache_dir=data.cache_dir
-            )
-        else:
-            builder, files = local
-            for file in files:
-                if os.path.splitext(file)[1].lower() in _TEXT_FILES | {".txt"}:
-                    _check_utf8(file, key)
-            dataset = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=data.cache_dir)
-    except UsageError:
-        raise
-    except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
-        raise UsageError(f"{key}: could not read {source!r}: {_first_line(err)}") from err
+        return _scan_clips(source, key, data, data.hub_split).select_columns(["audio"])
+    dataset, builder = _read(source, key, data, data.hub_split, plain_text=True)
+    column = "text" if builder == "text" else data.text_column
     if column not in dataset.column_names:
         raise UsageError(
             f"{key}: {source} has no column {column!r} (set data.text_column); its columns are: "
