@@ -40,13 +40,7 @@ from hfssl.data.labelled import LabelledSplits, load_labelled
 from hfssl.downstream.loaders import load_model_config, load_processor
 from hfssl.errors import UsageError
 from hfssl.io import atomic_dir, check_output_dir, disk_full, no_space, write_json
-from hfssl.metrics import (
-    METRIC_NAMES,
-    REGRESSION_METRIC_NAMES,
-    metric_names,
-    trainer_compute_metrics,
-    trainer_regression_metrics,
-)
+from hfssl.metrics import metric_names, trainer_compute_metrics, trainer_regression_metrics, trainer_scores
 from hfssl.models.speech import samples_per_frame, uses_filterbanks
 from hfssl.models.text import usable_positions
 from hfssl.trackers import finetuning_trackers, finish_finetuning_trackers
@@ -369,12 +363,12 @@ def finetune(cfg: FinetuneConfig, export: bool = True, changes: dict | None = No
         "train_examples": len(encoded["train"]),
         "labels": splits.label_names,
         "selection": describe_selection(args, cfg, splits, len(encoded["validation"]), few),
-        "validation": _strip(trainer.evaluate(encoded["validation"], metric_key_prefix="eval")),
+        "validation": trainer_scores(trainer.evaluate(encoded["validation"], metric_key_prefix="eval")),
     }
     if rounds is not None:
         metrics["self_training"] = rounds
     if "test" in encoded:
-        metrics["test"] = _strip(trainer.predict(encoded["test"], metric_key_prefix="test").metrics)
+        metrics["test"] = trainer_scores(trainer.predict(encoded["test"], metric_key_prefix="test").metrics)
     finish_finetuning_trackers(args.report_to)
     metrics["wall_time_s"] = time.time() - start
     metrics["device"] = str(args.device)
@@ -455,16 +449,6 @@ def describe_selection(
         f"{text} (all {n_val} examples, though training used {cfg.data.label_fraction:g} of its labels: more labels "
         "chose the checkpoint than trained it)"
     )
-
-
-def _strip(metrics: dict) -> dict:
-    """{"eval_accuracy": ...} -> {"accuracy": ...}, keeping the classification metrics and the loss."""
-    out = {}
-    for key, value in metrics.items():
-        name = key.partition("_")[2]
-        if name in METRIC_NAMES or name in REGRESSION_METRIC_NAMES or name == "loss":
-            out[name] = float(value)
-    return out
 
 
 def render_card(cfg: FinetuneConfig, splits: LabelledSplits, metrics: dict, model) -> ModelCard:

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 from transformers import Trainer
 
 from hfssl.data.labelled import load_unlabeled
 from hfssl.errors import UsageError
+from hfssl.metrics import trainer_scores
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +87,7 @@ def pseudo_labels(probabilities: np.ndarray, labelled_counts: np.ndarray, s) -> 
 def predict_probabilities(trainer: Trainer, pool) -> np.ndarray:
     logits = trainer.predict(pool, metric_key_prefix="pool").predictions
     logits = logits[0] if isinstance(logits, tuple) else logits
-    logits = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
+    return torch.from_numpy(logits).float().softmax(dim=1).numpy()
 
 
 def self_train(prep, teacher: Trainer, train_classifier: Callable[..., Trainer]) -> tuple[Trainer, list[dict]]:
@@ -134,9 +134,7 @@ def self_train(prep, teacher: Trainer, train_classifier: Callable[..., Trainer])
 
 
 def scores(trainer: Trainer, prep) -> dict:
-    metrics = trainer.evaluate(prep.encoded["validation"], metric_key_prefix="eval")
-    return {k.removeprefix("eval_"): v for k, v in metrics.items() if isinstance(v, float) and "runtime" not in k
-            and "per_second" not in k}  # fmt: skip
+    return trainer_scores(trainer.evaluate(prep.encoded["validation"], metric_key_prefix="eval"))
 
 
 def chooses_on_validation(prep) -> bool:

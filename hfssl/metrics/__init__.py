@@ -97,6 +97,17 @@ def trainer_compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]
     return compute_classification_metrics(predictions[keep], references[keep])
 
 
+def trainer_scores(metrics: dict) -> dict[str, float]:
+    """A Trainer's `evaluate`/`predict` metrics without their prefix ({"eval_accuracy": ...} -> {"accuracy": ...}),
+    keeping the classification (or regression) metrics and the loss, not the run's timings."""
+    out = {}
+    for key, value in metrics.items():
+        name = key.partition("_")[2]
+        if name in METRIC_NAMES or name in REGRESSION_METRIC_NAMES or name == "loss":
+            out[name] = float(value)
+    return out
+
+
 def metric_names(regression: bool) -> tuple[str, ...]:
     """The scores a classifier reports, or a regressor (data.regression)."""
     return REGRESSION_METRIC_NAMES if regression else METRIC_NAMES
