@@ -61,16 +61,21 @@ def poison_at(monkeypatch, step: int) -> None:
     at_step(monkeypatch, step, write_nan)
 
 
-def stopped(capsys, argv: list) -> str:
-    """The one line of a run that stopped (exit 1, no traceback)."""
+def one_line(capsys, argv: list, code: int, prefix: str) -> str:
+    """The one `prefix` line of a command that exits with `code`, with no traceback."""
     with pytest.raises(SystemExit) as stop:
         main([str(a) for a in argv])
     err = capsys.readouterr().err
-    assert stop.value.code == 1, err[-2000:]
+    assert stop.value.code == code, err[-2000:]
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("hfssl: stopped")]
+    lines = [line for line in err.splitlines() if line.startswith(prefix)]
     assert len(lines) == 1, err[-2000:]
     return lines[0]
+
+
+def stopped(capsys, argv: list) -> str:
+    """The one line of a run that stopped (exit 1)."""
+    return one_line(capsys, argv, 1, "hfssl: stopped")
 
 
 @pytest.mark.parametrize("args", [TEXT, SPEECH], ids=["text", "speech"])
@@ -196,15 +201,8 @@ def no_space(*args, **kwargs):
 
 
 def failed(capsys, argv: list) -> str:
-    """The one line of a command that failed as on bad input (exit 2, no traceback)."""
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert stop.value.code == 2, err[-2000:]
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("hfssl: error")]
-    assert len(lines) == 1, err[-2000:]
-    return lines[0]
+    """The one line of a command that failed as on bad input (exit 2)."""
+    return one_line(capsys, argv, 2, "hfssl: error")
 
 
 def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint(uninterrupted, tmp_path, monkeypatch, capsys):
