@@ -71,11 +71,35 @@ def single_process_warning(num_processes: int, launched: int) -> str | None:
     return None
 
 
+def join_restarted_group(launched: int) -> None:
+    """Joins the processes of a group that `torchrun --max-restarts` started again, under keys of their own.
+
+    torchrun's processes meet in its agent's store, which outlives a restart; the group it replaced left its
+    addresses there under the same keys, and a new process that reads one first connects to a process that is gone
+    (gloo: "Connection refused"). The restart count, which torchrun passes to every process, keeps the attempts
+    apart. The first attempt, and any other launcher, is left to Accelerate."""
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if launched < 2 or restart == 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return
+    if torch.distributed.is_initialized():
+        return
+    agent = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+    torch.distributed.init_process_group(
+        backend="gloo" if on_cpus(launched) else None,  # None: each device's own (cuda: nccl, cpu: gloo)
+        store=torch.distributed.PrefixStore(f"hfssl/restart-{restart}", agent),
+        rank=int(os.environ["RANK"]),
+        world_size=launched,
+    )
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def make_accelerator(t: TrainArgs, run_dir: Path, track: bool = True) -> Accelerator:
     """The run's Accelerator: several launched processes train as one, on GPUs or (gloo) on CPUs; with `track`, it
     logs to the trackers of `train.report_to`."""
     trackers = pretraining_trackers(t.report_to) if track else []
     launched = launched_processes()
+    join_restarted_group(launched)
     accelerator = Accelerator(
         cpu=on_cpus(launched),
         gradient_accumulation_steps=t.grad_accum,

@@ -5,6 +5,11 @@ installed. Accelerate and the Trainer do the tracking; hfssl only refuses a name
 
 from __future__ import annotations
 
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
 from hfssl.errors import UsageError
 
 # where a tracker's pip package is not its name
@@ -47,9 +52,30 @@ def _checked(names, key: str, supported: list[str], installed: set[str]) -> list
             raise UsageError(f"{key}: {name!r} is not a tracker; choose from {', '.join(supported)}, or none")
         if name not in installed:
             raise UsageError(f"{key}: {name} is not installed (pip install {_PACKAGES.get(name, name)})")
+        if name == "wandb" and not wandb_can_log():
+            raise UsageError(
+                f"{key}: wandb is not logged in (run wandb login, set WANDB_API_KEY, or WANDB_MODE=offline to log "
+                "locally)"
+            )
         if name not in wanted:
             wanted.append(name)
     return wanted
+
+
+def wandb_can_log() -> bool:
+    """Whether Weights & Biases can start a run without asking for a key: offline or disabled, a key in the
+    environment, or one that `wandb login` wrote to the netrc file for the server it logs to. Otherwise its first
+    call would stop a run that has already trained its tokenizer and written its config, or wait on a prompt."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def finish_finetuning_trackers(report_to: list[str]) -> None:

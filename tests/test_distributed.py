@@ -474,8 +474,7 @@ def workers(launcher: int) -> list[int]:
 def test_one_process_stopped_and_the_same_command_again_continues_exactly(two_process_run, tmp_path, sig):
     """One of two processes is preempted (SIGTERM: both stop at the same step and save) or lost (SIGKILL) after the
     step-4 checkpoint; the same command again, as a requeued job runs it, continues the run with `--resume auto` to
-    the uninterrupted run's weights. (torchrun's own `--max-restarts` would run it too, but its restarted gloo group
-    connects to the stopped group's addresses in torch 2.14, so the test restarts it as a scheduler would.)"""
+    the uninterrupted run's weights. (torchrun's own `--max-restarts` is the test below.)"""
     out, _ = two_process_run
     stopped = tmp_path / "mlm"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hfssl",
@@ -502,3 +501,66 @@ def test_one_process_stopped_and_the_same_command_again_continues_exactly(two_pr
     a = load_file(str(out / "final" / "model.safetensors"))
     b = load_file(str(stopped / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def wait_for(path: Path, launchers: list[subprocess.Popen], seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        for launcher in launchers:
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[1][-3000:]
+        time.sleep(0.05)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(str(a / "final" / "model.safetensors")), load_file(str(b / "final" / "model.safetensors"))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_a_lost_process_restarted_by_torchrun_ends_exactly(two_process_run, tmp_path):
+    """`torchrun --max-restarts 1` with `--resume auto`: one of two processes is killed after the step-4 checkpoint,
+    torchrun starts the group again, and the new group resumes from that checkpoint to the uninterrupted run's
+    weights. The new group meets under keys of its own in torchrun's store (distributed.join_restarted_group): the
+    addresses the lost group left there made the restarted one fail to connect."""
+    out, _ = two_process_run
+    lost = tmp_path / "mlm"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts",
+         "1", "-m", "hfssl", "pretrain", RECIPE, *OPTIONS, "--train.output_dir", str(lost), "--resume", "auto"],
+        env=env() | {"HFSSL_SLOW_WRITES": "0.5"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lost / "checkpoints" / "step-0000004", [launcher])
+    os.kill(workers(launcher.pid)[-1], signal.SIGKILL)
+    err = launcher.communicate(timeout=300)[1]
+    assert launcher.returncode == 0, err[-3000:]
+    assert err.count("resumed from") == 1 and "step-0000004 at step 4" in err  # the main process of the new group
+    assert same_weights(out, lost)
+
+
+def test_two_nodes_on_one_machine_train_as_one_and_restart_together(two_process_run, tmp_path):
+    """The multi-node path: two torchrun launchers, one process each, meet through c10d rendezvous on localhost as
+    two nodes would. One node's process is killed after the step-4 checkpoint; both launchers restart their
+    processes, and the run ends on the weights of the one-launcher, two-process run."""
+    out, _ = two_process_run
+    run = tmp_path / "mlm"
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "hfssl-two-nodes",
+            "--max-restarts", "1", "-m", "hfssl", "pretrain", RECIPE, *OPTIONS, "--train.output_dir", str(run),
+            "--resume", "auto"]  # fmt: skip
+    nodes = [
+        subprocess.Popen(node, env=env() | {"HFSSL_SLOW_WRITES": "0.5"}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    wait_for(run / "checkpoints" / "step-0000004", nodes)
+    os.kill(workers(nodes[1].pid)[-1], signal.SIGKILL)
+    errs = [n.communicate(timeout=300)[1] for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], "\n".join(e[-2000:] for e in errs)
+    assert "".join(errs).count("resumed from") == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["steps"] == STEPS
+    assert same_weights(out, run)

@@ -77,3 +77,42 @@ def test_fine_tuning_reports_to_the_trackers_named(mlm_export, tmp_path, wandb_h
     assert any(tag.startswith("eval/") for tag in scalars(out))
     log = new_run_log(wandb_home, before)  # finished by hfssl, not left open for the process's exit
     assert b"learning_rate" in log and b"eval/accuracy" in log
+
+
+@pytest.fixture
+def no_wandb_login(tmp_path, monkeypatch):
+    """A user who never ran `wandb login`: no key in the environment, an empty netrc, online mode."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine example.org login me password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    return netrc_file
+
+
+def test_wandb_without_a_login_is_refused_before_anything_is_written(no_wandb_login, tmp_path, capsys):
+    from hfssl.__main__ import main
+
+    out = tmp_path / "run"
+    args = ["pretrain", "text/mlm-tiny", "--train.output_dir", str(out), "--train.report_to", "[wandb]"]
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and not out.exists()
+    assert err == [
+        "hfssl: error: train.report_to: wandb is not logged in (run wandb login, set WANDB_API_KEY, or WANDB_MODE=offline "
+        "to log locally)"
+    ]
+
+
+@pytest.mark.parametrize("login", ["netrc", "key", "offline"])
+def test_wandb_with_a_login_or_offline_is_accepted(no_wandb_login, monkeypatch, login):
+    from hfssl.trackers import pretraining_trackers
+
+    if login == "netrc":
+        no_wandb_login.write_text("machine api.wandb.ai login user password 0123456789abcdef\n")
+    elif login == "key":
+        monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef")
+    else:
+        monkeypatch.setenv("WANDB_MODE", "offline")
+    assert pretraining_trackers(["wandb"]) == ["wandb"]
