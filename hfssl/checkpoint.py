@@ -91,6 +91,21 @@ def remove_partial(run_dir: Path) -> None:
 UNREADABLE = (SafetensorError, RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError)
 
 
+def damaged_file(checkpoint: Path) -> tuple[Path, str] | None:
+    """The first file of a checkpoint that cannot be read, and why: its weights (safetensors headers and data), its
+    optimizer, schedule and sampler states (torch pickles, read with `weights_only`). None when every file reads,
+    so that a checkpoint which does not load is the run's settings' fault, not the file's."""
+    for path in sorted(Path(checkpoint).iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                load_file(str(path))
+            elif path.suffix in (".bin", ".pt"):
+                torch.load(path, map_location="cpu", weights_only=True)
+        except UNREADABLE as err:
+            return path, first_line(err)
+    return None
+
+
 def read_state(checkpoint: Path, needed: tuple[str, ...] = ("step",)) -> dict:
     """The loop's state saved with a checkpoint: step, data position, evaluations, amount of data seen; UsageError
     unless it holds the keys `needed`."""

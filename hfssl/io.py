@@ -15,6 +15,7 @@ from pathlib import Path
 from hfssl.errors import DiskFull, UsageError
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def pause_in_writes() -> None:
@@ -59,14 +60,28 @@ def no_space(path: Path, kept: str) -> DiskFull:
                     f"and {kept}; free space and run again")  # fmt: skip
 
 
+@contextmanager
+def _making_room(path: Path):
+    """Creating `path`'s parent and a temporary file in it: a place this user may not write in (permissions, a
+    read-only file system) is one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in NOT_ALLOWED:
+            where = err.filename or path.parent
+            raise UsageError(f"{path}: cannot be written ({where}: {os.strerror(err.errno).lower()})") from None
+        raise
+
+
 def write_text(path: Path, text: str) -> None:
     """Write `text` to a temporary file beside `path` and rename it into place (leftovers of an earlier write of
     `path` that was killed midway are removed first)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in _leftovers(path):
-        _remove(leftover)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _making_room(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in _leftovers(path):
+            _remove(leftover)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -88,10 +103,11 @@ def atomic_dir(path: Path):
     """Yield a temporary directory beside `path`; on success it replaces `path`, on failure it is removed (and a full
     disk is `DiskFull`). What an earlier write of `path` that was killed midway left beside it is removed first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in _leftovers(path):
-        _remove(leftover)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    with _making_room(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in _leftovers(path):
+            _remove(leftover)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -149,6 +165,8 @@ def check_replaceable(path: Path, overwrite: bool, flag: str = "--overwrite") ->
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise UsageError(f"{path}: is under {existing}, which is a file, not a directory; choose another output")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: cannot be written here ({existing} is not writable)")
     if overwrite or not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
     what = "a file" if not path.is_dir() else "a directory with files in it"

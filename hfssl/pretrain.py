@@ -26,6 +26,7 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
+    damaged_file,
     check_resumable,
     has_checkpoints,
     read_state,
@@ -291,6 +292,12 @@ def restore(checkpoint: Path, accelerator: Accelerator, made: Setup, train_loade
     try:
         accelerator.load_state(str(checkpoint))
     except UNREADABLE as err:
+        damaged = damaged_file(checkpoint)
+        if damaged is not None:
+            raise UsageError(
+                f"--resume: {damaged[0]}: not readable, the checkpoint is damaged ({damaged[1]}); resume from an "
+                "earlier one (--resume CHECKPOINT) or start a new run"
+            ) from None
         raise UsageError(
             f"--resume: {checkpoint} does not load into this run ({first_line(err)}); resume with the settings it was "
             "written with (its run's config.yaml), or start a new run"

@@ -3,6 +3,8 @@ traceback, and nothing written where the command would have written. Each case r
 this process (what fails, fails before any training) in a folder of its own, and checks that folder is unchanged."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +32,19 @@ def folder_with_files(tmp, name="mine"):
     (tmp / name).mkdir()
     (tmp / name / "notes.txt").write_text("keep me")
     return tmp / name
+
+
+LOCKED: set = set()
+
+
+def locked(tmp, name="locked"):
+    """A directory this user cannot write in. Its mode says so; where the tests run as root, whom modes do not stop,
+    `os.access` is told so as well (test_bad_input_is_one_line)."""
+    path = tmp / name
+    path.mkdir()
+    path.chmod(0o555)
+    LOCKED.add(path)
+    return path
 
 
 def bad_recipe(tmp, text):
@@ -96,6 +111,8 @@ CASES = [
     ("text-resume-other-seq-len", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t),
                                                 "--data.seq_len", "32", "--resume"],
      "--resume: data.seq_len is 32 here and 64"),
+    ("text-resume-damaged", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, damaged=True),
+                                          "--resume"], "model.safetensors: not readable, the checkpoint is damaged"),
     ("text-resume-empty-state", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, state="{}"),
                                               "--resume"], "not a checkpoint state (it has no 'step')"),
     ("text-unknown-tracker", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--train.report_to", "[tensorbord]",
@@ -215,6 +232,8 @@ CASES = [
     ("tokenizer-out-under-file", lambda t, m: ["tokenizer", "train", "--data.synthetic_documents", "100", "--out",
                                                file(t) / "tok"], "a_file.txt, which is a file, not a directory"),
     ("tokenizer-no-out", lambda t, m: ["tokenizer", "train"], "--out"),
+    ("tokenizer-out-not-writable", lambda t, m: ["tokenizer", "train", "--data.synthetic_documents", "100", "--out",
+                                                 locked(t) / "tok"], "locked is not writable"),
     # export
     ("export-no-checkpoint", lambda t, m: ["export", t / "nothing", t / "out"], "holds no checkpoint"),
     ("export-into-files", lambda t, m: ["export", m.text_run, folder_with_files(t)], "pass --overwrite"),
@@ -223,6 +242,7 @@ CASES = [
     ("export-not-finite", lambda t, m: ["export", m.poisoned_run(t), t / "out"], "weights are not finite"),
     ("export-under-a-file", lambda t, m: ["export", m.text_run, file(t) / "out"],
      "a_file.txt, which is a file, not a directory"),
+    ("export-not-writable", lambda t, m: ["export", m.text_run, locked(t) / "out"], "locked is not writable"),
     ("export-onto-the-run", lambda t, m: ["export", m.run_copy(t), t / "run", "--overwrite"],
      "holds the checkpoint being exported"),
     ("export-onto-the-checkpoint", lambda t, m: ["export", next(m.run_copy(t).glob("checkpoints/step-*")),
@@ -308,6 +328,8 @@ CASES = [
      "'superglue' is not a suite"),
     ("evaluate-output-is-file", lambda t, m: ["evaluate", "text/evaluate-tiny", "--model.name_or_path", m.text_export,
                                               "--suite.output_dir", file(t)], "suite.output_dir: "),
+    ("evaluate-not-writable", lambda t, m: ["evaluate", "text/evaluate-tiny", "--model.name_or_path", m.text_export,
+                                            "--suite.output_dir", locked(t) / "ev"], "locked is not writable"),
     ("evaluate-seeds", lambda t, m: ["evaluate", "text/evaluate-tiny", "--suite.seeds", "[]"], "suite.seeds"),
     ("evaluate-model-path", lambda t, m: ["evaluate", "text/evaluate-tiny", "--model.name_or_path", "./no/model",
                                           "--suite.output_dir", t / "ev"], "no such directory"),
@@ -345,13 +367,16 @@ class Models:
         shutil.copytree(self.text_run, tmp / "run", ignore=shutil.ignore_patterns("final", "logs"))
         return tmp / "run"
 
-    def tiny_pretrain(self, tmp, state: str | None = None) -> list[str]:
-        """The options that made the shared run, on a copy of it (its states replaced by `state`) as the output."""
+    def tiny_pretrain(self, tmp, state: str | None = None, damaged: bool = False) -> list[str]:
+        """The options that made the shared run, on a copy of it (its states replaced by `state`, its weights cut
+        short if `damaged`) as the output."""
         from conftest import TINY_PRETRAIN
 
         run = self.run_copy(tmp)
         for saved in run.glob("checkpoints/*/trainer_state.json"):
             saved.write_text(state if state is not None else saved.read_text())
+        for weights in run.glob("checkpoints/*/model.safetensors") if damaged else ():
+            weights.write_bytes(weights.read_bytes()[:100])
         options = [item for key, value in TINY_PRETRAIN.items() for item in (f"--{key}", value)]
         return [*options, "--train.output_dir", str(run)]
 
@@ -395,6 +420,10 @@ def test_bad_input_is_one_line(case, build, expected, models, tmp_path, capsys, 
     if case in CPU_ONLY and torch.cuda.is_available():
         pytest.skip("bad input only without a GPU")
     monkeypatch.chdir(tmp_path)  # relative outputs (runs/...) land here, where the snapshot sees them
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: not (mode & os.W_OK and Path(p) in LOCKED) and real_access(p, mode, **kw)
+    )
     argv = [str(a) for a in build(tmp_path, models)]
     before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as stop:

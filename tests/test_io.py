@@ -122,3 +122,19 @@ def test_an_output_directory_under_a_file_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="out: .* is under .*notes.txt, which is a file, not a directory"):
         check_output_dir(tmp_path / "notes.txt" / "a" / "b", "out")
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS], ids=["permission", "read-only"])
+def test_a_place_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, code):
+    """Where the folder cannot take a new file (its permissions, a read-only file system) the write stops with one
+    line naming the path and the reason, and nothing is left."""
+
+    def refuse(*args, dir=None, **kwargs):
+        raise OSError(code, os.strerror(code), str(dir))
+
+    monkeypatch.setattr("tempfile.mkdtemp", refuse)
+    monkeypatch.setattr("tempfile.mkstemp", refuse)
+    for write in (lambda: write_text(tmp_path / "a.txt", "x"), lambda: atomic_dir(tmp_path / "out").__enter__()):
+        with pytest.raises(UsageError, match=f"cannot be written \\({tmp_path}: {os.strerror(code).lower()}\\)"):
+            write()
+    assert list(tmp_path.iterdir()) == []

@@ -94,6 +94,7 @@ _REASONS = {  # reason -> how a count of such clips reads ("3 corrupt"), in the 
     "missing": "missing",
     "unsupported": "in an unsupported format",
     "corrupt": "corrupt",
+    "truncated": "cut short (the header promises more samples than the file holds)",
     "empty": "empty",
     "nonfinite": "with NaN/inf samples",
     "short": "shorter than {min_seconds:g} s",
@@ -121,6 +122,9 @@ def _probe(audio: dict | None, min_seconds: float, min_samples: int, sampling_ra
     frames, rate = int(info.frames), int(info.samplerate)
     if frames <= 0 or rate <= 0:
         return "empty", "no samples", 0, 0
+    short_by = _missing_data(info.extra_info)
+    if short_by:
+        return "truncated", short_by, 0, 0
     if info.subtype in _FLOAT_SUBTYPES:
         try:
             samples, _ = sf.read(_open(audio), dtype="float32")
@@ -131,6 +135,18 @@ def _probe(audio: dict | None, min_seconds: float, min_samples: int, sampling_ra
     if frames / rate < min_seconds or resampled_length(frames, rate, sampling_rate) < min_samples:
         return "short", f"{frames / rate:.3f} s", frames, rate
     return "", "", frames, rate
+
+
+def _missing_data(header: str) -> str:
+    """How much of its data a clip lacks, from libsndfile's header dump ("data : 32000 (should be 15978)" for a WAV
+    cut off after 15,978 bytes of a 32,000-byte data chunk); "" when it is whole. libsndfile reads such a clip up to
+    where it ends without an error."""
+    for line in header.splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "data" and "(should be" in rest:
+            promised, _, held = rest.partition("(should be")
+            return f"{held.strip(' )')} of {promised.strip()} data bytes"
+    return ""
 
 
 def _scan_batch(audios: list[dict], min_seconds: float, min_samples: int, sampling_rate: int) -> dict[str, list]:

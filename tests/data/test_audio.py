@@ -294,6 +294,13 @@ def corrupt(path):  # a WAV header cut off before its data chunk
         f.write(wav_bytes(0.5)[:30])
 
 
+def truncated(path):  # a WAV cut off inside its data chunk: libsndfile reads what is there without an error
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    whole = wav_bytes(0.5)
+    with open(path, "wb") as f:
+        f.write(whole[: len(whole) // 2])
+
+
 def zero_length(path):
     write(path, 0.0)
 
@@ -329,6 +336,7 @@ def too_short(path):
 
 BAD = {
     "corrupt": (corrupt, "corrupt"),
+    "truncated": (truncated, "cut short (the header promises more samples than the file holds)"),
     "zero_length": (zero_length, "empty"),
     "empty_file": (empty_file, "empty"),
     "nan": (nan_samples, "with NaN/inf samples"),
