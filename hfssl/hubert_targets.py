@@ -34,7 +34,7 @@ from hfssl.config import SpeechPretrainConfig, arg, check
 from hfssl.data.audio import AudioClips, load_audio
 from hfssl.data.mfcc import MfccFeatures
 from hfssl.errors import UsageError, first_line
-from hfssl.io import atomic_dir, write_json
+from hfssl.io import atomic_dir, check_local, write_json
 from hfssl.kmeans import fit_kmeans
 from hfssl.models import load_config
 from hfssl.models.speech import (
@@ -93,6 +93,7 @@ def target_features(cfg: SpeechPretrainConfig, encoder_config, device: torch.dev
     if t.features == "mfcc":
         return MfccFeatures(rate, hop)
     _check_model_set(cfg)
+    check_local(t.model, "targets.model", "a speech encoder pretrained or exported there, or a Hub name")
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
     try:

@@ -26,8 +26,8 @@ from transformers import get_scheduler
 from hfssl import objectives
 from hfssl.checkpoint import (
     UNREADABLE,
-    damaged_file,
     check_resumable,
+    damaged_file,
     has_checkpoints,
     read_state,
     remove_partial,

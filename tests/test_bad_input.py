@@ -61,6 +61,15 @@ def rows(tmp, name, data):
 LABELS = [{"text": f"example {i}", "label": ["a", "b"][i % 2]} for i in range(30)]
 
 
+def jsonl_with_a_broken_row(tmp):
+    """Row 4 of 30 is cut off mid-object."""
+    lines = [json.dumps(row) for row in LABELS]
+    lines[3] = lines[3][:-5]
+    path = tmp / "labelled.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def csv_with_empty_text(tmp):
     path = tmp / "labelled.csv"
     path.write_text("text,label\n" + "".join(f"{'' if i == 3 else row['text']},{row['label']}\n"
@@ -111,6 +120,9 @@ CASES = [
     ("text-resume-other-seq-len", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t),
                                                 "--data.seq_len", "32", "--resume"],
      "--resume: data.seq_len is 32 here and 64"),
+    ("text-speech-arch", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.arch", "wav2vec2",
+                                       "--train.output_dir", t / "run"],
+     "model.arch: wav2vec2 is a speech architecture and text/mlm-tiny is a text recipe"),
     ("text-resume-damaged", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, damaged=True),
                                           "--resume"], "model.safetensors: not readable, the checkpoint is damaged"),
     ("text-resume-empty-state", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, state="{}"),
@@ -220,6 +232,9 @@ CASES = [
     ("targets-contrastive", lambda t, m: ["hubert-targets", "speech/wav2vec2-tiny"], "trains on no cluster targets"),
     ("targets-hidden-no-model", lambda t, m: ["hubert-targets", "speech/hubert-tiny", "--targets.features", "hidden",
                                               "--targets.dir", t / "targets"], "targets.model"),
+    ("targets-missing-model", lambda t, m: ["hubert-targets", "speech/hubert-tiny", "--targets.features", "hidden",
+                                            "--targets.model", "./no/encoder", "--targets.dir", t / "targets"],
+     "targets.model: ./no/encoder: no such directory"),
     ("targets-clusters", lambda t, m: ["hubert-targets", "speech/hubert-tiny", "--targets.clusters", "1"],
      "targets.clusters"),
     # tokenizer train
@@ -250,6 +265,9 @@ CASES = [
     # finetune
     ("finetune-model-path", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", "./no/model"],
      "no such directory"),
+    ("finetune-text-model-audio-task", lambda t, m: ["finetune", "speech/keywords-tiny", "--model.name_or_path",
+                                                     m.text_export, "--training.output_dir", t / "ft"],
+     "is a text model (modernbert) and data.task is audio"),
     ("finetune-lr", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
                                   *DOWNSTREAM, "--training.learning_rate", "-1", "--training.output_dir", t / "ft"],
      "training.learning_rate: must be positive"),
@@ -293,6 +311,13 @@ CASES = [
                                            "--data.train", rows(t, "train.jsonl", LABELS[:20] + [{"text": "x",
                                            "label": ""}] + LABELS[20:]), "--training.output_dir", t / "ft"],
      "row 21 has no label"),
+    ("finetune-broken-jsonl", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                            "--data.train", jsonl_with_a_broken_row(t), "--training.output_dir",
+                                            t / "ft"], "labelled.jsonl, line 4: not valid JSON"),
+    ("finetune-no-labels", lambda t, m: ["finetune", "text/classify-tiny", "--model.name_or_path", m.text_export,
+                                         "--data.train", rows(t, "train.jsonl", [{"text": r["text"], "label": None}
+                                                                                  for r in LABELS]),
+                                         "--training.output_dir", t / "ft"], "is empty in every row"),
     # probe
     ("probe-output-folder", lambda t, m: ["probe", "text/probe-tiny", "--model.name_or_path", m.text_export,
                                           "--probe.output", folder_with_files(t)], "is a directory"),

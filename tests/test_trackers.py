@@ -100,8 +100,8 @@ def test_wandb_without_a_login_is_refused_before_anything_is_written(no_wandb_lo
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and not out.exists()
     assert err == [
-        "hfssl: error: train.report_to: wandb is not logged in (run wandb login, set WANDB_API_KEY, or WANDB_MODE=offline "
-        "to log locally)"
+        "hfssl: error: train.report_to: wandb is not logged in (run wandb login, set WANDB_API_KEY, or "
+        "WANDB_MODE=offline to log locally)"
     ]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from hfssl.config import LabelledDataArgs
 from hfssl.data.synthetic import synthetic_documents
-from hfssl.data.text import _check_utf8, _first_line, _local_files
+from hfssl.data.text import _check_utf8, _first_line, _local_files, _read_error
 from hfssl.errors import UsageError
 
 SYNTHETIC_SEED = 10_000  # far from pretraining seeds: the task's documents are not the pretraining corpus's
@@ -257,8 +257,9 @@ def _read(
     except UsageError:
         raise
     except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
-        where = "load dataset" if local is None else "read"
-        raise UsageError(f"{key}: could not {where} {source!r}: {_first_line(err)}") from err
+        if local is None:
+            raise UsageError(f"{key}: could not load dataset {source!r}: {_first_line(err)}") from err
+        raise UsageError(f"{key}: could not read {source!r}: {_read_error(local[1], err)}") from err
     if len(dataset) == 0:
         raise UsageError(f"{key}: {source} is empty")
     return dataset, None if local is None else local[0]
@@ -318,10 +319,15 @@ def _label_names(train: datasets.Dataset, data: LabelledDataArgs) -> list[str]:
             f"data.train: column {data.label_column!r} of {data.train} holds real-valued scores (such as "
             f"{scores[0]:g}), not classes; set data.regression: true for a regression head"
         )
+    if not values:
+        raise UsageError(
+            f"data.train: column {data.label_column!r} of {data.train} is empty in every row; each example needs "
+            "its class"
+        )
     if len(values) < 2:
         raise UsageError(
-            f"data.train: column {data.label_column!r} of {data.train} has a single class "
-            f"({values[0] if values else 'none'}); need two or more"
+            f"data.train: column {data.label_column!r} of {data.train} has a single class ({values[0]}); need two "
+            "or more"
         )
     try:
         return [str(v) for v in sorted(values)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import datasets
 
-from hfssl.data.text import _check_utf8, _first_line, _local_files
+from hfssl.data.text import _check_utf8, _first_line, _local_files, _read_error
 from hfssl.errors import UsageError
 
 PAIR_COLUMNS = ("anchor", "positive")
@@ -51,7 +51,8 @@ def load_table(
     except UsageError:
         raise
     except Exception as err:  # offline, unknown name, malformed file: all the user's to fix
-        raise UsageError(f"{key}: could not read {source!r}: {_first_line(err)}") from err
+        why = _first_line(err) if local is None else _read_error(local[1], err)
+        raise UsageError(f"{key}: could not read {source!r}: {why}") from err
     if len(table) == 0:
         raise UsageError(f"{key}: {source} is empty")
     missing = [c for c in columns if c not in table.column_names]

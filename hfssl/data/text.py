@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -124,7 +125,7 @@ def _load(
             builder, data_files=files, split="train", streaming=streaming, cache_dir=data.cache_dir
         )
     except Exception as err:  # the builders' parse errors (malformed JSON, ragged CSV) come from the user's file
-        raise UsageError(f"{key}: could not read {source}: {_first_line(err)}") from err
+        raise UsageError(f"{key}: could not read {source}: {_read_error(files, err)}") from err
     if builder == "text":  # one document per line, always in the builder's "text" column
         return _text_only(corpus, source, key, data, column="text", blank="blank lines")
     return _text_only(corpus, source, key, data)
@@ -221,6 +222,29 @@ def _check_utf8(file: str, key: str) -> None:
         raise UsageError(
             f"{key}: {file} is not UTF-8 text (it ends inside a character); re-encode it as UTF-8"
         ) from None
+
+
+def _read_error(files: list[str], err: BaseException) -> str:
+    """Why a local source did not read: for JSON lines, the file and line of the first row that is not a JSON
+    object (the JSON builder reports only a byte position inside a block of the file), else the builder's words."""
+    for file in files:
+        if Path(file).suffix.lower() not in (".jsonl", ".json"):
+            continue
+        with open(file, encoding="utf-8") as f:
+            head = f.read(1).lstrip() or f.readline().lstrip()[:1]
+            if head != "{":  # a JSON document (a list, say), not JSON lines
+                continue
+            f.seek(0)
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line.strip())
+                except json.JSONDecodeError as bad:
+                    return f"{file}, line {number}: not valid JSON ({bad.msg}, column {bad.colno})"
+                if not isinstance(row, dict):
+                    return f"{file}, line {number}: a JSON {type(row).__name__}, not an object of columns"
+    return _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:

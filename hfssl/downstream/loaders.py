@@ -27,8 +27,39 @@ def load_tokenizer(cfg):
     return _load_preprocessor(cfg, AutoTokenizer, "tokenizer")
 
 
+def modality(model_type: str) -> str | None:
+    """ "text" or "audio" for a model type that transformers classifies only texts or only audio; None otherwise."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    audio = model_type in MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
+    text = model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+    return "audio" if audio and not text else "text" if text and not audio else None
+
+
+def check_modality(cfg) -> None:
+    """A speech model given a text task, or the reverse, is one line saying so (its missing tokenizer or feature
+    extractor would be blamed otherwise). A model whose config cannot be read is left to the loaders' own lines."""
+    check_local(cfg.model.name_or_path, "model.name_or_path", "pretrain or export a model there first")
+    try:
+        model_type = load_model_config(cfg.model).model_type
+    except UsageError:
+        return
+    kind = modality(model_type)
+    if kind is not None and kind != cfg.data.task:
+        model = "a speech" if kind == "audio" else "a text"
+        raise UsageError(
+            f"model.name_or_path: {cfg.model.name_or_path} is {model} model ({model_type}) and data.task is "
+            f"{cfg.data.task}; give it {kind} data (a {'speech' if kind == 'audio' else 'text'} recipe) or choose a "
+            f"{'speech' if cfg.data.task == 'audio' else 'text'} model"
+        )
+
+
 def load_processor(cfg):
     """What turns the data into model inputs: the tokenizer for text, the feature extractor for audio."""
+    check_modality(cfg)
     if cfg.data.task == "text":
         return load_tokenizer(cfg)
     return _load_preprocessor(cfg, AutoFeatureExtractor, "feature extractor")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from hfssl import config as config_lib
-from hfssl.config import SPEECH_ARCHS, SpeechPretrainConfig
+from hfssl.config import SPEECH_ARCHS, ModelArgs, SpeechPretrainConfig
 from hfssl.errors import UsageError
 from hfssl.objectives import best_rq, clm, data2vec, hubert, mlm, reconstruction, rtd, simcse, wav2vec2
 from hfssl.objectives.base import ObjectiveModule
@@ -133,8 +133,28 @@ def load_pretrain(recipe: str | Path | None, overrides: dict[str, str] | None = 
     if not isinstance(values, dict):
         raise UsageError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
     name = objective_name(values, overrides)
-    refuse_foreign(values, overrides, name, saved)
+    try:
+        refuse_foreign(values, overrides, name, saved)
+    except UsageError as err:
+        arch = _deciding_arch(values, overrides)
+        if arch is None:
+            raise
+        kind, other = ("speech", "text") if is_speech(name) else ("text", "speech")
+        choices = SPEECH_ARCHS if other == "speech" else get_args(get_type_hints(ModelArgs)["arch"])
+        raise UsageError(
+            f"model.arch: {arch} is a {kind} architecture and {source} is a {other} recipe ({err}); choose a {other} "
+            f"architecture: {', '.join(choices)}"
+        ) from None
     return config_lib.load_values(OBJECTIVES[name].SCHEMA, values, overrides, source)
+
+
+def _deciding_arch(values: dict, overrides: dict[str, str]) -> str | None:
+    """`model.arch`, where it, not `objective.name`, decided the recipe's modality."""
+    section = values.get("objective")
+    if "objective.name" in overrides or (isinstance(section, dict) and "name" in section):
+        return None
+    model = values.get("model")
+    return overrides.get("model.arch") or (model.get("arch") if isinstance(model, dict) else None)
 
 
 def module(cfg: Any) -> ObjectiveModule:
