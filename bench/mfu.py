@@ -4,6 +4,8 @@
     python bench/mfu.py --quick                     # on a GPU: the grid at a few steps, a smoke test, ~2 minutes
     OMP_NUM_THREADS=1 python bench/mfu.py --quick --device cpu --peak-tflops 0.2 --presets mini --seq-lens 128 \\
         --threads 1                                 # on a CPU: a smoke test of the script, not an MFU
+    python bench/mfu.py --device cpu --roofline --presets small base --seq-lens 128 512 --compare-at none \\
+        --batch-tokens 8192 --steps 8 --warmup 3    # on a CPU: each row as a share of this machine's matmul rate
 
 What runs: hfssl's own loop, `hfssl.pretrain.pretrain` on the `text/mlm-tiny` recipe (ModernBERT, sparse MLM head,
 document packing, synthetic corpus, its WordPiece tokenizer: 4,096 tokens asked, ~2.5k learnt) with overrides:
@@ -93,9 +95,34 @@ PEAK_TFLOPS = (
 )
 
 
-def device_peak(device: torch.device, override: float | None) -> tuple[float, str]:
+def matmul_rate(device: torch.device, size: int = 4096, repeats: int = 5) -> float:
+    """This machine's dense matmul rate in TFLOPS, the roofline a training step is held against: the best of
+    `repeats` products of two `size` x `size` matrices, fp32 on a CPU (the threads torch has, as the run's), bf16 on
+    CUDA, after one untimed product."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = math.inf
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:  # the first warms up the allocator and the kernel choice
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e12
+
+
+def device_peak(device: torch.device, override: float | None, roofline: bool = False) -> tuple[float, str]:
     """The dense bf16 peak (TFLOPS) MFU is measured against, and where it comes from; exits with one line when the
-    device is not listed and no `--peak-tflops` was given."""
+    device is not listed and no `--peak-tflops` was given. With `roofline`, the peak is this machine's measured
+    matmul rate (`matmul_rate`) instead of a datasheet's."""
+    if roofline:
+        rate = matmul_rate(device)
+        precision = "bf16" if device.type == "cuda" else f"fp32, {torch.get_num_threads()} threads"
+        return rate, f"the measured 4096x4096 matmul rate, {rate * 1e3:.1f} GFLOP/s ({precision}): a roofline share"
     if device.type != "cuda":
         if override is None:
             sys.exit("bench/mfu.py: MFU needs a CUDA device; on a CPU give --peak-tflops for a smoke test")
@@ -251,6 +278,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", action="store_true", help="train.compile on every grid row too")
     parser.add_argument("--packing", choices=["documents", "separator"], default="documents", help="grid rows' packing")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak (needed off the listed GPUs)")
+    parser.add_argument(
+        "--roofline", action="store_true", help="hold the rows against this machine's measured matmul rate instead"
+    )
     parser.add_argument("--quick", action="store_true", help="few steps, small batches, no extra rows: a smoke test")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own)")
@@ -280,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cpu":
         # Accelerate's switch for every Accelerator in the process, hfssl's included.
         os.environ["ACCELERATE_USE_CPU"] = "true"
-    args.peak, peak_source = device_peak(device, args.peak_tflops)
+    args.peak, peak_source = device_peak(device, args.peak_tflops, args.roofline)
     args.tokenizer = None
 
     runs = [(p, s, args.packing, args.compile) for p in args.presets for s in args.seq_lens]
