@@ -71,17 +71,34 @@ def single_process_warning(num_processes: int, launched: int) -> str | None:
     return None
 
 
+SEPARATE_STORES = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
+"""torchrun's switch for a new store in each rendezvous round instead of the agent's, which outlives restarts."""
+
+
 def join_restarted_group(launched: int) -> None:
     """Joins the processes of a group that `torchrun --max-restarts` started again, under keys of their own.
 
     torchrun's processes meet in its agent's store, which outlives a restart; the group it replaced left its
     addresses there under the same keys, and a new process that reads one first connects to a process that is gone
-    (gloo: "Connection refused"). The restart count, which torchrun passes to every process, keeps the attempts
-    apart. The first attempt, and any other launcher, is left to Accelerate."""
-    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    if launched < 2 or restart == 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+    (gloo: "Connection refused"). On one node, the restart count torchrun passes to every process keeps the
+    attempts apart. Across nodes it cannot: a node whose processes were healthy restarts them without counting, so
+    its count differs from the failed node's; there, torchrun's own `TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1` gives
+    each round a new store, and its absence is warned about once. The first attempt, and any other launcher, is left
+    to Accelerate."""
+    if launched < 2 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return
-    if torch.distributed.is_initialized():
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if nodes > 1:
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and os.environ.get("RANK") == "0":
+            logger.warning(
+                "torchrun restarts across %d nodes: set %s=1 in torchrun's environment on every node, or a restarted "
+                "group may connect to the processes it replaces and fail",
+                nodes,
+                SEPARATE_STORES,
+            )
+        return
+    if restart == 0 or torch.distributed.is_initialized():
         return
     agent = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
     torch.distributed.init_process_group(

@@ -122,7 +122,7 @@ CASES = [
      "--resume: data.seq_len is 32 here and 64"),
     ("text-speech-arch", lambda t, m: ["pretrain", "text/mlm-tiny", *TEXT, "--model.arch", "wav2vec2",
                                        "--train.output_dir", t / "run"],
-     "model.arch: wav2vec2 is a speech architecture and text/mlm-tiny is a text recipe"),
+     "model.arch: wav2vec2 is a speech architecture and text/mlm-tiny is a text recipe (tokenizer."),
     ("text-resume-damaged", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, damaged=True),
                                           "--resume"], "model.safetensors: not readable, the checkpoint is damaged"),
     ("text-resume-empty-state", lambda t, m: ["pretrain", "text/mlm-tiny", *m.tiny_pretrain(t, state="{}"),

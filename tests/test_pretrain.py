@@ -217,7 +217,11 @@ def test_resuming_a_finished_run_keeps_its_train_loss_and_time(trained, tmp_path
 @pytest.mark.parametrize(
     "damage, export_says, resume_says",
     [
-        ("model.safetensors", "model.safetensors: not readable weights", "does not load into this run"),
+        (
+            "model.safetensors",
+            "model.safetensors: not readable weights",
+            "step-0000020/model.safetensors: not readable, the checkpoint is damaged",
+        ),
         ("trainer_state.json", "trainer_state.json: not a readable checkpoint state", "not a readable checkpoint"),
     ],
 )

@@ -133,28 +133,35 @@ def load_pretrain(recipe: str | Path | None, overrides: dict[str, str] | None = 
     if not isinstance(values, dict):
         raise UsageError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
     name = objective_name(values, overrides)
-    try:
-        refuse_foreign(values, overrides, name, saved)
-    except UsageError as err:
-        arch = _deciding_arch(values, overrides)
-        if arch is None:
-            raise
-        kind, other = ("speech", "text") if is_speech(name) else ("text", "speech")
-        choices = SPEECH_ARCHS if other == "speech" else get_args(get_type_hints(ModelArgs)["arch"])
-        raise UsageError(
-            f"model.arch: {arch} is a {kind} architecture and {source} is a {other} recipe ({err}); choose a {other} "
-            f"architecture: {', '.join(choices)}"
-        ) from None
+    check_modality(values, overrides, name, source)
+    refuse_foreign(values, overrides, name, saved)
     return config_lib.load_values(OBJECTIVES[name].SCHEMA, values, overrides, source)
 
 
-def _deciding_arch(values: dict, overrides: dict[str, str]) -> str | None:
-    """`model.arch`, where it, not `objective.name`, decided the recipe's modality."""
+def check_modality(values: dict, overrides: dict[str, str], name: str, source: str) -> None:
+    """Where `model.arch`, not `objective.name`, chose the recipe's modality and the recipe itself holds a setting
+    only the other modality's objectives take (a speech architecture given to a text recipe, say), one line blames
+    the architecture, not the setting."""
     section = values.get("objective")
     if "objective.name" in overrides or (isinstance(section, dict) and "name" in section):
-        return None
+        return
     model = values.get("model")
-    return overrides.get("model.arch") or (model.get("arch") if isinstance(model, dict) else None)
+    arch = overrides.get("model.arch") or (model.get("arch") if isinstance(model, dict) else None)
+    if arch is None:
+        return
+    speech = is_speech(name)
+    given = []  # the recipe's own settings: one typed on the command line is that line's to refuse
+    for sec, keys in values.items():
+        given += [(sec, key) for key in keys] if isinstance(keys, dict) else [(sec, "")]
+    for sec, key in given:
+        takers = owners(sec, key or None)
+        if takers and all(is_speech(taker) != speech for taker in takers):
+            kind, other = ("speech", "text") if speech else ("text", "speech")
+            choices = SPEECH_ARCHS if other == "speech" else get_args(get_type_hints(ModelArgs)["arch"])
+            raise UsageError(
+                f"model.arch: {arch} is a {kind} architecture and {source} is a {other} recipe "
+                f"({sec}.{key} in it is a {other} setting); choose a {other} architecture: {', '.join(choices)}"
+            )
 
 
 def module(cfg: Any) -> ObjectiveModule:
