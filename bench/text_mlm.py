@@ -33,6 +33,10 @@
    better deal), on a schedule planned from a timing of its own steps, stopping at the deadline. Both are scored as in
    (1), at 15% masking; hfssl's export is loaded with `AutoModelForMaskedLM`.
 
+`--attention` runs only this: hfssl's loop at each `--seq-lens` (128 and 1024) with `--batch-tokens` per step, document
+packing with block-sparse attention (`model.attention: auto`), with dense masks (`dense`), and separator packing,
+`--steps` each, timed as in (1). Targets (issue 27): block-sparse >= 1.0x separator at seq 128, >= 1.3x at 1024.
+
 `--line-by-line` runs only this: hfssl's loop with `data.packing` none, `data.group_by_length` true against false,
 `--steps` each, timed as in (1); tokens/s counts non-padding tokens; the padding share is computed from the training
 lines' lengths for each run's first epoch of batches; eval losses are each run's metrics.json (same validation lines).
@@ -287,6 +291,51 @@ def throughput(args, device, corpus, run: Path) -> dict:
     return result
 
 
+def attention(args, device, run: Path) -> dict:
+    """--attention: hfssl's loop at each of `args.seq_lens` with the same tokens per step, document packing with
+    block-sparse attention (`model.attention` auto) and with dense masks, against separator packing; `args.steps`
+    each, tokens/s timed as in comparison 1; eval losses from each run's metrics.json."""
+    rows = []
+    for seq_len in args.seq_lens:
+        shape = {
+            "data.seq_len": str(seq_len),
+            "train.batch_size": str(max(1, args.batch_tokens // seq_len)),
+            "model.max_position_embeddings": str(max(512, seq_len)),
+        }
+        runs = {
+            "block-sparse": ("documents", {"model.attention": "auto"}),
+            "dense": ("documents", {"model.attention": "dense"}),
+            "separator": ("separator", {}),
+        }
+        row = {"seq_len": seq_len, "batch_size": int(shape["train.batch_size"])}
+        attempt = len(rows)
+        for name, (packing, extra) in runs.items():
+            result = hfssl_throughput(args, device, run / f"{attempt}-{seq_len}-{name}", packing, shape | extra)
+            row[name] = {"tokens_per_s": result["tokens_per_s"], "eval_loss": result["metrics"]["eval_loss"],
+                         "load": result["load"]}  # fmt: skip
+        rows.append(row)
+    return {"steps": args.steps, "rows": rows}
+
+
+def attention_table(r: dict) -> str:
+    lines = [
+        f"{r['steps']} steps each   tokens/s: block-sparse   dense  separator   block-sparse/separator  dense/separator"
+        "   eval loss: block-sparse  dense  separator   other cores busy"
+    ]
+    for row in r["rows"]:
+        b, d, s = (row[k] for k in ("block-sparse", "dense", "separator"))
+        target = 1.3 if row["seq_len"] >= 1024 else 1.0
+        ratio = b["tokens_per_s"] / s["tokens_per_s"]
+        lines.append(
+            f"seq {row['seq_len']:>5} x {row['batch_size']:<3} {b['tokens_per_s']:>15,.0f} {d['tokens_per_s']:>7,.0f}"
+            f" {s['tokens_per_s']:>10,.0f} {ratio:>12.2f}x {'PASS' if ratio >= target else 'MISS'} (>={target}x)"
+            f" {d['tokens_per_s'] / s['tokens_per_s']:>10.2f}x {b['eval_loss']:>20.4f} {d['eval_loss']:>6.4f}"
+            f" {s['eval_loss']:>9.4f}   "
+            + "/".join("?" if x["load"] is None else f"{x['load']:.1f}" for x in (b, d, s))
+        )
+    return "\n".join(lines)
+
+
 def line_by_line(args, device, run: Path) -> dict:
     """--line-by-line: hfssl's loop with `data.packing` none, batches grouped by length against random batches, same
     steps; tokens/s counts non-padding tokens, and the padding share is that of each run's first epoch of batches."""
@@ -498,6 +547,13 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="only data.packing none, batches grouped by length against random ones (--steps each)",
     )
+    parser.add_argument(
+        "--attention",
+        action="store_true",
+        help="only document packing's attention, block-sparse against dense, against separator packing (--steps each)",
+    )
+    parser.add_argument("--seq-lens", type=int, nargs="+", default=[128, 1024], help="with --attention")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="tokens per step with --attention")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
@@ -522,6 +578,13 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = hfssl_config(args.overrides)
     corpus = load_corpus(cfg.data, seed=cfg.train.seed)
     results = {"device": str(device), "torch_threads": torch.get_num_threads(), "default_threads": args.default_threads}
+    if args.attention:
+        with tempfile.TemporaryDirectory(prefix="hfssl-bench-") as work:
+            results["attention"] = attention(args, device, Path(work))
+        print(attention_table(results["attention"]))
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        return results
     if args.line_by_line:
         with tempfile.TemporaryDirectory(prefix="hfssl-bench-") as work:
             results["line_by_line"] = line_by_line(args, device, Path(work, "lines-grouped"))

@@ -41,6 +41,13 @@ class ModelArgs:
         "continuing from model.name_or_path)",
     )
     trust_remote_code: bool = arg(False, "allow custom model code from a Hub checkpoint (off unless you ask)")
+    attention: Literal["auto", "flash", "dense"] = arg(
+        "auto",
+        "attention under document packing: auto skips the scores no document reaches, in tiles of 64 queries, for "
+        "each layer type where that leaves at most half of them (long blocks of short documents, sliding layers), and "
+        "masks the full score matrix elsewhere; flash runs packed blocks padding-free through flash-attention 2's "
+        "sequence lengths (CUDA, flash_attn installed; else auto, with a warning); dense always masks the full matrix",
+    )
 
     def __post_init__(self):
         for name in ("num_layers", "hidden_size", "num_heads", "intermediate_size"):

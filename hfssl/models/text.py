@@ -8,9 +8,10 @@ import logging
 import torch
 from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from hfssl.config import DataArgs, ModelArgs
+from hfssl.config import ModelArgs
 from hfssl.errors import UsageError, first_line
 from hfssl.models import load_config
+from hfssl.models.attention import BLOCK_SPARSE, DocumentTiles, flash_available, use_block_sparse, varlen_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,11 @@ DOCUMENT_ATTENTION = (*ENCODERS, *DECODERS, "xlm-roberta")
 """Architectures whose attention takes the per-document masks of `model_inputs` (their models build masks with
 transformers' masking_utils, which passes a ready 4D mask, or ModernBERT's dict of one per layer type, through as
 it is); tests/models/test_text.py checks each."""
-DOCUMENT_MASK_IMPLEMENTATIONS = ("eager", "sdpa")
-"""Attention implementations that apply a block-diagonal mask. Flash attention would need varlen sequence lengths
-instead, which hfssl does not build (it runs models with sdpa): such a model falls back to separator packing."""
+FLASH = ("flash_attention_2", "flash_attention_3")
+"""Implementations that take a packed batch padding-free, by its documents' sequence lengths (`varlen_inputs`)."""
+DOCUMENT_MASK_IMPLEMENTATIONS = ("eager", "sdpa", BLOCK_SPARSE, *FLASH)
+"""Attention implementations that keep each token to its document: eager and sdpa with a block-diagonal mask,
+block-sparse with tiles where that is cheaper (models/attention.py), flash-attention by sequence lengths."""
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
@@ -162,21 +165,37 @@ def usable_positions(config) -> int:
     return config.max_position_embeddings - _first_position(config)
 
 
-def document_packing(data: DataArgs, model: PreTrainedModel) -> bool:
-    """Whether batches for `model` carry document ids and positions: `data.packing` "documents" on a model that can
-    take the masks; otherwise it says, in one log line, that it falls back to separator packing."""
-    if data.packing != "documents":
+def document_packing(cfg, model: PreTrainedModel, *others: PreTrainedModel) -> bool:
+    """Whether batches for `model` (and `others` that take the same batches, e.g. ELECTRA's generator) carry document
+    ids and positions: `cfg.data.packing` "documents" on a model that can take the masks; otherwise it says, in one
+    log line, that it falls back to separator packing. With `cfg.model.attention` auto the models attend
+    block-sparse (models/attention.py) wherever a batch's documents make that cheaper; not under `train.compile`,
+    whose graphs would be rebuilt for each batch's window sizes."""
+    if cfg.data.packing != "documents":
         return False
-    if takes_document_masks(model):
-        return True
-    config = model.config
-    logger.warning(
-        "data.packing: documents needs attention masked per document, which %s with %s attention cannot take; "
-        "packing with separators instead (tokens attend across documents)",
-        config.model_type,
-        config._attn_implementation,
-    )
-    return False
+    if not takes_document_masks(model):
+        config = model.config
+        logger.warning(
+            "data.packing: documents needs attention masked per document, which %s with %s attention cannot take; "
+            "packing with separators instead (tokens attend across documents)",
+            config.model_type,
+            config._attn_implementation,
+        )
+        return False
+    models = (model, *others)
+    if cfg.model.attention == "flash":
+        if flash_available():
+            for each in models:
+                each.set_attn_implementation("flash_attention_2")
+            return True
+        logger.warning(
+            "model.attention: flash needs flash-attention 2 installed and a CUDA device (%s); "
+            "block-sparse sdpa instead",
+            "no CUDA device" if not torch.cuda.is_available() else "flash_attn is not installed",
+        )
+    if cfg.model.attention != "dense" and not cfg.train.compile:
+        use_block_sparse(*models)
+    return True
 
 
 def takes_document_masks(model: PreTrainedModel) -> bool:
@@ -191,20 +210,39 @@ def model_inputs(
     attention_mask: torch.Tensor,
     document_ids: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
+    tile: bool | None = None,
 ) -> dict:
     """Keyword arguments of `model`'s forward for a batch; with `document_ids` (document packing), each token
-    attends only to its own document, at its `position_ids` within it (see `document_masks`)."""
+    attends only to its own document, at its `position_ids` within it.
+
+    A model switched to block-sparse attention (`document_packing`) gets `document_tiles` for the layer types its
+    windows make cheaper and dense masks (`document_masks`) for the rest; `tile` True tiles every layer type, False
+    none (tests and benchmarks compare the two). A flash-attention model gets no mask but the batch's sequence
+    lengths (`varlen_inputs`): padding-free."""
     if document_ids is None:
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-    masks = document_masks(model.config, document_ids, attention_mask, model.dtype)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": masks,
-        "position_ids": position_ids + _first_position(model.config),
-    }
+    config = model.config
+    inputs = {"input_ids": input_ids, "position_ids": position_ids + _first_position(config)}
+    layer_types = set(getattr(config, "layer_types", None) or ())
+    if config._attn_implementation in FLASH:
+        # Padding-free: the model attends within the segments the sequence lengths give, with no mask at all.
+        masks = {kind: None for kind in layer_types} if layer_types else None
+        return inputs | {"attention_mask": masks} | varlen_inputs(document_ids, attention_mask)
+    tiles = None
+    if tile is not False and config._attn_implementation == BLOCK_SPARSE:
+        tiles = DocumentTiles.plan(config, document_ids, attention_mask, force=bool(tile))
+    if tiles is None:
+        return inputs | {"attention_mask": document_masks(config, document_ids, attention_mask, model.dtype)}
+    dense = layer_types - set(tiles.windows)
+    masks = document_masks(config, document_ids, attention_mask, model.dtype, kinds=dense) if dense else {}
+    # A layer type that runs tiled needs no mask; a model with one layer type takes none at all.
+    mask = {kind: masks.get(kind) for kind in layer_types} if layer_types else None
+    return inputs | {"attention_mask": mask, "document_tiles": tiles}
 
 
-def document_masks(config, document_ids: torch.Tensor, attention_mask: torch.Tensor, dtype: torch.dtype):
+def document_masks(
+    config, document_ids: torch.Tensor, attention_mask: torch.Tensor, dtype: torch.dtype, kinds: set[str] | None = None
+):
     """The 4D (batch, 1, query, key) masks `config`'s model would build from `attention_mask`, bidirectional or
     causal, sliding in its sliding layers, narrowed to pairs of tokens in the same document.
 
@@ -212,6 +250,8 @@ def document_masks(config, document_ids: torch.Tensor, attention_mask: torch.Ten
     and most of what document packing cost). tests/models/test_text.py checks them against a document run alone
     through the model's own masks. Every token may attend to itself, so that no padding query's row is empty
     (a softmax over nothing); no real token ever sees padding.
+
+    `kinds` narrows a dict by layer type to those types (the others run block-sparse).
 
     Returns:
         Additive masks of `dtype` (0 where a token attends, the dtype's minimum where not), which eager and sdpa
@@ -227,8 +267,10 @@ def document_masks(config, document_ids: torch.Tensor, attention_mask: torch.Ten
     causal = is_causal(config)
     if causal:
         allowed = allowed & (key <= query)
-    masks = {"full_attention": allowed}
-    layer_types = getattr(config, "layer_types", None) or ()
+    layer_types = set(getattr(config, "layer_types", None) or ())
+    if kinds is not None:
+        layer_types &= kinds
+    masks = {"full_attention": allowed} if "full_attention" in layer_types or not layer_types else {}
     if "sliding_attention" in layer_types:
         # transformers' windows: a causal layer sees the last `sliding_window` keys, a bidirectional one every key
         # within `sliding_window` either side.
@@ -241,7 +283,7 @@ def document_masks(config, document_ids: torch.Tensor, attention_mask: torch.Ten
         kind: torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, minimum)
         for kind, mask in blocked.items()
     }
-    return {kind: additive[kind] for kind in set(layer_types)} if layer_types else additive["full_attention"]
+    return {kind: additive[kind] for kind in layer_types} if layer_types else additive["full_attention"]
 
 
 def check_positions(args: ModelArgs, seq_len: int) -> None:

@@ -90,7 +90,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     check_positions(cfg.model, cfg.data.seq_len)
     data = load_text(cfg, accelerator, work_dir, resuming, adapt=lambda tokenizer, source: for_generation(tokenizer))
     objective = CausalLM(build_model(cfg.model, data.tokenizer, AutoModelForCausalLM))
-    documents = document_packing(cfg.data, objective.model)
+    documents = document_packing(cfg, objective.model)
     return text_setup(
         cfg, accelerator, data, objective, lambda seed: CausalLMCollator(data.tokenizer, documents=documents)
     )

@@ -145,7 +145,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     check_positions(cfg.model, cfg.data.seq_len)
     data = load_text(cfg, accelerator, work_dir, resuming, adapt=needs_mask_token)
     objective = MaskedLM(build_model(cfg.model, data.tokenizer, AutoModelForMaskedLM))
-    documents = document_packing(cfg.data, objective.model)
+    documents = document_packing(cfg, objective.model)
     return text_setup(
         cfg,
         accelerator,

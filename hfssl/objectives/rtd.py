@@ -316,7 +316,7 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     model = build_discriminator(cfg, data.tokenizer)
     objective = ReplacedTokenDetection(model, cfg.objective, sampleable_ids(data.tokenizer))
     # The generator is the discriminator's architecture with its attention implementation: one answer for both.
-    documents = document_packing(cfg.data, model)
+    documents = document_packing(cfg, model, objective.generator.model)
     return text_setup(
         cfg,
         accelerator,
