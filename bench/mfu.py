@@ -5,7 +5,8 @@
     OMP_NUM_THREADS=1 python bench/mfu.py --quick --device cpu --peak-tflops 0.2 --presets mini --seq-lens 128 \\
         --threads 1                                 # on a CPU: a smoke test of the script, not an MFU
     python bench/mfu.py --device cpu --roofline --presets small base --seq-lens 128 512 --compare-at none \\
-        --batch-tokens 8192 --steps 8 --warmup 3    # on a CPU: each row as a share of this machine's matmul rate
+        --batch-tokens 8192 --steps 8 --warmup 3    # on a CPU: each row as a share of this machine's matmul rate,
+                                                    # with executed FLOPs and the profiler's top operators
 
 What runs: hfssl's own loop, `hfssl.pretrain.pretrain` on the `text/mlm-tiny` recipe (ModernBERT, sparse MLM head,
 document packing, synthetic corpus, its WordPiece tokenizer: 4,096 tokens asked, ~2.5k learnt) with overrides:
@@ -26,9 +27,9 @@ model built from the run's saved config:
                                       the encoder (`model.base_model`) outside its `embeddings` module
   + 12 * layers * hidden * seq_len    attention scores and weighted values (QK^T and AV: 2 * 2 * seq_len * hidden
                                       per layer forward, x3 with backward), every layer as full bidirectional
-                                      attention: the block-diagonal mask of document packing and ModernBERT's
-                                      sliding-window layers (128 tokens) do not reduce the count, since sdpa computes
-                                      the full score matrix and masks it
+                                      attention, as MFU conventionally counts it: block-sparse document attention
+                                      (`model.attention: auto`) executes fewer (only the tiles' windows), which the
+                                      --roofline table's executed count shows
   + 6 * N_head * mask_rate            the MLM head (ModernBERT's `head` transform, hidden x hidden, and its `decoder`,
                                       hidden x vocabulary, tied to the embeddings), which hfssl runs only on the
                                       masked positions: `masking.mask_rate` of the tokens (0.3 in the recipe)
@@ -157,6 +158,60 @@ def flops_per_token(cfg, model_config) -> dict:
     return {**parts, "total": sum(parts.values()), "encoder_params": n_encoder, "head_params": n_head}
 
 
+class LastSteps:
+    """With `--roofline`, the run's last two optimizer steps: the next-to-last under `FlopCounterMode` (every FLOP the
+    step's matmuls and attention calls execute, forward, backward and optimizer: the exact count), the last under
+    torch's profiler (its operators by self time). Entered and left from torch's optimizer-step hook, so the loop
+    runs untouched; both steps are slowed by the counting and left out of the timing."""
+
+    def __init__(self, steps: int):
+        self.steps, self.done = steps, 0
+        self.flops = None
+        self.operators: list[dict] = []
+
+    def __enter__(self) -> LastSteps:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.handle = register_optimizer_step_post_hook(self._step)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+        self._close()
+
+    def _step(self, *_):
+        from torch.profiler import ProfilerActivity, profile
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.done += 1
+        if self.done == self.steps - 2:
+            self.counter = FlopCounterMode(display=False)
+            self.counter.__enter__()
+        elif self.done == self.steps - 1:
+            self.counter.__exit__(None, None, None)
+            self.flops = self.counter.get_total_flops()
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+            self.profiler = profile(activities=activities)
+            self.profiler.__enter__()
+        elif self.done == self.steps:
+            self._close()
+
+    def _close(self):
+        profiler, self.profiler = getattr(self, "profiler", None), None
+        if profiler is None:
+            return
+        profiler.__exit__(None, None, None)
+        events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+        total = sum(e.self_cpu_time_total for e in events)
+        events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+        self.operators = [
+            {"name": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:TOP_OPERATORS]
+        ]
+
+
+TOP_OPERATORS = 6
+
+
 def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, compile_: bool) -> dict:
     """One row: hfssl's loop at `preset` and `seq_len` for `args.steps` steps; its throughput and FLOPs."""
     from text_mlm import StepClock, hfssl_config
@@ -188,11 +243,13 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
     cfg = hfssl_config(overrides)
     logger.info("%s: batch %d x %d x %d accumulated, %d steps", name, batch_size, seq_len, grad_accum, args.steps)
     start = time.perf_counter()
-    with StepClock(device) as clock:
+    last = LastSteps(args.steps if args.roofline else math.inf)
+    with StepClock(device) as clock, last:
         metrics = pretrain(cfg)
     wall = time.perf_counter() - start
     args.tokenizer = args.tokenizer or run / "tokenizer"
-    stamps = clock.stamps
+    # With --roofline the last two steps were counted and profiled: stamps[-3] ends the last step timed as it ran.
+    stamps = clock.stamps[:-2] if args.roofline else clock.stamps
     # stamps[i] ends step i + 1: the timing starts where the last warm-up step ends
     warmup = min(args.warmup, len(stamps) - 2)
     tokens_per_step = metrics["tokens_seen"] / metrics["steps"]
@@ -214,6 +271,10 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         "tflops": achieved / 1e12,
         "mfu": achieved / (args.peak * 1e12),
         "wall_s": wall,
+        # Executed FLOPs per token (FlopCounterMode over one whole step) and the profiled step's top operators.
+        "counted_flops_per_token": last.flops / tokens_per_step if last.flops else None,
+        "counted_share": last.flops / tokens_per_step * tps / (args.peak * 1e12) if last.flops else None,
+        "operators": last.operators,
     }
 
 
@@ -250,6 +311,22 @@ def table(results: dict) -> str:
         )
     if not any(is_target(r) for r in results["rows"]):
         lines += ["", f"target (base at seq 1024, MFU >= {TARGET_MFU:.0%}): not run"]
+    counted = [r for r in results["rows"] if r.get("counted_flops_per_token")]
+    if counted:
+        lines += [
+            "",
+            "Executed FLOPs (FlopCounterMode over one whole step: forward, backward, optimizer) and the profiled step's"
+            " operators by self time:",
+            "",
+            "| preset | seq | packing | executed GFLOP/token | share of the matmul rate | top operators (self time) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in counted:
+            top = ", ".join(f"{o['name']} {o['share']:.0%}" for o in r["operators"])
+            lines.append(
+                f"| {r['preset']} | {r['seq_len']} | {r['packing']} | {r['counted_flops_per_token'] / 1e9:.3f} "
+                f"| {r['counted_share']:.1%} | {top} |"
+            )
     return "\n".join(lines)
 
 
@@ -298,7 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"bench/mfu.py: --micro-batch-tokens {args.micro_batch_tokens} must divide --batch-tokens "
                 f"{args.batch_tokens} and be a multiple of --seq-lens {seq_len}"
             )
-    if args.warmup < 1 or args.steps < args.warmup + 2:
+    if args.warmup < 1 or args.steps < args.warmup + 2 + 2 * args.roofline:
         sys.exit(f"bench/mfu.py: --steps {args.steps}, --warmup {args.warmup}: need warmup >= 1 and 2 timed steps")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)

@@ -35,7 +35,8 @@
 
 `--attention` runs only this: hfssl's loop at each `--seq-lens` (128 and 1024) with `--batch-tokens` per step, document
 packing with block-sparse attention (`model.attention: auto`), with dense masks (`dense`), and separator packing,
-`--steps` each, timed as in (1). Targets (issue 27): block-sparse >= 1.0x separator at seq 128, >= 1.3x at 1024.
+`--steps` each, timed as in (1), in turn `--repeats` times (median kept). Targets (issue 27): block-sparse >= 1.0x
+separator at seq 128, >= 1.3x at 1024.
 
 `--line-by-line` runs only this: hfssl's loop with `data.packing` none, `data.group_by_length` true against false,
 `--steps` each, timed as in (1); tokens/s counts non-padding tokens; the padding share is computed from the training
@@ -294,7 +295,13 @@ def throughput(args, device, corpus, run: Path) -> dict:
 def attention(args, device, run: Path) -> dict:
     """--attention: hfssl's loop at each of `args.seq_lens` with the same tokens per step, document packing with
     block-sparse attention (`model.attention` auto) and with dense masks, against separator packing; `args.steps`
-    each, tokens/s timed as in comparison 1; eval losses from each run's metrics.json."""
+    each, tokens/s timed as in comparison 1, the three run in turn `args.repeats` times and the median kept (a shared
+    machine's speed drifts by 20% from one minute to the next); eval losses from each run's metrics.json."""
+    runs = {
+        "block-sparse": ("documents", {"model.attention": "auto"}),
+        "dense": ("documents", {"model.attention": "dense"}),
+        "separator": ("separator", {}),
+    }
     rows = []
     for seq_len in args.seq_lens:
         shape = {
@@ -302,24 +309,27 @@ def attention(args, device, run: Path) -> dict:
             "train.batch_size": str(max(1, args.batch_tokens // seq_len)),
             "model.max_position_embeddings": str(max(512, seq_len)),
         }
-        runs = {
-            "block-sparse": ("documents", {"model.attention": "auto"}),
-            "dense": ("documents", {"model.attention": "dense"}),
-            "separator": ("separator", {}),
-        }
+        results = {name: [] for name in runs}
+        for attempt in range(args.repeats):
+            for name, (packing, extra) in runs.items():
+                out = run / f"{seq_len}-{name}-{attempt}"
+                results[name].append(hfssl_throughput(args, device, out, packing, shape | extra))
         row = {"seq_len": seq_len, "batch_size": int(shape["train.batch_size"])}
-        attempt = len(rows)
-        for name, (packing, extra) in runs.items():
-            result = hfssl_throughput(args, device, run / f"{attempt}-{seq_len}-{name}", packing, shape | extra)
-            row[name] = {"tokens_per_s": result["tokens_per_s"], "eval_loss": result["metrics"]["eval_loss"],
-                         "load": result["load"]}  # fmt: skip
+        for name, done in results.items():
+            row[name] = {
+                "tokens_per_s": statistics.median(r["tokens_per_s"] for r in done),
+                "all_tokens_per_s": [r["tokens_per_s"] for r in done],
+                "eval_loss": done[0]["metrics"]["eval_loss"],
+                "load": max((r["load"] for r in done if r["load"] is not None), default=None),
+            }
         rows.append(row)
-    return {"steps": args.steps, "rows": rows}
+    return {"steps": args.steps, "repeats": args.repeats, "rows": rows}
 
 
 def attention_table(r: dict) -> str:
     lines = [
-        f"{r['steps']} steps each   tokens/s: block-sparse   dense  separator   block-sparse/separator  dense/separator"
+        f"{r['steps']} steps, median of {r['repeats']}   tokens/s: block-sparse   dense  separator"
+        "   block-sparse/separator  dense/separator"
         "   eval loss: block-sparse  dense  separator   other cores busy"
     ]
     for row in r["rows"]:
@@ -554,6 +564,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--seq-lens", type=int, nargs="+", default=[128, 1024], help="with --attention")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="tokens per step with --attention")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration with --attention")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)

@@ -15,6 +15,7 @@ round 0); with fewer, the last round."""
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,10 @@ def self_train(prep, teacher: Trainer, train_classifier: Callable[..., Trainer])
     rows = [{"round": 0, "pseudo_labels": 0, "train_examples": len(train), "validation": scores(teacher, prep)}]
     kept, kept_round = teacher, 0
     run_dir = Path(cfg.training.output_dir)
+    if reason := at_chance(rows[0]["validation"], prep):
+        logger.warning("self-training skipped: %s", reason)
+        rows[0] |= {"kept": True, "skipped": reason}
+        return teacher, rows
     for number in range(1, s.rounds + 1):
         chosen, labels = pseudo_labels(predict_probabilities(teacher, prep.unlabeled), labelled_counts, s)
         pseudo = prep.unlabeled.select(chosen.tolist()).add_column("label", labels.tolist())
@@ -137,6 +142,24 @@ def scores(trainer: Trainer, prep) -> dict:
     return trainer_scores(trainer.evaluate(prep.encoded["validation"], metric_key_prefix="eval"))
 
 
+def at_chance(validation: dict, prep) -> str | None:
+    """Why the fine-tuned teacher's pseudo-labels would be noise: its validation accuracy no more than two standard
+    errors above what always answering the most frequent validation class scores. None when it is clearly above, or
+    when validation is too small to choose on (`finetune.min_validation`) or has no accuracy (regression)."""
+    accuracy = validation.get("accuracy")
+    if accuracy is None or not chooses_on_validation(prep):
+        return None
+    labels = np.asarray(prep.encoded["validation"]["label"])
+    majority = np.bincount(labels).max() / len(labels)
+    error = math.sqrt(majority * (1 - majority) / len(labels))
+    if accuracy > majority + 2 * error:
+        return None
+    return (
+        f"the fine-tuned model's validation accuracy {accuracy:.3f} is within two standard errors of always answering "
+        f"the most frequent class ({majority:.3f} on {len(labels)} examples), so its pseudo-labels would be noise"
+    )
+
+
 def chooses_on_validation(prep) -> bool:
     return len(prep.encoded["validation"]) >= prep.cfg.finetune.min_validation
 
@@ -150,6 +173,8 @@ def better(row: dict, best: dict, metric: str, greater: bool) -> bool:
 
 def describe(rows: list[dict], threshold: float) -> str:
     """The card's account of self-training: a sentence and a table of the rounds."""
+    if skipped := rows[0].get("skipped"):
+        return f"Self-training (noisy student) was skipped: {skipped}."
     kept = next(r["round"] for r in rows if r["kept"])
     names = [k for k in ("accuracy", "f1") if k in rows[0]["validation"]] or ["loss"]
     lines = [

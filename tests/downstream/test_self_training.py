@@ -12,7 +12,7 @@ from hfssl import config as config_lib
 from hfssl.config import FinetuneConfig, LabelledDataArgs
 from hfssl.data.labelled import load_labelled
 from hfssl.downstream.finetune import finetune
-from hfssl.downstream.self_training import pseudo_labels, student_noise
+from hfssl.downstream.self_training import at_chance, describe, pseudo_labels, student_noise
 from hfssl.errors import UsageError
 
 
@@ -35,6 +35,25 @@ def test_students_get_at_least_the_noise_asked_for_and_never_less_than_their_own
     assert "mask_time_prob" not in noise
     speech = student_noise(Wav2Vec2Config(mask_time_prob=0.0, hidden_dropout=0.0), s)
     assert speech["mask_time_prob"] == 0.1 and speech["hidden_dropout"] == 0.2
+
+
+def test_a_teacher_at_chance_on_validation_is_not_asked_for_pseudo_labels():
+    """Two standard errors above always answering the majority class: on 100 validation examples, 40 of them the
+    majority, that is 0.40 + 2 x 0.049 = 0.498."""
+    labels = [0] * 40 + [1] * 30 + [2] * 30
+    prep = SimpleNamespace(
+        encoded={"validation": {"label": labels}},
+        cfg=SimpleNamespace(finetune=SimpleNamespace(min_validation=50)),
+    )
+    reason = at_chance({"accuracy": 0.49}, prep)
+    assert "0.490 is within two standard errors" in reason and "(0.400 on 100 examples)" in reason
+    assert at_chance({"accuracy": 0.51}, prep) is None
+    assert at_chance({"loss": 1.0}, prep) is None  # regression: no accuracy to judge by
+    prep.cfg.finetune.min_validation = 101  # too few validation examples to choose on: nothing to judge by
+    assert at_chance({"accuracy": 0.2}, prep) is None
+    rows = [{"round": 0, "pseudo_labels": 0, "train_examples": 10, "validation": {"accuracy": 0.49},
+             "kept": True, "skipped": reason}]  # fmt: skip
+    assert describe(rows, 0.9) == f"Self-training (noisy student) was skipped: {reason}."
 
 
 def test_self_training_settings_out_of_range_name_the_field():
