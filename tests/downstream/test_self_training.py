@@ -4,6 +4,7 @@ labels its pool, trains a student on both and says so in its metrics and card.""
 import json
 from types import SimpleNamespace
 
+import datasets
 import numpy as np
 import pytest
 from transformers import BertConfig, Wav2Vec2Config
@@ -42,7 +43,7 @@ def test_a_teacher_at_chance_on_validation_is_not_asked_for_pseudo_labels():
     majority, that is 0.40 + 2 x 0.049 = 0.498."""
     labels = [0] * 40 + [1] * 30 + [2] * 30
     prep = SimpleNamespace(
-        encoded={"validation": {"label": labels}},
+        encoded={"validation": datasets.Dataset.from_dict({"label": labels})},
         cfg=SimpleNamespace(finetune=SimpleNamespace(min_validation=50)),
     )
     reason = at_chance({"accuracy": 0.49}, prep)
