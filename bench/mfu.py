@@ -185,7 +185,7 @@ class LastSteps:
 
         self.done += 1
         if self.done == self.steps - 2:
-            self.counter = FlopCounterMode(display=False)
+            self.counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
             self.counter.__enter__()
         elif self.done == self.steps - 1:
             self.counter.__exit__(None, None, None)
@@ -210,6 +210,26 @@ class LastSteps:
 
 
 TOP_OPERATORS = 6
+
+
+def _cpu_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_attention_backward(grad, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad, query, key, value)
+
+
+# torch's FlopCounterMode counts the CUDA sdpa kernels but not the CPU one: the same formulas (every score of the
+# query x key matrix the call computes, masked or not), as shapes, for the CPU's forward and backward.
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward,
+}
 
 
 def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, compile_: bool) -> dict:
