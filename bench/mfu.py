@@ -262,11 +262,17 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         overrides["tokenizer.path"] = str(args.tokenizer)
     cfg = hfssl_config(overrides)
     logger.info("%s: batch %d x %d x %d accumulated, %d steps", name, batch_size, seq_len, grad_accum, args.steps)
+    # A shared machine's speed drifts by tens of percent over minutes: with --roofline each row is held against the
+    # matmul rate measured just before and just after it, not only the one taken at the start.
+    rates = [matmul_rate(device)] if args.roofline else []
     start = time.perf_counter()
     last = LastSteps(args.steps if args.roofline else math.inf)
     with StepClock(device) as clock, last:
         metrics = pretrain(cfg)
     wall = time.perf_counter() - start
+    if args.roofline:
+        rates.append(matmul_rate(device))
+    peak = sum(rates) / len(rates) if rates else args.peak
     args.tokenizer = args.tokenizer or run / "tokenizer"
     # With --roofline the last two steps were counted and profiled: stamps[-3] ends the last step timed as it ran.
     stamps = clock.stamps[:-2] if args.roofline else clock.stamps
@@ -289,11 +295,13 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         "tokens_per_s": tps,
         "flops_per_token": flops,
         "tflops": achieved / 1e12,
-        "mfu": achieved / (args.peak * 1e12),
+        "mfu": achieved / (peak * 1e12),
+        "peak_tflops": peak,
+        "matmul_rates": rates,
         "wall_s": wall,
         # Executed FLOPs per token (FlopCounterMode over one whole step) and the profiled step's top operators.
         "counted_flops_per_token": last.flops / tokens_per_step if last.flops else None,
-        "counted_share": last.flops / tokens_per_step * tps / (args.peak * 1e12) if last.flops else None,
+        "counted_share": last.flops / tokens_per_step * tps / (peak * 1e12) if last.flops else None,
         "operators": last.operators,
     }
 
@@ -338,14 +346,15 @@ def table(results: dict) -> str:
             "Executed FLOPs (FlopCounterMode over one whole step: forward, backward, optimizer) and the profiled step's"
             " operators by self time:",
             "",
-            "| preset | seq | packing | executed GFLOP/token | share of the matmul rate | top operators (self time) |",
-            "|---|---|---|---|---|---|",
+            "| preset | seq | packing | executed GFLOP/token | matmul GFLOP/s before / after | share of matmul rate "
+            "| top operators (self time) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in counted:
             top = ", ".join(f"{o['name']} {o['share']:.0%}" for o in r["operators"])
             lines.append(
                 f"| {r['preset']} | {r['seq_len']} | {r['packing']} | {r['counted_flops_per_token'] / 1e9:.3f} "
-                f"| {r['counted_share']:.1%} | {top} |"
+                f"| {' / '.join(f'{x * 1e3:.0f}' for x in r['matmul_rates'])} | {r['counted_share']:.1%} | {top} |"
             )
     return "\n".join(lines)
 
