@@ -58,18 +58,18 @@ class DocumentTiles:
     _masks: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def plan(cls, config, document_ids, attention_mask, force: bool = False) -> DocumentTiles | None:
+    def plan(
+        cls, config, document_ids, attention_mask, causal: bool = False, force: bool = False
+    ) -> DocumentTiles | None:
         """The tiles for `config`'s model on this batch, or None when every layer type is cheaper dense.
 
         Args:
             config: the model's config (its layer types, sliding window, causality).
             document_ids: (batch, length) from the collator's `document_layout`.
             attention_mask: (batch, length), 0 on padding.
+            causal: the model is a decoder (each token sees only the keys before it).
             force: tile every layer type whatever its cost (tests, benchmarks).
         """
-        from hfssl.models.text import is_causal
-
-        causal = is_causal(config)
         real = attention_mask.bool()
         documents = torch.where(real, document_ids, -1)
         length = documents.shape[1]

@@ -230,7 +230,7 @@ def model_inputs(
         return inputs | {"attention_mask": masks} | varlen_inputs(document_ids, attention_mask)
     tiles = None
     if tile is not False and config._attn_implementation == BLOCK_SPARSE:
-        tiles = DocumentTiles.plan(config, document_ids, attention_mask, force=bool(tile))
+        tiles = DocumentTiles.plan(config, document_ids, attention_mask, is_causal(config), force=bool(tile))
     if tiles is None:
         return inputs | {"attention_mask": document_masks(config, document_ids, attention_mask, model.dtype)}
     dense = layer_types - set(tiles.windows)

@@ -40,18 +40,18 @@ def test_students_get_at_least_the_noise_asked_for_and_never_less_than_their_own
 
 def test_a_teacher_at_chance_on_validation_is_not_asked_for_pseudo_labels():
     """Two standard errors above always answering the majority class: on 100 validation examples, 40 of them the
-    majority, that is 0.40 + 2 x 0.049 = 0.498."""
-    labels = [0] * 40 + [1] * 30 + [2] * 30
-    prep = SimpleNamespace(
-        encoded={"validation": datasets.Dataset.from_dict({"label": labels})},
-        cfg=SimpleNamespace(finetune=SimpleNamespace(min_validation=50)),
-    )
-    reason = at_chance({"accuracy": 0.49}, prep)
+    majority, that is 0.40 + 2 x 0.049 = 0.498; on 5 examples of 5 classes, 0.2 + 2 x 0.179 = 0.558."""
+
+    def prep(labels):
+        return SimpleNamespace(encoded={"validation": datasets.Dataset.from_dict({"label": labels})})
+
+    reason = at_chance({"accuracy": 0.49}, prep([0] * 40 + [1] * 30 + [2] * 30))
     assert "0.490 is within two standard errors" in reason and "(0.400 on 100 examples)" in reason
-    assert at_chance({"accuracy": 0.51}, prep) is None
-    assert at_chance({"loss": 1.0}, prep) is None  # regression: no accuracy to judge by
-    prep.cfg.finetune.min_validation = 101  # too few validation examples to choose on: nothing to judge by
-    assert at_chance({"accuracy": 0.2}, prep) is None
+    assert at_chance({"accuracy": 0.51}, prep([0] * 40 + [1] * 30 + [2] * 30)) is None
+    assert at_chance({"accuracy": 0.4}, prep([0, 1, 2, 3, 4])) is not None  # 2 of 5 right: not clearly above
+    assert at_chance({"accuracy": 0.6}, prep([0, 1, 2, 3, 4])) is None
+    assert at_chance({"loss": 1.0}, prep([0, 1])) is None  # regression: no accuracy to judge by
+    assert at_chance({"accuracy": 0.0}, prep([])) is None  # no validation examples: nothing to judge by
     rows = [{"round": 0, "pseudo_labels": 0, "train_examples": 10, "validation": {"accuracy": 0.49},
              "kept": True, "skipped": reason}]  # fmt: skip
     assert describe(rows, 0.9) == f"Self-training (noisy student) was skipped: {reason}."
