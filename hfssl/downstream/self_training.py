@@ -10,7 +10,8 @@ come from the newest teacher, keeping only the ones whose probability reaches `s
 
 Which model the run keeps follows the fine-tuning rule for choosing checkpoints: with at least
 `finetune.min_validation` validation examples, the round that scored best on them (the first fine-tuning counts as
-round 0); with fewer, the last round."""
+round 0); with fewer, the last round. A first fine-tuning that is not clearly above chance on validation (`at_chance`)
+labels nothing worth learning from: the rounds are skipped and the card says why."""
 
 from __future__ import annotations
 

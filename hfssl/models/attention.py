@@ -10,7 +10,8 @@ either side) never reach further than their window, whatever the documents, so t
 
 FlexAttention does the same with block masks, but on a CPU torch 2.14 runs its forward only (no backward), and on
 GPUs it needs a compiled kernel per mask shape; this path is plain sdpa on gathered windows, exact (tests compare
-logits and gradients with the dense document masks), on every device, eager or compiled.
+logits and gradients with the dense document masks), on every device, eagerly (`train.compile` keeps the dense masks:
+the windows' sizes change from batch to batch, and each would compile anew).
 
 The attention implementation registered here as `BLOCK_SPARSE` is sdpa whenever a forward carries no
 `document_tiles` (a plain batch, a fine-tune, an export reloaded elsewhere: the name is never saved in a config).
@@ -118,13 +119,19 @@ class DocumentTiles:
         return additive.masked_fill_(~allowed, torch.finfo(dtype).min).flatten(0, 1).unsqueeze(1)
 
 
+def _segment_starts(segments: torch.Tensor) -> torch.Tensor:
+    """(batch, length) bool: where a run of equal ids begins in each row (every row's first token included)."""
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return starts
+
+
 def _document_reach(documents: torch.Tensor) -> tuple[int, int]:
     """How far before a tile's first query its document starts, and after its last query its document ends, at most
     over the batch's tiles (one host sync per batch)."""
     length = documents.shape[1]
     index = torch.arange(length, device=documents.device)
-    starts = torch.ones_like(documents, dtype=torch.bool)
-    starts[:, 1:] = documents[:, 1:] != documents[:, :-1]
+    starts = _segment_starts(documents)
     ends = torch.ones_like(starts)
     ends[:, :-1] = starts[:, 1:]
     first = torch.where(starts, index, 0).cummax(1).values
@@ -214,12 +221,9 @@ def varlen_inputs(document_ids: torch.Tensor, attention_mask: torch.Tensor) -> d
         and `max_length_q`/`_k` (the longest segment), the keyword arguments transformers' flash-attention forward
         takes instead of a mask.
     """
-    segments = torch.where(attention_mask.bool(), document_ids, -1)
-    flat = segments.flatten()
-    starts = torch.ones_like(flat, dtype=torch.bool)
-    starts[1:] = flat[1:] != flat[:-1]
-    starts[:: segments.shape[1]] = True  # every row starts a segment, even if its first document id repeats
-    boundaries = torch.cat([starts.nonzero().flatten(), flat.new_tensor([flat.numel()])]).to(torch.int32)
+    starts = _segment_starts(torch.where(attention_mask.bool(), document_ids, -1)).flatten()
+    total = starts.new_tensor([starts.numel()], dtype=torch.long)
+    boundaries = torch.cat([starts.nonzero().flatten(), total]).to(torch.int32)
     longest = int(boundaries.diff().max())
     return {"cu_seq_lens_q": boundaries, "cu_seq_lens_k": boundaries, "max_length_q": longest, "max_length_k": longest}
 
