@@ -42,9 +42,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
+from hfssl.api import pretrain  # noqa: E402
 from hfssl.downstream import embeddings  # noqa: E402
 from hfssl.objectives import load_pretrain  # noqa: E402
-from hfssl.pretrain import pretrain  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # the TF-IDF baseline and the mean-pooled wrapper of sibling benches
 
@@ -100,12 +100,12 @@ def train(args, name: str, seed: int) -> tuple[Path, dict]:
         cfg = load_pretrain(Path(__file__).parents[1] / "recipes" / f"{recipe}.yaml", overrides(args, recipe, start,
                             settings, seed, out))  # fmt: skip
         wall, cpu = time.perf_counter(), cpu_seconds()
-        pretrain(cfg)
+        result = pretrain(cfg)  # with train.time_budget, plans the run first
         spent = {
             "wall_s": time.perf_counter() - wall,
             "cpu_s": cpu_seconds() - cpu,
             "threads": torch.get_num_threads(),
-            "steps": cfg.train.max_steps,
+            "steps": result.metrics["steps"],
         }
         times.write_text(json.dumps(spent, indent=2))
     return out / "final", json.loads(times.read_text())

@@ -457,6 +457,25 @@ class DocumentChunks(torch.utils.data.Dataset):
         """Tokens in all items: the documents' and each item's prefix and separator."""
         return self.tokens.num_tokens + len(self) * (1 + (self.cls is not None))
 
+    def document_frequencies(self, vocab_size: int, tokens_at_once: int = 1 << 22) -> tuple[np.ndarray, int]:
+        """How many documents each token id is in (the prefix and separator of every item count as in every
+        document), read `tokens_at_once` tokens of whole documents at a time; and how many documents there are."""
+        offsets = self.tokens.doc_offsets
+        documents = len(offsets) - 1
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        first = 0
+        while first < documents:
+            last = max(first + 1, int(np.searchsorted(offsets, offsets[first] + tokens_at_once, side="right")) - 1)
+            last = min(last, documents)
+            ids = self.tokens.slice(int(offsets[first]), int(offsets[last]))
+            doc = np.repeat(np.arange(last - first, dtype=np.int64), np.diff(offsets[first : last + 1]))
+            counts += np.bincount(np.unique(doc * vocab_size + ids) % vocab_size, minlength=vocab_size)
+            first = last
+        for special in (self.cls, self.sep):
+            if special is not None:
+                counts[special] = documents
+        return counts, documents
+
     def lengths(self) -> np.ndarray:
         """Every item's length in tokens, from the document offsets alone (no item is read)."""
         pieces = np.diff(self.first_item)

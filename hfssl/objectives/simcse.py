@@ -9,6 +9,7 @@ sentence-transformers folder (the encoder and its pooling)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from hfssl.collators.pairs import ContrastiveCollator, CropCollator
 from hfssl.config import ObjectiveSection, PretrainConfig, TrainArgs, arg, check
 from hfssl.data.pairs import load_pairs, tokenize_pairs
 from hfssl.data.similarity import embedded_retrieval, embedded_similarity, load_similarity
-from hfssl.data.text import special_ids
+from hfssl.data.text import DocumentChunks, special_ids
 from hfssl.distributed import gather_with_grad
 from hfssl.downstream import embeddings
 from hfssl.errors import UsageError
@@ -48,6 +49,8 @@ from hfssl.objectives.text import (
     render_card as text_card,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class SimCSEArgs(ObjectiveSection):
@@ -65,6 +68,13 @@ class SimCSEArgs(ObjectiveSection):
         "mean",
         "the sentence embedding: the mean of the last layer's token states, the first (CLS) token's, or the "
         "last token's (for a causal model, the only one that has read the whole text)",
+    )
+    token_weights: Literal["none", "idf"] = arg(
+        "none",
+        "with pooling mean: idf makes the export weigh each token's state by its inverse document frequency over the "
+        "training texts (ln((1 + n) / (1 + df)) + 1, as TF-IDF; sentence-transformers' WordWeights), so the words "
+        "that tell texts apart outweigh the ones every text has; the contrastive loss still pools a plain mean "
+        "(weighting it too scored lower); none: a plain mean",
     )
     views: Literal["dropout", "crops"] = arg(
         "dropout",
@@ -97,6 +107,12 @@ class SimCSEArgs(ObjectiveSection):
             "objective.embed_len",
             f"must be at least 2 (a token and the separator), got {self.embed_len}",
         )
+        check(
+            self.token_weights == "none" or self.pooling == "mean",
+            "objective.token_weights",
+            f"{self.token_weights} weighs the tokens of a mean; pooling {self.pooling} reads one token's state, so set "
+            "pooling mean or token_weights none",
+        )
         check(0 < self.crop_min <= 1, "objective.crop_min", f"must be in (0, 1], got {self.crop_min}")
         check(
             self.crop_min <= self.crop_max <= 1,
@@ -122,6 +138,8 @@ SCHEMA = SimCSEConfig
 UNIT = "tokens"
 RUN_FILES = (TOKENIZER_DIR,)
 
+PAIR_IDS = ("anchor_ids", "positive_ids", "negative_ids")
+"""The token id columns of tokenized pairs."""
 VIEWS = {"dropout": "dropout views", "crops": "random crops"}
 """How the card names each `objective.views`."""
 
@@ -136,14 +154,20 @@ class SimCSE(torch.nn.Module):
 
     stat_names = ("loss", "correct", "count")
 
-    def __init__(self, model: PreTrainedModel, pooling: str, temperature: float):
+    def __init__(
+        self, model: PreTrainedModel, pooling: str, temperature: float, token_weights: torch.Tensor | None = None
+    ):
         super().__init__()
         self.model = model
         self.pooling, self.temperature = pooling, temperature
+        # The export's idf weights (objective.token_weights), which training leaves out: the loss pools a plain mean.
+        # A buffer, so checkpoints and the export (which rebuilds the objective from one) carry them.
+        self.token_weights: torch.Tensor | None
+        self.register_buffer("token_weights", token_weights)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, hidden) embeddings of right-padded texts, pooled as the export's sentence-transformers model
-        pools them."""
+        pools them (but for its token weights)."""
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return embeddings.pool(hidden, attention_mask, self.pooling)
 
@@ -340,13 +364,15 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     )
     model_type = load_config(cfg.model).model_type if cfg.model.name_or_path else cfg.model.arch
     model = build_model(cfg.model, data.tokenizer, AutoModel, **pooler_kwargs(model_type))
-    objective = SimCSE(model, o.pooling, o.temperature)
+    weights = training_idf(data, model.config.vocab_size) if o.token_weights == "idf" else None
+    objective = SimCSE(model, o.pooling, o.temperature, weights)
     eval_size = t.eval_batch_size or t.batch_size
 
     def score_embeddings(raw: torch.nn.Module) -> dict[str, float]:
         return embeddings.score_live(
-            raw.model, data.tokenizer, o.pooling, embed_len(cfg), *sets, eval_size, accelerator.device
-        )
+            raw.model, data.tokenizer, o.pooling, embed_len(cfg), *sets, eval_size, accelerator.device,
+            raw.token_weights,
+        )  # fmt: skip
 
     # Batches stay random mixes of lengths: they are each other's negatives, and how contrastive training fares
     # when every negative shares its anchor's length is untested here.
@@ -376,6 +402,31 @@ def setup(cfg: PretrainConfig, accelerator: Accelerator, work_dir: Path, resumin
     )
 
 
+def training_idf(data: TextData, vocab_size: int) -> torch.Tensor:
+    """Each token id's idf over the training texts as tokenized: the corpus's documents (however many items a long
+    one is cut into), or every anchor, positive and negative of the pairs. Every process counts the same set, so all
+    of them hold the same weights."""
+    if data.streaming:
+        raise UsageError(
+            "objective.token_weights: idf counts the texts each token is in over the whole training set, which "
+            "data.streaming reads only as it trains; set data.streaming false or token_weights none"
+        )
+    if isinstance(data.train_set, DocumentChunks):
+        counts, texts = data.train_set.document_frequencies(vocab_size)
+        counts = torch.from_numpy(counts)
+    else:
+        columns = [c for c in PAIR_IDS if c in data.train_set.column_names]
+
+        def pair_texts():
+            for batch in data.train_set.select_columns(columns).iter(batch_size=1000):
+                for column in columns:
+                    yield from (ids for ids in batch[column] if ids is not None)
+
+        counts, texts = embeddings.document_counts(pair_texts(), vocab_size)
+    logger.info("token weights: idf over %s training texts", f"{texts:,}")
+    return embeddings.idf(counts, texts)
+
+
 def make_collator(o: SimCSEArgs, tokenizer, seed: int) -> ContrastiveCollator | CropCollator:
     """Texts padded as they are (dropout views, pairs), or cut into two crops each, from a stream seeded by `seed`."""
     if o.views == "crops":
@@ -391,13 +442,17 @@ def count_views(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def rebuild(cfg: PretrainConfig, model_config) -> SimCSE:
     model = AutoModel.from_config(model_config, **pooler_kwargs(model_config.model_type))
-    return SimCSE(model, cfg.objective.pooling, cfg.objective.temperature)
+    # placeholder weights, which the checkpoint's own replace
+    weights = torch.ones(model_config.vocab_size) if cfg.objective.token_weights == "idf" else None
+    return SimCSE(model, cfg.objective.pooling, cfg.objective.temperature, weights)
 
 
 def export(cfg: PretrainConfig, objective: SimCSE, run_dir: Path, out_dir: Path, metrics: dict) -> Path:
     tokenizer = run_tokenizer(run_dir)
     card = render_card(objective.model, tokenizer, cfg, metrics)
-    return embeddings.write(objective.model, tokenizer, cfg.objective.pooling, embed_len(cfg), card, out_dir)
+    return embeddings.write(
+        objective.model, tokenizer, cfg.objective.pooling, embed_len(cfg), card, out_dir, objective.token_weights
+    )
 
 
 def embed_len(cfg: PretrainConfig) -> int:
@@ -408,6 +463,8 @@ def embed_len(cfg: PretrainConfig) -> int:
 def describe(cfg: PretrainConfig) -> str:
     o = cfg.objective
     pooled = {"mean": "mean-pooled", "cls": "CLS-token", "last": "last-token"}[o.pooling]
+    if o.token_weights == "idf":
+        pooled = f"idf-weighted {pooled}"
     if o.pairs:
         views = (
             f"Supervised SimCSE on pairs from `{o.pairs}`: each anchor's {pooled} embedding must pick out its "
@@ -451,6 +508,7 @@ def render_card(model: PreTrainedModel, tokenizer, cfg: PretrainConfig, metrics:
         rows={
             "objective": "supervised pairs" if o.pairs else f"unsupervised ({VIEWS[o.views]})",
             "pooling": o.pooling,
+            "token weights": "idf of the training texts" if o.token_weights == "idf" else "none",
             "tokens embedded per text": embed_len(cfg),
             "temperature": o.temperature,
             "dropout": "the checkpoint's own" if cfg.model.dropout is None else cfg.model.dropout,

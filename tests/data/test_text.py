@@ -1,6 +1,7 @@
 import json
 
 import datasets
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -228,6 +229,22 @@ def test_line_by_line_lengths_without_reading_items(tokenizer, tmp_path):
     lengths = chunks.lengths().tolist()
     assert lengths == [len(item) for item in items(chunks)]
     assert min(lengths) < 24 == max(lengths)  # split documents and short ones both
+
+
+@pytest.mark.parametrize("tokens_at_once", [1, 7, 1 << 22])
+def test_document_frequencies_count_each_document_once_however_it_is_cut(tokenizer, tmp_path, tokens_at_once):
+    """Counted in slices of any size, each token's documents are those of the texts themselves, not of the items a
+    long document is cut into; the prefix and separator are in every document."""
+    data_set, data = tokenized(tokenizer, DOCS, tmp_path, seq_len=12, packing=False)
+    chunks = pack(data_set, tokenizer, data)
+    assert len(chunks) > len(DOCS)  # some documents are cut
+    vocab = len(tokenizer)
+    counts, documents = chunks.document_frequencies(vocab, tokens_at_once=tokens_at_once)
+    expected = np.zeros(vocab, dtype=np.int64)
+    for doc in DOCS:
+        expected[sorted(set(tokenizer(doc, add_special_tokens=False)["input_ids"]))] += 1
+    expected[[tokenizer.cls_token_id, tokenizer.sep_token_id]] = len(DOCS)
+    assert documents == len(DOCS) and counts.tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("packing", [True, False])

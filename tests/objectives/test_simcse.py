@@ -6,6 +6,7 @@ spans of it within their bounds, drawn the same again from the same place in the
 and resumes exactly; the generated similarity sets are what they say."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -124,17 +125,24 @@ def test_supervised_pairs_with_hard_negatives_train_and_export(mlm_export, tmp_p
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
-    hfssl("pretrain", RECIPE, "--model.name_or_path", mlm_export, "--objective.pairs", pairs, "--model.dropout", "0",
-          *TINY, "--train.max_steps", "4", "--train.eval_every", "4", "--train.probe_every", "", "--train.output_dir",
-          out)  # fmt: skip
+    done = hfssl("pretrain", RECIPE, "--model.name_or_path", mlm_export, "--objective.pairs", pairs,
+                 "--model.dropout", "0", *TINY, "--train.max_steps", "4", "--train.eval_every", "4",
+                 "--train.probe_every", "", "--train.output_dir", out, "--objective.token_weights", "idf")  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["eval_loss"] > 0
-    assert (out / "final" / "modules.json").is_file()
+    # idf over the pairs' texts: every anchor, positive and negative is one
+    from sentence_transformers.sentence_transformer.modules import WordWeights
+
+    [weighting] = [m for m in embeddings.load(out / "final") if isinstance(m, WordWeights)]
+    texts = int(re.search(r"idf over ([\d,]+) training texts", done.stderr)[1].replace(",", ""))
+    assert texts % 3 == 0 and 70 <= texts // 3 < 80  # the training pairs, a share held out for validation
+    # a token in none of them weighs the most: ln(1 + n) + 1
+    assert weighting.emb_layer.weight.max().item() == pytest.approx(math.log(1 + texts) + 1, rel=1e-5)
     assert "Supervised SimCSE" in (out / "final" / "README.md").read_text()
 
 
 CROPS = ["--objective.views", "crops", "--objective.crop_min", "0.2", "--objective.crop_max", "0.6", "--data.seq_len",
-         "64", "--objective.embed_len", "24", "--model.dropout", "0"]  # fmt: skip
+         "64", "--objective.embed_len", "24", "--model.dropout", "0", "--objective.token_weights", "idf"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +209,60 @@ def test_crops_loss_falls_without_dropout_and_the_export_reads_embed_len_tokens(
     assert embeddings.load(cropped / "final").max_seq_length == 24
 
 
+def test_idf_export_weighs_each_token_by_its_training_texts(cropped):
+    """The crops run's export weighs tokens by idf: its WordWeights hold the idf of the run's own training texts,
+    sentence-transformers loads them in a plain process, and its embeddings are the idf-weighted mean of the
+    encoder's token states."""
+    from sentence_transformers.sentence_transformer.modules import WordWeights
+    from transformers import AutoModel, AutoTokenizer
+
+    from hfssl.objectives.simcse import SimCSE
+
+    final = cropped / "final"
+    model = embeddings.load(final)
+    [weighting] = [m for m in model if isinstance(m, WordWeights)]
+    weights = weighting.emb_layer.weight.squeeze(1).detach()
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    special = set(tokenizer.all_special_ids)
+    # a token in every training text weighs 1 (the separator), the rarest ones most; pad never occurs in a text
+    assert weights[tokenizer.sep_token_id] == pytest.approx(1.0)
+    assert weights.max() > 3 and weights.min() >= 1.0
+    common = tokenizer(" the", add_special_tokens=False)["input_ids"][0]
+    assert 1.0 < weights[common] < weights[sorted(set(range(len(weights))) - special)].median()
+    assert "idf of the training texts" in (final / "README.md").read_text()
+
+    code = textwrap.dedent(f"""
+        import json
+        from sentence_transformers import SentenceTransformer
+        print(json.dumps(SentenceTransformer({str(final)!r}).encode({TEXTS!r}).tolist()))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), cwd=cropped)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = torch.tensor(json.loads(done.stdout.strip().splitlines()[-1]))
+    encoder = AutoModel.from_pretrained(final).eval()
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=24, return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder(**batch).last_hidden_state
+        ours = embeddings.pool(hidden, batch["attention_mask"], "mean", weights[batch["input_ids"]])
+        unweighted = SimCSE(encoder, "mean", 0.05, weights).embed(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-4)
+    # training pools a plain mean (weighting the loss too measured lower): the weights are the export's alone
+    torch.testing.assert_close(unweighted, embeddings.pool(hidden, batch["attention_mask"], "mean"))
+    assert not torch.allclose(theirs, unweighted, atol=1e-3)
+
+
+def test_idf_is_smoothed_as_tfidf_smooths_it_and_weighs_the_mean():
+    counts, texts = embeddings.document_counts([[1, 2, 2], [2, 3], [2]], vocab_size=5)
+    assert counts.tolist() == [0, 1, 3, 1, 0] and texts == 3
+    torch.testing.assert_close(embeddings.idf(counts, texts), torch.log(4 / (1 + counts.double())).float() + 1)
+    hidden = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    plain = embeddings.pool(hidden, mask, "mean")
+    torch.testing.assert_close(embeddings.pool(hidden, mask, "mean", torch.full((2, 3), 2.5)), plain)
+    only_first = embeddings.pool(hidden, mask, "mean", torch.tensor([[1.0, 0.0, 5.0], [1.0, 0.0, 0.0]]))
+    torch.testing.assert_close(only_first, hidden[:, 0])  # a padded token's weight counts for nothing
+
+
 def test_crops_resume_with_the_same_weights(cropped, mlm_export, tmp_path):
     start = ["--model.name_or_path", mlm_export, *CROPS, "--train.probe_every", ""]
     assert_resumes_exactly(cropped, tmp_path / "run", 20, RECIPE, *start, *TINY, *STEPS)
@@ -216,6 +278,7 @@ def test_crops_resume_with_the_same_weights(cropped, mlm_export, tmp_path):
         ({"objective.views": "crops", "objective.pairs": "pairs.jsonl"}, "objective.views: crops cuts"),
         ({"data.seq_len": "32", "objective.embed_len": "64"}, "objective.embed_len: 64 is more than the 32 tokens"),
         ({"objective.embed_len": "1"}, "objective.embed_len: must be at least 2"),
+        ({"objective.pooling": "cls", "objective.token_weights": "idf"}, "objective.token_weights: idf weighs"),
     ],
 )  # fmt: skip
 def test_bad_crop_settings_are_refused_before_anything_loads(settings, message):
