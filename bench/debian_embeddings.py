@@ -13,7 +13,9 @@ descriptions whose own long description has fewer than k others scoring strictly
 anything. Rows:
 - TF-IDF (word 1-2 grams, sublinear tf), its idf fitted on the 4,000 evaluation texts and on `corpus.txt`;
 - random init: `--mlm`'s architecture and tokenizer with random weights (one per seed), mean-pooled, reading the
-  first `--max-len` tokens of a text;
+  first `--max-len` tokens of a text; and each of `--random-sizes` (hfssl's presets, `--mlm`'s tokenizer) with
+  random weights and the idf-weighted mean `objective.token_weights: idf` exports (idf over `corpus.txt`): what
+  the pooling alone does, with nothing trained;
 - masked LM: `--mlm` (`hfssl pretrain recipes/text/mlm-tiny.yaml --data.train CORPUS`), mean-pooled, as many;
 - each of `--variants`, trained here once per seed on `corpus.txt` from the masked LM or from scratch (a tiny
   encoder and a WordPiece tokenizer of `--vocab` tokens trained on the corpus), each export reading as many tokens
@@ -123,13 +125,31 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def random_encoder(mlm: Path, max_len: int, seed: int):
-    """`mlm`'s architecture and tokenizer with random weights drawn from `seed`, mean-pooled."""
+def random_encoder(mlm: Path, max_len: int, seed: int, size: str | None = None, corpus: list[str] | None = None):
+    """`mlm`'s tokenizer and architecture (or hfssl's `size` preset of it) with random weights drawn from `seed`,
+    mean-pooled; with `corpus`, the mean weighted by each token's idf over its texts (as `token_weights: idf`)."""
+    from hfssl.config import ModelArgs
+    from hfssl.models.text import build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(mlm)
     with tempfile.TemporaryDirectory(prefix="bench-deb-embeddings-") as folder:
         torch.manual_seed(seed)
-        AutoModel.from_config(AutoModel.from_pretrained(mlm).config).save_pretrained(folder)
-        AutoTokenizer.from_pretrained(mlm).save_pretrained(folder)
-        return embeddings.build(Path(folder), "mean", max_len, device="cpu")
+        config = AutoModel.from_pretrained(mlm).config
+        if size is None:
+            model = AutoModel.from_config(config)
+        else:
+            model = build_model(ModelArgs(arch=config.model_type, size=size), tokenizer, AutoModel)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        weights = None
+        if corpus is not None:
+            ids = (
+                row
+                for start in range(0, len(corpus), 1000)
+                for row in tokenizer(corpus[start : start + 1000])["input_ids"]
+            )
+            weights = embeddings.idf(*embeddings.document_counts(ids, model.config.vocab_size))
+        return embeddings.build(Path(folder), "mean", max_len, "cpu", weights)
 
 
 def summary(runs: list[dict]) -> dict:
@@ -166,6 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], type=lambda s: tuple(s.split("=", 1)),
                         help="KEY=VALUE: a setting of every variant's recipe, e.g. train.max_steps=500")  # fmt: skip
     parser.add_argument("--vocab", type=int, default=4096, help="the scratch encoders' tokenizer size")
+    parser.add_argument("--random-sizes", nargs="*", default=["tiny", "mini", "small"], metavar="SIZE",
+                        help="hfssl presets scored as random encoders, idf-weighted (--mlm's tokenizer)")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=2000, help="test pairs to rank (the TF-IDF baseline's 2,000)")
     parser.add_argument("--max-len", type=int, default=32, help="tokens a baseline encoder reads (the crops recipe's)")
     parser.add_argument("--work-dir", type=Path, required=True, help="the runs go here (and are reused from here)")
@@ -185,6 +207,10 @@ def main(argv: list[str] | None = None) -> dict:
     rows["random init, mean-pooled"] = summary(
         [recall(random_encoder(args.mlm, args.max_len, seed), pairs) for seed in args.seeds]
     )
+    for size in args.random_sizes:
+        rows[f"random init ({size}), idf-weighted mean"] = summary(
+            [recall(random_encoder(args.mlm, args.max_len, seed, size, corpus), pairs) for seed in args.seeds]
+        )
     rows["masked LM, mean-pooled"] = recall(mean_pooled(args.mlm, args.max_len), pairs)
     runs = []
     for name in args.variants:
