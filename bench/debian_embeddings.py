@@ -42,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from transformers import AutoModel, AutoTokenizer  # noqa: E402
+from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
 from hfssl.api import pretrain  # noqa: E402
 from hfssl.downstream import embeddings  # noqa: E402
@@ -125,31 +125,30 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def random_encoder(mlm: Path, max_len: int, seed: int, size: str | None = None, corpus: list[str] | None = None):
+def random_encoder(mlm: Path, max_len: int, seed: int, size: str | None = None, weights: torch.Tensor | None = None):
     """`mlm`'s tokenizer and architecture (or hfssl's `size` preset of it) with random weights drawn from `seed`,
-    mean-pooled; with `corpus`, the mean weighted by each token's idf over its texts (as `token_weights: idf`)."""
+    mean-pooled; with `weights` (`corpus_idf`'s), the mean weighted by them, as `token_weights: idf` exports it."""
     from hfssl.config import ModelArgs
     from hfssl.models.text import build_model
 
     tokenizer = AutoTokenizer.from_pretrained(mlm)
     with tempfile.TemporaryDirectory(prefix="bench-deb-embeddings-") as folder:
         torch.manual_seed(seed)
-        config = AutoModel.from_pretrained(mlm).config
+        config = AutoConfig.from_pretrained(mlm)
         if size is None:
             model = AutoModel.from_config(config)
         else:
             model = build_model(ModelArgs(arch=config.model_type, size=size), tokenizer, AutoModel)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        weights = None
-        if corpus is not None:
-            ids = (
-                row
-                for start in range(0, len(corpus), 1000)
-                for row in tokenizer(corpus[start : start + 1000])["input_ids"]
-            )
-            weights = embeddings.idf(*embeddings.document_counts(ids, model.config.vocab_size))
         return embeddings.build(Path(folder), "mean", max_len, "cpu", weights)
+
+
+def corpus_idf(mlm: Path, corpus: list[str]) -> torch.Tensor:
+    """Each token id of `mlm`'s tokenizer weighed by its idf over the texts of `corpus`."""
+    tokenizer = AutoTokenizer.from_pretrained(mlm)
+    ids = (row for start in range(0, len(corpus), 1000) for row in tokenizer(corpus[start : start + 1000])["input_ids"])
+    return embeddings.idf(*embeddings.document_counts(ids, len(tokenizer)))
 
 
 def summary(runs: list[dict]) -> dict:
@@ -207,9 +206,10 @@ def main(argv: list[str] | None = None) -> dict:
     rows["random init, mean-pooled"] = summary(
         [recall(random_encoder(args.mlm, args.max_len, seed), pairs) for seed in args.seeds]
     )
+    weights = corpus_idf(args.mlm, corpus) if args.random_sizes else None
     for size in args.random_sizes:
         rows[f"random init ({size}), idf-weighted mean"] = summary(
-            [recall(random_encoder(args.mlm, args.max_len, seed, size, corpus), pairs) for seed in args.seeds]
+            [recall(random_encoder(args.mlm, args.max_len, seed, size, weights), pairs) for seed in args.seeds]
         )
     rows["masked LM, mean-pooled"] = recall(mean_pooled(args.mlm, args.max_len), pairs)
     runs = []

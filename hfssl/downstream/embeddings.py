@@ -46,7 +46,9 @@ def pool(
         return hidden[:, 0]
     if pooling == "last":
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), attention_mask.sum(1) - 1]
-    mask = attention_mask.to(hidden.dtype) if weights is None else attention_mask.to(hidden.dtype) * weights
+    mask = attention_mask.to(hidden.dtype)
+    if weights is not None:
+        mask = mask * weights
     mask = mask.unsqueeze(-1)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 

@@ -149,9 +149,9 @@ def at_chance(validation: dict, prep) -> str | None:
     shrinks, so a handful of examples passes only a teacher that gets most of them right. None when it is clearly
     above, or when there is no validation accuracy to judge by (no validation split, regression)."""
     accuracy = validation.get("accuracy")
-    labels = np.asarray(prep.encoded["validation"]["label"]) if accuracy is not None else ()
-    if not len(labels):
+    if accuracy is None or len(prep.encoded["validation"]) == 0:
         return None
+    labels = np.asarray(prep.encoded["validation"]["label"])
     majority = np.bincount(labels).max() / len(labels)
     error = math.sqrt(majority * (1 - majority) / len(labels))
     if accuracy > majority + 2 * error:
