@@ -51,6 +51,7 @@ import logging
 import math
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -212,6 +213,40 @@ class LastSteps:
 TOP_OPERATORS = 6
 
 
+class PairedRates:
+    """With `--roofline`, this machine's matmul rate taken right after each optimizer step, from torch's post-step
+    hook, so every step is held against the rate of the same seconds: a shared CPU's speed drifts by tens of percent
+    within minutes, which one rate per row cannot follow. Each step's time runs from the end of the previous probe to
+    its own end, so the probes are never timed. The last two steps (counted and profiled by `LastSteps`) are not
+    probed: a matmul under the FLOP counter would be counted as the step's. Register it before `LastSteps`, whose hook
+    opens the counter after the step before them, so that step's probe runs first. `steps` 0: never probes."""
+
+    def __init__(self, device: torch.device, steps: int):
+        self.device, self.steps = device, steps
+        self.seconds: list[float] = []  # each step's own time, probes excluded
+        self.rates: list[float] = []  # the rate measured right after it
+        self.since = time.perf_counter()
+
+    def __enter__(self) -> PairedRates:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.since = time.perf_counter()
+        self.handle = register_optimizer_step_post_hook(self._step)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def _step(self, *_):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        end = time.perf_counter()
+        self.seconds.append(end - self.since)
+        if len(self.seconds) <= self.steps - 2:
+            self.rates.append(matmul_rate(self.device, repeats=1))
+        self.since = time.perf_counter()
+
+
 def _cpu_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
     from torch.utils.flop_counter import sdpa_flop_count
 
@@ -267,19 +302,26 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
     rates = [matmul_rate(device)] if args.roofline else []
     start = time.perf_counter()
     last = LastSteps(args.steps if args.roofline else math.inf)
-    with StepClock(device) as clock, last:
+    paired = PairedRates(device, args.steps if args.roofline else 0)  # 0: never probes
+    with StepClock(device) as clock, paired, last:
         metrics = pretrain(cfg)
     wall = time.perf_counter() - start
     if args.roofline:
         rates.append(matmul_rate(device))
     peak = sum(rates) / len(rates) if rates else args.peak
     args.tokenizer = args.tokenizer or run / "tokenizer"
-    # With --roofline the last two steps were counted and profiled: stamps[-3] ends the last step timed as it ran.
-    stamps = clock.stamps[:-2] if args.roofline else clock.stamps
-    # stamps[i] ends step i + 1: the timing starts where the last warm-up step ends
-    warmup = min(args.warmup, len(stamps) - 2)
     tokens_per_step = metrics["tokens_seen"] / metrics["steps"]
-    tps = tokens_per_step * (len(stamps) - warmup) / (stamps[-1] - stamps[warmup - 1])
+    if args.roofline:
+        # The last two steps were counted and profiled, and every step before them was followed by a matmul probe:
+        # each timed step's own seconds (probes excluded) and the rate measured right after it.
+        warmup = min(args.warmup, len(paired.rates) - 1)
+        seconds, step_rates = paired.seconds[warmup : len(paired.rates)], paired.rates[warmup:]
+        tps = tokens_per_step * len(seconds) / sum(seconds)
+    else:
+        stamps = clock.stamps
+        # stamps[i] ends step i + 1: the timing starts where the last warm-up step ends
+        warmup = min(args.warmup, len(stamps) - 2)
+        tps = tokens_per_step * (len(stamps) - warmup) / (stamps[-1] - stamps[warmup - 1])
     flops = flops_per_token(cfg, AutoConfig.from_pretrained(run / "model_config"))
     achieved = flops["total"] * tps
     return {
@@ -291,7 +333,7 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         "grad_accum": grad_accum,
         "tokens_per_step": tokens_per_step,
         "steps": metrics["steps"],
-        "timed_steps": len(stamps) - warmup,
+        "timed_steps": len(seconds) if args.roofline else len(stamps) - warmup,
         "tokens_per_s": tps,
         "flops_per_token": flops,
         "tflops": achieved / 1e12,
@@ -303,6 +345,14 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         "counted_flops_per_token": last.flops / tokens_per_step if last.flops else None,
         "counted_share": last.flops / tokens_per_step * tps / (peak * 1e12) if last.flops else None,
         "operators": last.operators,
+        # Each timed step's executed TFLOPS and the matmul rate measured right after it. The row's figure is the
+        # median of the one over the median of the other: a slow second hits a step or its probe, rarely both, so
+        # step-by-step ratios scatter on both sides (48-106% in one row) where the medians hold still.
+        "step_tflops": [last.flops / t / 1e12 for t in seconds] if last.flops else [],
+        "paired_rates": step_rates if args.roofline else [],
+        "paired_share": statistics.median(last.flops / t for t in seconds) / statistics.median(step_rates) / 1e12
+        if last.flops
+        else None,
     }
 
 
@@ -346,15 +396,20 @@ def table(results: dict) -> str:
             "Executed FLOPs (FlopCounterMode over one whole step: forward, backward, optimizer) and the profiled step's"
             " operators by self time:",
             "",
-            "| preset | seq | packing | executed GFLOP/token | matmul GFLOP/s before / after | share of matmul rate "
-            "| top operators (self time) |",
-            "|---|---|---|---|---|---|---|",
+            "| preset | seq | packing | executed GFLOP/token | matmul GFLOP/s before / after | share of their mean "
+            "| steps' GFLOP/s (range) / probes' (range) | share, paired medians | top operators (self time) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in counted:
-            top = ", ".join(f"{o['name']} {o['share']:.0%}" for o in r["operators"])
+            top = ", ".join(f"{o['name'].removeprefix('aten::')} {o['share']:.0%}" for o in r["operators"])
+            spread = " / ".join(
+                f"{statistics.median(xs) * 1e3:.0f} ({min(xs) * 1e3:.0f}-{max(xs) * 1e3:.0f})"
+                for xs in (r["step_tflops"], r["paired_rates"])
+            )
             lines.append(
                 f"| {r['preset']} | {r['seq_len']} | {r['packing']} | {r['counted_flops_per_token'] / 1e9:.3f} "
-                f"| {' / '.join(f'{x * 1e3:.0f}' for x in r['matmul_rates'])} | {r['counted_share']:.1%} | {top} |"
+                f"| {' / '.join(f'{x * 1e3:.0f}' for x in r['matmul_rates'])} | {r['counted_share']:.1%} "
+                f"| {spread} | {r['paired_share']:.1%} | {top} |"
             )
     return "\n".join(lines)
 
