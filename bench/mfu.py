@@ -16,10 +16,10 @@ optimizer steps, evaluation and checkpoint only after the last (and the loop's u
 model before the first), no probe, and a synthetic corpus large enough that no row wraps to a second epoch. By
 default two more rows at the base preset and the longest sequence: `train.compile: true`, and `data.packing:
 separator` (the same blocks, attention across documents, no document mask), both at equal budget. Timing:
-`text_mlm.StepClock` stamps each optimizer step through torch's global post-step hook (synchronising CUDA), so the
-loop runs untouched; tokens/s = tokens per step * timed steps / (stamp of the last step - stamp of the last warm-up
-step): the first `--warmup` steps (allocator growth, cuDNN/sdpa kernel choice, compilation) are left out, and so are
-setup, evaluation and the export.
+`StepTimes` times each optimizer step through torch's global post-step hook (synchronising CUDA), so the
+loop runs untouched; tokens/s = tokens per step * timed steps / the timed steps' seconds (from the end of the last
+warm-up step): the first `--warmup` steps (allocator growth, cuDNN/sdpa kernel choice, compilation) are left out,
+and so are setup, evaluation and the export.
 
 Model FLOPs per token (the PaLM paper's appendix B accounting, extended to the sparse MLM head), counted from the
 model built from the run's saved config:
@@ -66,7 +66,7 @@ from hfssl.pretrain import pretrain
 
 logger = logging.getLogger("bench.mfu")
 
-sys.path.insert(0, str(Path(__file__).parent))  # text_mlm's step clock and recipe, imported where they are used
+sys.path.insert(0, str(Path(__file__).parent))  # text_mlm's recipe, imported where it is used
 
 PRESETS = ("mini", "small", "base")
 SEQ_LENS = (128, 1024)
@@ -213,21 +213,22 @@ class LastSteps:
 TOP_OPERATORS = 6
 
 
-class PairedRates:
-    """With `--roofline`, this machine's matmul rate taken right after each optimizer step, from torch's post-step
-    hook, so every step is held against the rate of the same seconds: a shared CPU's speed drifts by tens of percent
-    within minutes, which one rate per row cannot follow. Each step's time runs from the end of the previous probe to
-    its own end, so the probes are never timed. The last two steps (counted and profiled by `LastSteps`) are not
-    probed: a matmul under the FLOP counter would be counted as the step's. Register it before `LastSteps`, whose hook
-    opens the counter after the step before them, so that step's probe runs first. `steps` 0: never probes."""
+class StepTimes:
+    """Each optimizer step's own seconds, from torch's global post-step hook (synchronising CUDA). With `probe` (the
+    run's step count, for `--roofline`), also this machine's matmul rate taken right after each step, so every step is
+    held against the rate of the same seconds: a shared CPU's speed drifts by tens of percent within minutes, which
+    one rate per row cannot follow. A step's time runs from the end of the previous probe to its own end, so the
+    probes are never timed. The last two steps (counted and profiled by `LastSteps`) are not probed: a matmul under
+    the FLOP counter would be counted as the step's. Register it before `LastSteps`, whose hook opens the counter
+    after the step before them, so that step's probe runs first. `probe` 0: never probes."""
 
-    def __init__(self, device: torch.device, steps: int):
-        self.device, self.steps = device, steps
+    def __init__(self, device: torch.device, probe: int = 0):
+        self.device, self.probe = device, probe
         self.seconds: list[float] = []  # each step's own time, probes excluded
         self.rates: list[float] = []  # the rate measured right after it
         self.since = time.perf_counter()
 
-    def __enter__(self) -> PairedRates:
+    def __enter__(self) -> StepTimes:
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
         self.since = time.perf_counter()
@@ -242,7 +243,7 @@ class PairedRates:
             torch.cuda.synchronize(self.device)
         end = time.perf_counter()
         self.seconds.append(end - self.since)
-        if len(self.seconds) <= self.steps - 2:
+        if len(self.seconds) <= self.probe - 2:
             self.rates.append(matmul_rate(self.device, repeats=1))
         self.since = time.perf_counter()
 
@@ -269,7 +270,7 @@ CPU_ATTENTION_FLOPS = {
 
 def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, compile_: bool) -> dict:
     """One row: hfssl's loop at `preset` and `seq_len` for `args.steps` steps; its throughput and FLOPs."""
-    from text_mlm import StepClock, hfssl_config
+    from text_mlm import hfssl_config
 
     batch_size, grad_accum = args.micro_batch_tokens // seq_len, args.batch_tokens // args.micro_batch_tokens
     documents = math.ceil(1.1 * args.steps * args.batch_tokens / TOKENS_PER_DOCUMENT)
@@ -302,8 +303,8 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
     rates = [matmul_rate(device)] if args.roofline else []
     start = time.perf_counter()
     last = LastSteps(args.steps if args.roofline else math.inf)
-    paired = PairedRates(device, args.steps if args.roofline else 0)  # 0: never probes
-    with StepClock(device) as clock, paired, last:
+    times = StepTimes(device, args.steps if args.roofline else 0)
+    with times, last:
         metrics = pretrain(cfg)
     wall = time.perf_counter() - start
     if args.roofline:
@@ -311,17 +312,13 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
     peak = sum(rates) / len(rates) if rates else args.peak
     args.tokenizer = args.tokenizer or run / "tokenizer"
     tokens_per_step = metrics["tokens_seen"] / metrics["steps"]
-    if args.roofline:
-        # The last two steps were counted and profiled, and every step before them was followed by a matmul probe:
-        # each timed step's own seconds (probes excluded) and the rate measured right after it.
-        warmup = min(args.warmup, len(paired.rates) - 1)
-        seconds, step_rates = paired.seconds[warmup : len(paired.rates)], paired.rates[warmup:]
-        tps = tokens_per_step * len(seconds) / sum(seconds)
-    else:
-        stamps = clock.stamps
-        # stamps[i] ends step i + 1: the timing starts where the last warm-up step ends
-        warmup = min(args.warmup, len(stamps) - 2)
-        tps = tokens_per_step * (len(stamps) - warmup) / (stamps[-1] - stamps[warmup - 1])
+    # The timing starts where the last warm-up step ends. With --roofline it stops at the last probed step: the two
+    # after it were counted and profiled.
+    timed = len(times.rates) if args.roofline else len(times.seconds)
+    warmup = min(args.warmup, timed - 2)
+    seconds, step_rates = times.seconds[warmup:timed], times.rates[warmup:]
+    tps = tokens_per_step * len(seconds) / sum(seconds)
+    step_tflops = [last.flops / t / 1e12 for t in seconds] if last.flops else []
     flops = flops_per_token(cfg, AutoConfig.from_pretrained(run / "model_config"))
     achieved = flops["total"] * tps
     return {
@@ -333,7 +330,7 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         "grad_accum": grad_accum,
         "tokens_per_step": tokens_per_step,
         "steps": metrics["steps"],
-        "timed_steps": len(seconds) if args.roofline else len(stamps) - warmup,
+        "timed_steps": len(seconds),
         "tokens_per_s": tps,
         "flops_per_token": flops,
         "tflops": achieved / 1e12,
@@ -348,11 +345,9 @@ def run_row(args, device, work: Path, preset: str, seq_len: int, packing: str, c
         # Each timed step's executed TFLOPS and the matmul rate measured right after it. The row's figure is the
         # median of the one over the median of the other: a slow second hits a step or its probe, rarely both, so
         # step-by-step ratios scatter on both sides (48-106% in one row) where the medians hold still.
-        "step_tflops": [last.flops / t / 1e12 for t in seconds] if last.flops else [],
-        "paired_rates": step_rates if args.roofline else [],
-        "paired_share": statistics.median(last.flops / t for t in seconds) / statistics.median(step_rates) / 1e12
-        if last.flops
-        else None,
+        "step_tflops": step_tflops,
+        "paired_rates": step_rates,
+        "paired_share": statistics.median(step_tflops) / statistics.median(step_rates) if step_tflops else None,
     }
 
 
