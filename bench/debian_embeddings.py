@@ -12,11 +12,12 @@ scores TF-IDF: each short description's cosine with every long description, reca
 descriptions whose own long description has fewer than k others scoring strictly higher. The pairs never train
 anything. Rows:
 - TF-IDF (word 1-2 grams, sublinear tf), its idf fitted on the 4,000 evaluation texts and on `corpus.txt`;
-- random init: `--mlm`'s architecture and tokenizer with random weights (one per seed), mean-pooled, reading the
-  first `--max-len` tokens of a text; and each of `--random-sizes` (hfssl's presets, `--mlm`'s tokenizer) with
-  random weights and the idf-weighted mean `objective.token_weights: idf` exports (idf over `corpus.txt`): what
-  the pooling alone does, with nothing trained;
-- masked LM: `--mlm` (`hfssl pretrain recipes/text/mlm-tiny.yaml --data.train CORPUS`), mean-pooled, as many;
+- random init (with `--mlm`): `--mlm`'s architecture and tokenizer with random weights (one per seed),
+  mean-pooled, reading the first `--max-len` tokens of a text; and each of `--random-sizes` (hfssl's presets,
+  `--mlm`'s tokenizer) with random weights and the idf-weighted mean `objective.token_weights: idf` exports (idf
+  over `corpus.txt`): what the pooling alone does, with nothing trained;
+- masked LM (with `--mlm`): `--mlm` (`hfssl pretrain recipes/text/mlm-tiny.yaml --data.train CORPUS`),
+  mean-pooled, as many;
 - each of `--variants`, trained here once per seed on `corpus.txt` from the masked LM or from scratch (a tiny
   encoder and a WordPiece tokenizer of `--vocab` tokens trained on the corpus), each export reading as many tokens
   as its recipe says (`objective.embed_len`, else `data.seq_len`), every run with `OMP_NUM_THREADS`'s threads;
@@ -178,7 +179,8 @@ def table(rows: dict[str, dict], pairs: int) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="bench/debian_packages.py's output folder")
-    parser.add_argument("--mlm", type=Path, required=True, help="a masked-LM export pretrained on --data's corpus")
+    parser.add_argument("--mlm", type=Path, help="a masked-LM export pretrained on --data's corpus; without it, "
+                        "the random init and masked LM rows are left out")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
                         help=f"the contrastive runs to train and score (default: all of {list(VARIANTS)})")  # fmt: skip
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("corpus.txt", "pairs-test.jsonl"):
         if not (args.data / name).is_file():
             sys.exit(f"error: {args.data / name}: missing (build it with bench/debian_packages.py)")
+    needs_mlm = [name for name in args.variants if VARIANTS[name][1] == "mlm"]
+    if args.mlm is None and needs_mlm:
+        sys.exit(f"error: --mlm: the variant {needs_mlm[0]!r} continues from a masked LM; give its export")
     logging.basicConfig(level=logging.WARNING)
     from debian_packages import retrieval_baseline
     from embeddings import mean_pooled
@@ -203,15 +208,16 @@ def main(argv: list[str] | None = None) -> dict:
     corpus = (args.data / "corpus.txt").read_text(encoding="utf-8").splitlines()
     tfidf = retrieval_baseline(pairs, corpus)
     rows = {f"TF-IDF, idf fitted on the {fitted_on}": scores for fitted_on, scores in tfidf.items()}
-    rows["random init, mean-pooled"] = summary(
-        [recall(random_encoder(args.mlm, args.max_len, seed), pairs) for seed in args.seeds]
-    )
-    weights = corpus_idf(args.mlm, corpus) if args.random_sizes else None
-    for size in args.random_sizes:
-        rows[f"random init ({size}), idf-weighted mean"] = summary(
-            [recall(random_encoder(args.mlm, args.max_len, seed, size, weights), pairs) for seed in args.seeds]
+    if args.mlm is not None:
+        rows["random init, mean-pooled"] = summary(
+            [recall(random_encoder(args.mlm, args.max_len, seed), pairs) for seed in args.seeds]
         )
-    rows["masked LM, mean-pooled"] = recall(mean_pooled(args.mlm, args.max_len), pairs)
+        weights = corpus_idf(args.mlm, corpus) if args.random_sizes else None
+        for size in args.random_sizes:
+            rows[f"random init ({size}), idf-weighted mean"] = summary(
+                [recall(random_encoder(args.mlm, args.max_len, seed, size, weights), pairs) for seed in args.seeds]
+            )
+        rows["masked LM, mean-pooled"] = recall(mean_pooled(args.mlm, args.max_len), pairs)
     runs = []
     for name in args.variants:
         for seed in args.seeds:
