@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, get_int_from_env
 
+from hfssl import malloc
 from hfssl.checkpoint import load_weights
 from hfssl.config import TrainArgs
 from hfssl.errors import UsageError
@@ -133,6 +134,8 @@ def make_accelerator(t: TrainArgs, run_dir: Path, track: bool = True) -> Acceler
     warning = single_process_warning(accelerator.num_processes, launched)
     if warning is not None:
         logger.warning(warning)
+    if t.cpu_heap and accelerator.device.type == "cpu":
+        malloc.keep_heap()
     return accelerator
 
 
