@@ -247,7 +247,7 @@ class TrainArgs:
     cpu_heap: bool = arg(
         True,
         "on a CPU with glibc, serve large blocks from the heap and keep freed memory for the next step instead of "
-        "mapping them from the kernel every step: 1.07-1.75x faster steps at large batches, up to 28% more resident "
+        "mapping them from the kernel every step: 1.07-1.75x faster steps at large batches, up to 1.28x the resident "
         "memory (bench/cpu_allocator.py); false: glibc's defaults. Set for the rest of the process",
     )
     report_to: list[str] = arg(
