@@ -123,7 +123,8 @@ def run_child(row: str, allocator: str, args) -> dict:
     env = os.environ | ALLOCATORS[allocator]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        sys.exit(f"error: {row} under {allocator}: the child failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"error: {row} under {allocator}: the child failed: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
