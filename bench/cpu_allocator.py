@@ -192,9 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
                 print(json.dumps({"round": round_, "row": row, "allocator": name, **result}), flush=True)
     print(table(results))
     if args.out:
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
-        tmp.replace(args.out)
+        from hfssl import io
+
+        io.write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results})
     return results
 
 

@@ -45,6 +45,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 
+from hfssl import io  # noqa: E402
 from hfssl.api import pretrain  # noqa: E402
 from hfssl.downstream import embeddings  # noqa: E402
 from hfssl.objectives import load_pretrain  # noqa: E402
@@ -228,9 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(rows, len(pairs)))
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "runs": runs}
     if args.out:
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(args.out)
+        io.write_json(args.out, result)
     return result
 
 
